@@ -1,0 +1,43 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ldm_lab.cli import main
+from ldm_lab.profiles import check_profile
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ldm_lab.cli", *args], capture_output=True, text=True)
+
+
+def test_data_info_json_is_one_object_per_dataset():
+    result = run_cli("data", "info", "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert set(info) == {"emoji", "fashion_mnist", "shapes"}
+    assert info["emoji"]["num_images"] == 3786 and info["fashion_mnist"]["num_images"] == 70_000
+    assert info["fashion_mnist"]["splits"] == {"train": 60_000, "test": 10_000}
+    assert sum(info["emoji"]["splits"].values()) == 3786
+    assert all(isinstance(entry["available"], bool) for entry in info.values())
+
+
+def test_data_info_table(capsys):
+    assert main(["data", "info"]) == 0
+    assert "3,786 images" in capsys.readouterr().out
+
+
+def test_unknown_dataset_is_a_clear_error(capsys):
+    assert main(["data", "fetch", "imagenet"]) == 2
+    assert "choose from emoji, fashion_mnist, shapes" in capsys.readouterr().err
+
+
+def test_unknown_profile_says_what_to_choose():
+    with pytest.raises(ValueError, match="smoke, laptop, gpu"):
+        check_profile("fast")
+
+
+def test_unknown_notebook_lists_the_available_ones(capsys):
+    assert main(["notebooks", "42"]) == 2
+    assert "no notebook matches" in capsys.readouterr().err
