@@ -108,3 +108,15 @@ def test_captions_and_labels_follow_the_scene():
         assert KINDS[item["label"]] == max(scene.shapes, key=lambda s: s.radius).kind
     two = next(data.scene(i) for i in range(100) if len(data.scene(i).shapes) == 2)
     assert any(word in shapes.caption(two) for word in ("left of", "right of", "above", "below"))
+
+
+def test_batches_keep_ragged_boxes_as_lists():
+    from torch.utils.data import DataLoader
+
+    from ldm_lab.data import collate
+
+    batch = next(iter(DataLoader(ShapesDataset("train", CROPPED), batch_size=8, collate_fn=collate)))
+    assert batch["image"].shape == (8, 3, 48, 64) and batch["label"].shape == (8,)
+    assert batch["original_size"].shape == (8, 2) and batch["crop_top_left"].dtype == torch.int64
+    assert isinstance(batch["boxes"], list) and all(b.shape[-1] == 4 for b in batch["boxes"])
+    assert isinstance(batch["caption"], list) and len(batch["caption"]) == 8

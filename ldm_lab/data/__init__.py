@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ldm_lab.data import emoji, fashion_mnist, shapes
+from ldm_lab.data.batching import collate
 from ldm_lab.data.download import DatasetMissingError
 from ldm_lab.data.emoji import EmojiDataset
 from ldm_lab.data.fashion_mnist import FashionMNIST, load_fashion_mnist
@@ -46,4 +47,4 @@ def dataset_info() -> dict[str, dict]:
 
 
 __all__ = ["DATASETS", "DatasetMissingError", "EmojiDataset", "FashionMNIST", "ShapesConfig", "ShapesDataset",
-           "dataset_info", "fetch_datasets", "load_fashion_mnist"]
+           "collate", "dataset_info", "fetch_datasets", "load_fashion_mnist"]

@@ -1,0 +1,24 @@
+"""Batching dict items whose fields may be ragged (a scene's boxes) or plain Python values (captions, sizes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def collate(items: Sequence[dict]) -> dict:
+    """Stack equal-shaped tensors to ``[B, ...]``, numbers and number tuples (sizes, crops) to tensors; keep
+    ragged tensors (boxes ``[n_i, 4]``) and strings as lists. Use as ``DataLoader(..., collate_fn=collate)``."""
+    batch = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        first = values[0]
+        if isinstance(first, torch.Tensor) and all(v.shape == first.shape for v in values):
+            batch[key] = torch.stack(values)
+        elif isinstance(first, (int, float)) or (isinstance(first, tuple) and all(
+                isinstance(x, (int, float)) for x in first)):
+            batch[key] = torch.tensor(values)
+        else:
+            batch[key] = values
+    return batch
