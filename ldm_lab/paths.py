@@ -1,4 +1,5 @@
-"""Where things live: the repository's folders, and the data cache (``LDM_LAB_DATA``)."""
+"""Where things live: the repository's folders, the data cache (``LDM_LAB_DATA``), and where figures and tables
+go (``LDM_LAB_OUTPUT``; the tests point it at a temporary folder so they never overwrite committed results)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_ENV = "LDM_LAB_DATA"
+OUTPUT_ENV = "LDM_LAB_OUTPUT"
 
 
 def _made(path: Path) -> Path:
@@ -20,13 +22,15 @@ def cache_dir() -> Path:
 
 
 def results_dir() -> Path:
-    """Tables the notebooks and benchmarks write: ``data/results/``."""
-    return _made(REPO_ROOT / "data" / "results")
+    """Tables the notebooks and benchmarks write: ``data/results/`` (or ``$LDM_LAB_OUTPUT/results``)."""
+    output = os.environ.get(OUTPUT_ENV)
+    return _made(Path(output) / "results" if output else REPO_ROOT / "data" / "results")
 
 
 def figures_dir() -> Path:
-    """Figures the notebooks save: ``figures/``."""
-    return _made(REPO_ROOT / "figures")
+    """Figures the notebooks save: ``figures/`` (or ``$LDM_LAB_OUTPUT/figures``)."""
+    output = os.environ.get(OUTPUT_ENV)
+    return _made(Path(output) / "figures" if output else REPO_ROOT / "figures")
 
 
 def checkpoints_dir() -> Path:

@@ -41,3 +41,9 @@ def test_unknown_profile_says_what_to_choose():
 def test_unknown_notebook_lists_the_available_ones(capsys):
     assert main(["notebooks", "42"]) == 2
     assert "no notebook matches" in capsys.readouterr().err
+
+
+def test_outputs_go_to_the_scratch_folder_in_tests():
+    from ldm_lab.paths import REPO_ROOT, figures_dir, results_dir
+
+    assert not figures_dir().is_relative_to(REPO_ROOT) and not results_dir().is_relative_to(REPO_ROOT)
