@@ -3,6 +3,7 @@
     ldm-lab data fetch [NAME ...]      download / verify datasets into the cache
     ldm-lab data info [--json]         what is cached: image counts and splits
     ldm-lab notebooks [NAME ...]       execute notebooks headless in a profile
+    ldm-lab params PRESET [--json]     parameter count of each network of a preset
 """
 
 from __future__ import annotations
@@ -79,12 +80,35 @@ def _notebooks_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _add_params_command(sub: argparse._SubParsersAction) -> None:
+    # The preset names are not imported here: that would load torch and open_clip for every command.
+    params = sub.add_parser("params", help="parameter counts of a preset's networks (built on the meta device)")
+    params.add_argument("preset", metavar="PRESET",
+                        help="e.g. sd15, sdxl-base, kl-f8, lab-emoji (an unknown name lists all)")
+    params.add_argument("--json", action="store_true", help="print one JSON object: component -> count")
+    params.set_defaults(func=_params)
+
+
+def _params(args: argparse.Namespace) -> int:
+    from ldm_lab.presets import get_preset, parameter_counts
+
+    counts = parameter_counts(args.preset)
+    if args.json:
+        print(json.dumps(counts))
+        return 0
+    print(f"{args.preset}: {get_preset(args.preset).description}")
+    for component, count in counts.items():
+        print(f"  {component:14s} {count:>15,}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ldm-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_notebook_commands(sub)
+    _add_params_command(sub)
     return parser
 
 

@@ -1,11 +1,14 @@
 import os
 
 import pytest
+import torch
 
 # No model hub is reachable: fail fast instead of retrying for minutes.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LDM_LAB_PROFILE", "smoke")
+# The tests' models are tiny: one thread avoids OpenMP start-up and contention costs (10x on a busy 2-core box).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True, scope="session")
