@@ -1,0 +1,205 @@
+"""Checkpoints: a folder per step, written atomically, holding nothing that needs unpickling.
+
+    run_dir/checkpoints/step_000500/
+        model.safetensors          the raw weights (load with ``load_weights`` or ``safetensors.torch.load_model``)
+        ema.safetensors            the EMA weights, when EMA is on
+        trainer_state.safetensors  optimizer moments and every process's RNG states
+        trainer_state.json         step, data position, elapsed time, optimizer hyper-parameters, config
+
+A checkpoint is assembled in a hidden temporary folder beside its final place, every file is fsynced, and the
+folder is renamed into place with ``os.replace`` (atomic on POSIX). A crash at any moment leaves either the
+complete new checkpoint or none, and the previous one untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+
+CHECKPOINTS = "checkpoints"
+MODEL_FILE, EMA_FILE = "model.safetensors", "ema.safetensors"
+STATE_TENSORS_FILE, STATE_JSON_FILE = "trainer_state.safetensors", "trainer_state.json"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's weights do not fit the model it is being loaded into."""
+
+
+def checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """Where the checkpoint of ``step`` lives."""
+    return Path(run_dir) / CHECKPOINTS / f"step_{step:06d}"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run as (step, folder), oldest first. Temporary folders are ignored."""
+    folder = Path(run_dir) / CHECKPOINTS
+    found = [(int(p.name.removeprefix("step_")), p) for p in folder.glob("step_*")
+             if p.is_dir() and p.name.removeprefix("step_").isdigit()] if folder.is_dir() else []
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``final``; on success fsync it and rename it to ``final``.
+
+    On an exception the temporary folder is removed and ``final`` is untouched.
+    """
+    temporary = final.parent / f".tmp-{final.name}-{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    temporary.mkdir(parents=True)
+    try:
+        yield temporary
+        for file in temporary.iterdir():
+            _fsync(file)
+        _fsync(temporary)
+        if final.exists():  # the same step saved twice (e.g. interrupted right after a periodic checkpoint)
+            shutil.rmtree(final)
+        os.replace(temporary, final)
+        _fsync(final.parent)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a small text file through a temporary file in the same folder, fsync and ``os.replace``."""
+    temporary = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def write_checkpoint(run_dir: str | Path, step: int, *, model: nn.Module, ema_model: nn.Module | None,
+                     state_tensors: dict[str, torch.Tensor], state_json: dict[str, Any]) -> Path:
+    """Save one checkpoint atomically; return its folder."""
+    final = checkpoint_path(run_dir, step)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_directory(final) as folder:
+        save_model(model, str(folder / MODEL_FILE))
+        if ema_model is not None:
+            save_model(ema_model, str(folder / EMA_FILE))
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_tensors.items()},
+                  str(folder / STATE_TENSORS_FILE))
+        (folder / STATE_JSON_FILE).write_text(json.dumps(state_json, indent=1), encoding="utf-8")
+    return final
+
+
+def read_trainer_state(checkpoint: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the JSON half of a checkpoint's trainer state."""
+    tensors = load_file(str(checkpoint / STATE_TENSORS_FILE))
+    return tensors, json.loads((checkpoint / STATE_JSON_FILE).read_text(encoding="utf-8"))
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest checkpoints."""
+    for _, folder in list_checkpoints(run_dir)[:-keep]:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_weights_match(model: nn.Module, weights_file: Path) -> None:
+    """Raise :class:`CheckpointMismatchError` naming the first key (in the model's order) that is missing,
+    has another shape, or is unknown to the model."""
+    with safe_open(str(weights_file), framework="pt") as handle:
+        stored = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    problem = _first_difference(model, stored)
+    if problem:
+        raise CheckpointMismatchError(
+            f"{weights_file} does not fit this model: {problem}. The checkpoint was written for a different "
+            "model configuration: use a new run directory, or build the model with the configuration the run "
+            "was started with (its config.json records it).")
+
+
+def _first_difference(model: nn.Module, stored: dict[str, tuple[int, ...]]) -> str | None:
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    for key, shape in expected.items():
+        if key in stored and stored[key] != shape:
+            return f"key {key!r} has shape {stored[key]} in the checkpoint but {shape} in the model"
+        if key not in stored and not _alias_stored(model, key, stored):
+            return f"key {key!r} of the model is missing from the checkpoint"
+    unexpected = [key for key in stored if key not in expected]
+    return f"key {unexpected[0]!r} is in the checkpoint but not in the model" if unexpected else None
+
+
+def _alias_stored(model: nn.Module, key: str, stored: dict) -> bool:
+    """Tied weights are saved once (safetensors' ``save_model``); ``key`` is fine if a twin was stored."""
+    state = model.state_dict()
+    pointer = state[key].data_ptr()
+    return any(state[other].data_ptr() == pointer for other in stored if other in state)
+
+
+def load_weights(model: nn.Module, checkpoint: str | Path, *, ema: bool = False) -> nn.Module:
+    """Load a checkpoint's raw (or, with ``ema=True``, EMA) weights into ``model`` in place and return it.
+
+    ``checkpoint`` is a checkpoint folder or a run directory (its newest checkpoint is used).
+    """
+    folder = Path(checkpoint)
+    if not (folder / MODEL_FILE).exists():
+        newest = latest_checkpoint(folder)
+        if newest is None:
+            raise FileNotFoundError(f"no checkpoint in {folder}: expected a checkpoint folder holding "
+                                    f"{MODEL_FILE}, or a run directory with {CHECKPOINTS}/step_*.")
+        folder = newest
+    file = folder / (EMA_FILE if ema else MODEL_FILE)
+    if not file.exists():
+        raise FileNotFoundError(f"{file} does not exist: this run trained without EMA (ema_decay=0); "
+                                "load the raw weights with ema=False.")
+    load_checked(model, file)
+    return model
+
+
+def load_checked(model: nn.Module, weights_file: Path) -> None:
+    """Load a safetensors weights file into ``model`` in place, after checking every key and shape."""
+    check_weights_match(model, weights_file)
+    load_model(model, str(weights_file), strict=True, device=str(next(model.parameters()).device))
+
+
+def optimizer_state_to_safe(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (``optimizer.<param id>.<name>``) and a JSON part."""
+    tensors, scalars = {}, {}
+    for param_id, entries in state_dict["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param_id}.{name}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def optimizer_state_from_safe(tensors: dict[str, torch.Tensor], json_part: dict[str, Any]) -> dict:
+    """Inverse of :func:`optimizer_state_to_safe`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            state.setdefault(int(param_id), {})[name] = value
+    for param_id, entries in json_part["scalars"].items():
+        state.setdefault(int(param_id), {}).update(entries)
+    groups = [{**group, "betas": tuple(group["betas"])} if "betas" in group else group
+              for group in json_part["param_groups"]]
+    return {"state": state, "param_groups": groups}
