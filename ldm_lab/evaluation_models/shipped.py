@@ -1,0 +1,128 @@
+"""Shipped checkpoints: small fp16 safetensors under ``data/checkpoints/``, each described by an entry of
+``data/checkpoints/manifest.json`` (the command, git commit and data that produced it, its scores, its size and
+its SHA-256). Loading checks the SHA-256, so a truncated or edited file is never used silently."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ldm_lab.paths import REPO_ROOT, checkpoints_dir
+
+MANIFEST_FILE = "manifest.json"
+
+
+class CheckpointError(RuntimeError):
+    """A shipped checkpoint is missing, unlisted, or fails its checksum."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One shipped checkpoint and how it came to be."""
+    file: str                    # file name under data/checkpoints/
+    sha256: str                  # hex digest of the file's bytes
+    size_bytes: int
+    command: str                 # the command that produced it (rerun it to retrain)
+    git_commit: str              # `git rev-parse HEAD` it was trained from ("+dirty": tracked files had edits)
+    data: str                    # what it was trained and measured on
+    metrics: dict[str, float]    # its scores on held-out data (names say which split)
+    config: dict                 # the model config's fields, to rebuild the module
+    training_seconds: float      # wall time of the training run
+    device: str                  # where it was trained, in words: "cpu (2 cores, 1 thread)", "cuda (...)"
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The checked-out commit of ``repo`` (``"unknown"`` outside a git work tree); ``+dirty`` if files changed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def config_from_fields(config_class: type, fields: dict):
+    """Rebuild a frozen config dataclass from its JSON fields (JSON has lists where the config has tuples)."""
+    return config_class(**{key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path | None = None) -> dict[str, ManifestEntry]:
+    """Checkpoint name -> its entry (empty when no manifest exists yet)."""
+    path = (folder or checkpoints_dir()) / MANIFEST_FILE
+    if not path.is_file():
+        return {}
+    return {name: ManifestEntry(**fields) for name, fields in json.loads(path.read_text()).items()}
+
+
+def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], entry: ManifestEntry,
+                    folder: Path | None = None) -> ManifestEntry:
+    """Write ``state_dict`` as fp16 safetensors (floating tensors only; integer buffers keep their type) and
+    record ``entry`` under ``name`` with the file's real size and SHA-256; returns the completed entry."""
+    folder = folder or checkpoints_dir()
+    path = folder / entry.file
+    half = {key: (value.half() if value.is_floating_point() else value).detach().cpu().contiguous()
+            for key, value in state_dict.items()}
+    save_file(half, str(path), metadata={"name": name, "git_commit": entry.git_commit})
+    path.chmod(0o644)  # a shipped file: readable by everyone who checks the repository out
+    entry = dataclasses.replace(entry, sha256=sha256_of(path), size_bytes=path.stat().st_size)
+    manifest = {key: dataclasses.asdict(value) for key, value in read_manifest(folder).items()}
+    manifest[name] = dataclasses.asdict(entry)
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+def verified_file(name: str, folder: Path | None = None) -> tuple[Path, ManifestEntry]:
+    """The path of shipped checkpoint ``name`` after checking its SHA-256 against the manifest."""
+    folder = folder or checkpoints_dir()
+    manifest = read_manifest(folder)
+    if name not in manifest:
+        raise CheckpointError(
+            f"no checkpoint named {name!r} in {folder / MANIFEST_FILE} (it lists: {', '.join(manifest) or 'nothing'}). "
+            f"Train it with its entry point (see ldm_lab/evaluation_models/__init__.py) or restore the manifest.")
+    entry = manifest[name]
+    path = folder / entry.file
+    retrain = f"re-fetch data/checkpoints/ from the repository (git checkout) or retrain with `{entry.command}`"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {name!r} is listed in the manifest but {path} is missing; {retrain}")
+    if (actual := sha256_of(path)) != entry.sha256:
+        raise CheckpointError(
+            f"checksum mismatch for {path}: SHA-256 is {actual}, the manifest expects {entry.sha256}. The file is "
+            f"corrupt or was changed after training; {retrain}")
+    return path, entry
+
+
+def load_checkpoint(name: str, folder: Path | None = None) -> tuple[dict[str, torch.Tensor], ManifestEntry]:
+    """The verified state dict of ``name``, floating tensors cast back to fp32, and its manifest entry."""
+    path, entry = verified_file(name, folder)
+    state = {key: (value.float() if value.is_floating_point() else value) for key, value in load_file(path).items()}
+    return state, entry
+
+
+def training_command(module: str, argv: list[str]) -> str:
+    """The command line that reproduces a training run, for the manifest."""
+    return " ".join(["python -m", module, *argv])
+
+
+def describe_device(device: torch.device) -> str:
+    """Where a run trained, in words: ``"cpu (2 cores, 1 thread)"`` or the GPU's name."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    cores, threads = os.cpu_count(), torch.get_num_threads()
+    return f"{device.type} ({cores} cores, {threads} thread{'s' * (threads > 1)})"
