@@ -5,17 +5,19 @@ its SHA-256). Loading checks the SHA-256, so a truncated or edited file is never
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from ldm_lab.paths import REPO_ROOT, checkpoints_dir
+from ldm_lab.data.download import sha256_of
+from ldm_lab.paths import REPO_ROOT, cache_dir, checkpoints_dir
+from ldm_lab.training import TrainConfig, TrainResult, train
 
 MANIFEST_FILE = "manifest.json"
 
@@ -53,14 +55,6 @@ def git_commit(repo: Path = REPO_ROOT) -> str:
 def config_from_fields(config_class: type, fields: dict):
     """Rebuild a frozen config dataclass from its JSON fields (JSON has lists where the config has tuples)."""
     return config_class(**{key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()})
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(folder: Path | None = None) -> dict[str, ManifestEntry]:
@@ -126,3 +120,15 @@ def describe_device(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     cores, threads = os.cpu_count(), torch.get_num_threads()
     return f"{device.type} ({cores} cores, {threads} thread{'s' * (threads > 1)})"
+
+
+def train_to_completion(model: torch.nn.Module, task, data, config: TrainConfig,
+                        name: str) -> tuple[TrainResult, float]:
+    """Train in ``data/cache/runs/<name>`` (resuming an interrupted run there); return the result and the wall
+    seconds. A run stopped early raises ``SystemExit``: only a run that reached its last step is shipped."""
+    start = time.perf_counter()
+    result = train(model, task, data, config, run_dir=cache_dir() / "runs" / name, resume=True)
+    if result.interrupted:
+        raise SystemExit(f"stopped at step {result.step} of {config.steps}; nothing shipped. Run the same command "
+                         "again to resume from the checkpoint.")
+    return result, time.perf_counter() - start

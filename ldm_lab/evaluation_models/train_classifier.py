@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 
 import torch
 
@@ -20,9 +19,8 @@ from ldm_lab.data import FashionMNIST, load_fashion_mnist
 from ldm_lab.evaluation_models.classifier import (CHECKPOINT_NAME, ClassifierConfig, FashionClassifier, accuracy,
                                                   classification_loss)
 from ldm_lab.evaluation_models.shipped import (ManifestEntry, describe_device, git_commit, save_checkpoint,
-                                               training_command)
-from ldm_lab.paths import cache_dir
-from ldm_lab.training import TrainConfig, train
+                                               training_command, train_to_completion)
+from ldm_lab.training import TrainConfig
 
 MODULE = "ldm_lab.evaluation_models.train_classifier"
 
@@ -48,13 +46,8 @@ def main(argv: list[str] | None = None) -> ManifestEntry:
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=100,
                                weight_decay=1e-4, min_lr_ratio=0.01, checkpoint_every=500, log_every=50,
                                seed=args.seed, device=args.device)
-    start = time.perf_counter()
-    result = train(FashionClassifier(config), classification_loss, FashionMNIST("train"), train_config,
-                   run_dir=cache_dir() / "runs" / CHECKPOINT_NAME, resume=True)
-    seconds = time.perf_counter() - start
-    if result.interrupted:
-        raise SystemExit(f"stopped at step {result.step} of {args.steps}; nothing shipped. Run the same command "
-                         "again to resume from the checkpoint.")
+    result, seconds = train_to_completion(FashionClassifier(config), classification_loss, FashionMNIST("train"),
+                                          train_config, CHECKPOINT_NAME)
     test_accuracy = accuracy(result.model, *load_fashion_mnist("test"))
     print(f"test accuracy {test_accuracy:.4f} after {seconds:.0f} s")
     entry = ManifestEntry(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import time
 
 import torch
 
@@ -21,10 +20,9 @@ from ldm_lab.evaluation_models.lab_clip import (CHECKPOINT_NAME, LabClipConfig, 
                                                 embed_images, embed_texts)
 from ldm_lab.evaluation_models.pairs import CaptionedImages, emoji_pairs, shapes_pairs, training_pairs
 from ldm_lab.evaluation_models.shipped import (ManifestEntry, describe_device, git_commit, save_checkpoint,
-                                               training_command)
+                                               training_command, train_to_completion)
 from ldm_lab.metrics.retrieval import retrieval_accuracy
-from ldm_lab.paths import cache_dir
-from ldm_lab.training import TrainConfig, train
+from ldm_lab.training import TrainConfig
 
 MODULE = "ldm_lab.evaluation_models.train_lab_clip"
 NUM_SHAPES_VAL = 500
@@ -59,13 +57,8 @@ def main(argv: list[str] | None = None) -> ManifestEntry:
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=50,
                                weight_decay=0.1, betas=(0.9, 0.98), min_lr_ratio=0.02, checkpoint_every=100,
                                log_every=20, seed=args.seed, device=args.device)
-    start = time.perf_counter()
-    result = train(build_lab_clip(config), contrastive_loss, training_pairs(args.num_shapes), train_config,
-                   run_dir=cache_dir() / "runs" / CHECKPOINT_NAME, resume=True)
-    seconds = time.perf_counter() - start
-    if result.interrupted:
-        raise SystemExit(f"stopped at step {result.step} of {args.steps}; nothing shipped. Run the same command "
-                         "again to resume from the checkpoint.")
+    result, seconds = train_to_completion(build_lab_clip(config), contrastive_loss, training_pairs(args.num_shapes),
+                                          train_config, CHECKPOINT_NAME)
     model = result.model.eval()
     metrics = {**validation_scores(model, "emoji_val", emoji_pairs("val")),
                **validation_scores(model, "shapes_val", shapes_pairs("val", NUM_SHAPES_VAL))}
