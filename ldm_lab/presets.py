@@ -142,8 +142,8 @@ def get_preset(name: str) -> Preset:
     """The preset called ``name``; an unknown name raises an error listing the valid ones."""
     if name in PRESETS:
         return PRESETS[name]
-    close = difflib.get_close_matches(name, PRESETS, n=1)
-    suggestion = f" Did you mean {close[0]!r}?" if close else ""
+    close = [p for p in PRESETS if p.startswith(name)] or difflib.get_close_matches(name, PRESETS, n=1)
+    suggestion = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     raise ValueError(f"unknown preset {name!r}.{suggestion} Valid presets: {', '.join(PRESETS)}")
 
 
