@@ -117,6 +117,19 @@ def test_gradient_accumulation_equals_the_larger_batch(tmp_path):
     torch.testing.assert_close(finals[0], finals[1], rtol=0, atol=1e-6)
 
 
+def test_time_limit_stops_checkpointed_and_resumable(tmp_path):
+    def slow_mse(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        time.sleep(0.05)
+        return mse(model, batch)
+
+    model, data = linear_problem()
+    result = train(model, slow_mse, data, cpu_config(steps=1000, time_limit_s=0.3), tmp_path)
+    assert result.interrupted and 1 <= result.step < 100
+    assert latest_checkpoint(tmp_path) is not None
+    resumed = train(model, mse, data, cpu_config(steps=result.step + 2), tmp_path, resume=True)
+    assert resumed.step == result.step + 2 and not resumed.interrupted
+
+
 def test_clipping_scales_the_gradient_to_max_norm_and_logs_the_norm_before(tmp_path):
     model, data = linear_problem()
     x, y = data[SeededBatchSampler(len(data), 8, seed=0).indices(0, 8)]

@@ -35,6 +35,8 @@ class TrainConfig:
     num_workers: int = 0                 # DataLoader worker processes (keep random augmentation in the task's loss)
     find_unused_parameters: bool = False  # DDP only: set True if the loss leaves some trainable weights unused
     device: str | None = None            # None or "auto": cuda, then mps, then cpu; "cpu" forces the CPU
+    time_limit_s: float | None = None    # stop (checkpointed, resumable) after this many seconds of this session:
+                                         # time-boxed runs for notebooks' laptop profile (None: no limit)
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "grad_accum_steps": self.grad_accum_steps,
@@ -54,6 +56,9 @@ class TrainConfig:
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
             raise ValueError(f"TrainConfig.mixed_precision must be one of {MIXED_PRECISION_CHOICES}, "
                              f"got {self.mixed_precision!r}.")
+        if self.time_limit_s is not None and self.time_limit_s <= 0:
+            raise ValueError(f"TrainConfig.time_limit_s must be positive seconds, or None for no limit; "
+                             f"got {self.time_limit_s}.")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"TrainConfig.max_grad_norm must be positive, or None for no clipping; "
                              f"got {self.max_grad_norm}.")

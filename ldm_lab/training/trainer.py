@@ -54,7 +54,7 @@ class TrainResult:
     ema_model: nn.Module | None   # its EMA copy, when ``ema_decay > 0``
     step: int                     # optimizer steps done in the whole run
     run_dir: Path                 # config.json, metrics.jsonl, samples/, checkpoints/
-    interrupted: bool             # stopped early by SIGINT/SIGTERM (a checkpoint of ``step`` was written)
+    interrupted: bool             # stopped early by SIGINT/SIGTERM or the time limit (``step`` was checkpointed)
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -144,7 +144,8 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Train until ``config.steps`` (or a SIGINT/SIGTERM), checkpoint, and return the result."""
+        """Train until ``config.steps`` (or a SIGINT/SIGTERM, or ``config.time_limit_s``), checkpoint, and return
+        the result."""
         batches = self._batches()
         self.model.train()
         self.session_start, window = time.perf_counter(), _MetricsWindow()
@@ -202,10 +203,13 @@ class Trainer:
             self.save_checkpoint()
 
     def _stop_requested(self, stop: GracefulStop) -> bool:
-        """All processes stop at the same step if any of them was signalled."""
+        """Stop on a signal or when the time limit is spent; all processes stop at the same step if any of them
+        wants to."""
+        limit = self.config.time_limit_s
+        requested = stop.requested or (limit is not None and time.perf_counter() - self.session_start > limit)
         if self.accelerator.num_processes == 1:
-            return stop.requested
-        flag = torch.tensor([float(stop.requested)], device=self.accelerator.device)
+            return requested
+        flag = torch.tensor([float(requested)], device=self.accelerator.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
     # -- logging and samples -------------------------------------------------------------------------------
@@ -344,7 +348,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
 
 def _warn_config_changes(saved: TrainConfig, current: TrainConfig) -> None:
     harmless = {"steps", "checkpoint_every", "keep_checkpoints", "log_every", "sample_every", "num_workers",
-                "device"}
+                "device", "time_limit_s"}
     changed = [f.name for f in dataclasses.fields(TrainConfig)
                if f.name not in harmless and getattr(saved, f.name) != getattr(current, f.name)]
     if changed:
