@@ -1,0 +1,74 @@
+"""Training objectives: DDPM's denoising loss on an eps / v / x0 target with optional min-SNR-gamma weighting,
+and the rectified-flow objective of SD3.
+
+A loss is a frozen dataclass called as ``loss(model_fn, x0, generator=..., **cond) -> scalar``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ldm_lab.diffusion.denoiser import ModelFn
+from ldm_lab.diffusion.noise import standard_normal
+from ldm_lab.diffusion.parameterisation import (Prediction, add_noise, append_dims, check_prediction,
+                                                flow_interpolate, flow_velocity, training_target)
+from ldm_lab.diffusion.schedules import NoiseSchedule
+
+
+def min_snr_weight(snr: Tensor, prediction: Prediction | str, gamma: float) -> Tensor:
+    """Min-SNR-gamma (Hang et al. 2023, §3.4): weight the loss so that its x0-space weight is min(SNR, gamma).
+    An eps loss already carries weight SNR in x0 space, a v loss SNR + 1, an x0 loss 1; divide accordingly."""
+    clipped = snr.clamp(max=gamma)
+    if check_prediction(prediction) == "eps":
+        return (gamma / snr).clamp(max=1.0)          # = min(SNR, gamma) / SNR, and 1 at SNR = 0
+    return clipped / (snr + 1) if prediction == "v" else clipped
+
+
+def per_sample_mse(output: Tensor, target: Tensor) -> Tensor:
+    """[B] mean squared error over all but the batch dimension."""
+    return (output.float() - target.float()).pow(2).flatten(1).mean(dim=1)
+
+
+@dataclass(frozen=True)
+class DiffusionLoss:
+    """DDPM's simplified objective (Ho et al. 2020, eq. 14), ||target - F(x_t, t)||^2 with t uniform on
+    {0, …, T-1}, for an eps, v or x0 target (LDM eq. 2 is the same loss on latents)."""
+
+    schedule: NoiseSchedule
+    prediction: Prediction = "eps"     # what the network learns to output
+    snr_gamma: float | None = None     # min-SNR-gamma weighting; Hang et al. recommend 5. None: unweighted
+
+    def __call__(self, model_fn: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,
+                 **cond: Tensor) -> Tensor:
+        device = generator.device if generator is not None else x0.device
+        t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],), generator=generator,
+                          device=device).to(x0.device)
+        eps = standard_normal(x0, generator)
+        alpha_bar = append_dims(self.schedule.alpha_bar_at(t), x0.ndim).to(x0.dtype)
+        target = training_target(self.prediction, x0, eps, alpha_bar)
+        losses = per_sample_mse(model_fn(add_noise(x0, eps, alpha_bar), t, **cond), target)
+        if self.snr_gamma is not None:
+            snr = self.schedule.snr[t.cpu()].to(losses)
+            losses = losses * min_snr_weight(snr, self.prediction, self.snr_gamma)
+        return losses.mean()
+
+
+@dataclass(frozen=True)
+class RectifiedFlowLoss:
+    """Rectified flow as trained in SD3 (Esser et al. 2024, §2-3): x_t = (1 - t) x0 + t eps on a straight
+    line, the network predicts the velocity eps - x0, and t is drawn logit-normal (§3.1, "lognorm(0, 1)")."""
+
+    logit_mean: float = 0.0           # location of the logit-normal timestep density
+    logit_std: float = 1.0            # its scale; SD3's best setting is (0, 1)
+    timestep_scale: float = 1000.0    # the network receives t * 1000, the range of discrete timesteps
+
+    def __call__(self, model_fn: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,
+                 **cond: Tensor) -> Tensor:
+        logits = standard_normal(x0.new_empty(x0.shape[0]), generator)
+        t = torch.sigmoid(self.logit_mean + self.logit_std * logits)
+        noise = standard_normal(x0, generator)
+        x_t = flow_interpolate(x0, noise, append_dims(t, x0.ndim))
+        return per_sample_mse(model_fn(x_t, t * self.timestep_scale, **cond), flow_velocity(x0, noise)).mean()

@@ -1,0 +1,84 @@
+"""The sampling entry point: schedule -> noise levels -> denoiser (with guidance) -> sampler loop.
+
+    x0 = sample(model_fn, noise, sampler="dpmpp_2m", steps=20, schedule="scaled_linear",
+                timestep_spacing="trailing", prediction="eps", guidance_scale=7.5, cond=..., uncond=...)
+
+``model_fn(x_t, timesteps, **cond)`` is a discrete-time network: it sees x_t = sqrt(ab) x0 + sqrt(1 - ab) eps and
+(fractional) timesteps in [0, T-1], and returns its eps, v or x0 prediction. ``noise`` is standard normal; the
+result is the clean sample (an image, or a latent for the autoencoder to decode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ldm_lab.diffusion.denoiser import Denoiser, ModelFn
+from ldm_lab.diffusion.discretisation import TimestepSpacing, append_zero, karras_schedule_sigmas, spaced_sigmas
+from ldm_lab.diffusion.editing import mask_blending, noised_image, strength_sigmas
+from ldm_lab.diffusion.guidance import Cond, guided_model
+from ldm_lab.diffusion.parameterisation import Prediction
+from ldm_lab.diffusion.samplers import SamplerSpec, SamplerStep, get_sampler, run_sampler
+from ldm_lab.diffusion.schedules import NoiseSchedule, as_schedule
+
+
+def sampler_sigmas(spec: SamplerSpec, schedule: NoiseSchedule, steps: int,
+                   timestep_spacing: TimestepSpacing | str = "trailing", steps_offset: int = 0,
+                   timesteps: Sequence[int] | None = None) -> Tensor:
+    """[steps + 1] the decreasing noise levels the sampler visits, ending in 0. Explicit ``timesteps`` win."""
+    if timesteps is not None:
+        if list(timesteps) != sorted(timesteps, reverse=True):
+            raise ValueError(f"timesteps must decrease (noisiest first), got {list(timesteps)}")
+        return append_zero(schedule.sigma_at(torch.tensor(timesteps)))
+    if spec.karras_sigmas:
+        return karras_schedule_sigmas(schedule, steps)
+    return spaced_sigmas(schedule, steps, timestep_spacing, steps_offset)
+
+
+@torch.no_grad()
+def sample(model_fn: ModelFn, noise: Tensor, *,
+           sampler: str | SamplerSpec | SamplerStep = "euler", steps: int = 30,
+           schedule: NoiseSchedule | str = "scaled_linear", prediction: Prediction | str = "eps",
+           clip_x0: float | None = None,
+           timestep_spacing: TimestepSpacing | str = "trailing", steps_offset: int = 0,
+           timesteps: Sequence[int] | None = None,
+           guidance_scale: float = 1.0, guidance_rescale: float = 0.0, cond: Cond | None = None,
+           uncond: Cond | None = None,
+           image: Tensor | None = None, strength: float = 1.0, mask: Tensor | None = None,
+           generator: torch.Generator | None = None, progress: bool = True) -> Tensor:
+    """Draw samples by integrating from noise to data.
+
+    sampler: a name in ``SAMPLERS`` or an update rule such as ``EulerAncestral(eta=0.5)``.
+    clip_x0: clamp every x0 estimate to [-clip_x0, clip_x0] (1.0 for pixel models; None for latents).
+    timestep_spacing / steps_offset: which timesteps the steps visit (see ``spaced_timesteps``).
+    timesteps: explicit timesteps, overriding steps and spacing — e.g. SDXL-Turbo's official demo takes
+        (999, 899, 799, 699) where diffusers' trailing spacing gives (999, 749, 499, 249).
+    guidance_scale / guidance_rescale / cond / uncond: classifier-free guidance (``uncond`` may be a negative prompt).
+    image / strength: SDEdit — start from ``image`` noised to the level of the last ``int(steps * strength)`` steps.
+    mask: with ``image``, inpaint by blending: 1 = generate, 0 = keep the image.
+    """
+    spec = get_sampler(sampler)
+    schedule = as_schedule(schedule)
+    sigmas = sampler_sigmas(spec, schedule, steps, timestep_spacing, steps_offset, timesteps)
+    model = guided_model(model_fn, cond=cond or {}, uncond=uncond, scale=guidance_scale, rescale=guidance_rescale)
+    denoiser = Denoiser(model, schedule, prediction, clip_x0)
+    if image is None:
+        if mask is not None:
+            raise ValueError("mask needs the image whose unmasked region is kept: pass image=... as well")
+        x = noise * (float(sigmas[0]) ** 2 + 1) ** 0.5    # x_T = noise in the model's scaling
+    else:
+        sigmas = strength_sigmas(sigmas, strength)
+        x = noised_image(image, noise, float(sigmas[0]))
+    after_step = mask_blending(image, mask, noise) if mask is not None else None
+    return run_sampler(spec.step, denoiser, x, sigmas, generator=generator, after_step=after_step, progress=progress)
+
+
+def compare_samplers(model_fn: ModelFn, noise: Tensor, samplers: Sequence[str], *, seed: int = 0,
+                     **options: Any) -> dict[str, Tensor]:
+    """The same starting noise (and the same seed for any fresh noise) through each sampler; ``options`` go to
+    :func:`sample`."""
+    return {name: sample(model_fn, noise, sampler=name, generator=torch.Generator().manual_seed(seed), **options)
+            for name in samplers}
