@@ -7,6 +7,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("LDM_LAB_PROFILE", "smoke")
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures render headless
 # The tests' models are tiny: one thread avoids OpenMP start-up and contention costs (10x on a busy 2-core box).
 torch.set_num_threads(1)
 

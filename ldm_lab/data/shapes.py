@@ -299,5 +299,5 @@ class ShapesDataset(Dataset):
 
 
 def info() -> dict:
-    return {"num_images": sum(SPLIT_SIZES.values()), "splits": dict(SPLIT_SIZES), "num_classes": len(KINDS), "available": True,
-            "how_to_get": "procedural: generated on demand, nothing to fetch"}
+    return {"num_images": sum(SPLIT_SIZES.values()), "splits": dict(SPLIT_SIZES), "num_classes": len(KINDS),
+            "available": True, "how_to_get": "procedural: generated on demand, nothing to fetch"}

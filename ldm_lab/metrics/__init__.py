@@ -26,7 +26,8 @@ __all__ = [
     "CLIP_SCORE_SCALE", "DualEncoder", "FEATURE_SPACES", "FeatureSpace", "FeatureSpaceUnavailable",
     "FidelityResult", "Interval", "ResultRecord", "UInt8Images", "add_noise", "append_csv", "blur",
     "bootstrap_interval", "clip_score", "clip_scores", "extract_features", "fid_from_features", "fid_interval",
-    "fidelity_metrics", "fidelity_records", "inception_available", "inception_weights", "kid_from_features", "lab_clip_encoder",
+    "fidelity_metrics", "fidelity_records", "inception_available", "inception_weights", "kid_from_features",
+    "lab_clip_encoder",
     "mean_interval", "openclip_encoder", "precision_recall_from_features", "psnr", "read_csv",
     "register_feature_extractors", "retrieval_accuracy", "rfid", "ssim", "to_frame", "to_uint8",
 ]

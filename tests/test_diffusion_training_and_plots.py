@@ -1,19 +1,14 @@
-"""The minimal training loop, and the notebook helpers (figures, widget) on tiny inputs."""
+"""Diffusion training through the trainer, and the notebook helpers (figures, widget) on tiny inputs."""
 
 from __future__ import annotations
 
-import matplotlib
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from ldm_lab import plotting, widgets  # noqa: E402
-from ldm_lab.diffusion import DiffusionLoss, make_schedule  # noqa: E402
-from ldm_lab.diffusion.oracle import sampler_error_table  # noqa: E402
-from ldm_lab.train import fit  # noqa: E402
+from ldm_lab import plotting, widgets
+from ldm_lab.diffusion import DiffusionLoss, make_schedule
+from ldm_lab.diffusion.oracle import sampler_error_table
+from ldm_lab.training import TrainConfig, read_metrics, train
 
 
 class TinyDenoiser(nn.Module):
@@ -28,25 +23,15 @@ class TinyDenoiser(nn.Module):
         return self.net(torch.stack([x, t], dim=-1)).squeeze(-1)
 
 
-def test_fit_lowers_the_diffusion_loss_and_returns_the_history():
+def test_training_lowers_the_diffusion_loss(tmp_path):
     torch.manual_seed(0)
-    data = 0.5 + 0.25 * torch.randn(64, 1, 4, 4)
+    data = torch.utils.data.TensorDataset(0.5 + 0.25 * torch.randn(64, 1, 4, 4))
     loss = DiffusionLoss(make_schedule("linear"), "eps")
-    model = TinyDenoiser()
-    batches = [(data[i:i + 16],) for i in range(0, 64, 16)]
-    history = fit(model, lambda m, batch: loss(m, batch[0]), batches, steps=150, lr=1e-2, progress=False)
+    config = TrainConfig(steps=150, batch_size=16, lr=1e-2, log_every=1, checkpoint_every=0, device="cpu")
+    train(TinyDenoiser(), lambda model, batch: loss(model, batch[0]), data, config, tmp_path)
+    history = [row["loss"] for row in read_metrics(tmp_path)]
     assert len(history) == 150
     assert sum(history[-20:]) / 20 < 0.8 * sum(history[:20]) / 20
-    assert not model.training
-
-
-def test_fit_stops_at_the_time_limit_and_rejects_empty_data():
-    model = TinyDenoiser()
-    history = fit(model, lambda m, b: m(b, torch.zeros(1)).pow(2).mean(), [torch.randn(1, 1, 2, 2)],
-                  steps=10_000, lr=1e-3, max_seconds=0.0, progress=False)
-    assert len(history) == 1
-    with pytest.raises(ValueError, match="at least one batch"):
-        fit(model, lambda m, b: m(b, torch.zeros(1)).sum(), [], steps=3, lr=1e-3, progress=False)
 
 
 def test_figures_are_drawn_and_saved(tmp_path):
