@@ -1,4 +1,9 @@
-"""Benchmarks that print figures (not tests): ``python -m ldm_lab.bench unet``.
+"""Benchmarks that print figures (not tests): ``python -m ldm_lab.bench unet`` and ``ldm-lab bench [TARGET ...]``.
+
+``bench_target`` measures what a training target costs on a device: train throughput (samples/s of a whole
+optimizer step: loss forward, backward, AdamW step), sample throughput (samples/s through a sampler at a given
+number of steps, guidance included) and peak memory. Rows go to ``data/results/bench.csv`` with the device,
+torch version and commit.
 
 ``unet`` times our U-Net against diffusers' ``UNet2DConditionModel`` with the same config and the same
 weights: one training step (forward + backward) and one inference forward. The two are timed in turns, so
@@ -10,9 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
+import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -79,6 +90,137 @@ def bench_unet(config: UNetConfig = BENCH_UNET, batch: int = 16, size: int = 32,
     for kind in result:
         result[kind]["ratio"] = result[kind]["ours"] / result[kind]["diffusers"]
     return result
+
+
+# --- training targets: train and sample throughput, peak memory -------------------------------------------
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One row of ``data/results/bench.csv``."""
+
+    target: str                    # training target (``ldm-lab train`` name)
+    device: str                    # "cpu", "cuda", "mps"
+    device_name: str               # GPU model, or the CPU's platform description
+    threads: int                   # torch CPU threads
+    batch_size: int
+    train_samples_per_s: float     # median over the timed optimizer steps
+    sampler: str                   # "" for targets that do not sample (autoencoders)
+    sample_steps: int
+    guidance_scale: float
+    sample_samples_per_s: float    # NaN for targets that do not sample
+    peak_memory_mb: float
+    memory_kind: str               # "cuda_max_allocated" or "cpu_peak_rss_growth" (see ``PeakMemory``)
+    torch_version: str = torch.__version__
+    git_commit: str = field(default_factory=lambda: _git_commit())
+    timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+def _git_commit() -> str:
+    from ldm_lab.evaluation_models.shipped import git_commit
+    return git_commit()
+
+
+class PeakMemory:
+    """Peak memory of a block. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only, after a reset).
+    CPU: growth of the process's peak resident set size (``ru_maxrss``), which counts everything the process
+    holds but never goes down, so a block below an earlier peak reads 0: bench one target per process for
+    clean CPU numbers. Other devices: NaN."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.kind = {"cuda": "cuda_max_allocated", "cpu": "cpu_peak_rss_growth"}.get(device.type, "unavailable")
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.start_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        elif self.device.type == "cpu":
+            self.mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.start_rss_kb) / 1024
+        else:
+            self.mb = float("nan")
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+
+
+def _median_seconds(step: Callable[[], None], device: torch.device, repeats: int) -> float:
+    step()  # warm-up: allocator, kernels, and (first batch) the latent scale
+    return statistics.median(_time(step, device) for _ in range(repeats))
+
+
+def _first_batch(target, batch_size: int, device: torch.device) -> dict:
+    from ldm_lab.data import collate
+    from ldm_lab.tasks import build_dataset
+
+    data = build_dataset(target.dataset, "train", target.resolution)
+    batch = collate([data[i] for i in range(batch_size)])
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
+def _optimizer_step(model: nn.Module, task, batch: dict) -> Callable[[], None]:
+    from ldm_lab.training import TrainConfig, build_optimizer
+
+    optimizer = build_optimizer(model, TrainConfig())
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        task.loss(model, batch).backward()
+        optimizer.step()
+    return step
+
+
+def _sampling(model: nn.Module, batch: dict, sampler: str, steps: int, guidance_scale: float) -> Callable[[], None]:
+    from ldm_lab.tasks.diffusion import generate_like
+
+    return lambda: generate_like(model.eval(), batch, sampler=sampler, steps=steps, guidance_scale=guidance_scale)
+
+
+def bench_target(name: str, *, device: str | torch.device | None = None, batch_size: int | None = None,
+                 sampler: str = "dpmpp_2m", sample_steps: int = 20, repeats: int = 3) -> BenchRow:
+    """Train and sample throughput and peak memory of training target ``name`` (randomly initialised weights,
+    real data) on ``device``, at ``batch_size`` (default: the target's training batch size)."""
+    from ldm_lab.tasks import DiffusionTarget, get_target
+
+    target, device = get_target(name), resolve_device(device)
+    batch_size = batch_size or target.train.batch_size
+    samples = isinstance(target, DiffusionTarget)
+    guidance = target.task.guidance_scale if samples else 1.0  # the target's own (1 for unconditional models)
+    batch = _first_batch(target, batch_size, device)  # before measuring: the dataset is not the model's memory
+    with PeakMemory(device) as memory:
+        torch.manual_seed(0)
+        model, task = target.build_model().to(device).train(), target.build_task()
+        train_s = _median_seconds(_optimizer_step(model, task, batch), device, repeats)
+        sample_s = (_median_seconds(_sampling(model, batch, sampler, sample_steps, guidance), device, repeats)
+                    if samples else float("nan"))
+    return BenchRow(name, device.type, _device_name(device), torch.get_num_threads(), batch_size,
+                    batch_size / train_s, sampler if samples else "", sample_steps if samples else 0,
+                    guidance, batch_size / sample_s, memory.mb, memory.kind)
+
+
+def append_bench_rows(rows: Sequence[BenchRow], folder: Path | None = None) -> Path:
+    """Append rows to ``<folder or data/results>/bench.csv`` (header written once); returns the path."""
+    import pandas as pd
+
+    from ldm_lab.paths import results_dir
+
+    path = (folder or results_dir()) / "bench.csv"
+    pd.DataFrame([asdict(row) for row in rows]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    return path
+
+
+def print_bench_rows(rows: Sequence[BenchRow]) -> None:
+    print(f"{'target':16s} {'device':7s} {'batch':>5s} {'train samples/s':>16s} {'sample samples/s':>17s} "
+          f"{'sampler/steps':>16s} {'peak MB':>9s}  memory")
+    for r in rows:
+        sampling = f"{r.sampler}/{r.sample_steps}" if r.sampler else "-"
+        print(f"{r.target:16s} {r.device:7s} {r.batch_size:5d} {r.train_samples_per_s:16.2f} "
+              f"{r.sample_samples_per_s:17.2f} {sampling:>16s} {r.peak_memory_mb:9.1f}  {r.memory_kind}")
 
 
 def _print_unet(result: dict[str, dict[str, float]], args: argparse.Namespace) -> None:

@@ -4,6 +4,10 @@
     ldm-lab data info [--json]         what is cached: image counts and splits
     ldm-lab notebooks [NAME ...]       execute notebooks headless in a profile
     ldm-lab params PRESET [--json]     parameter count of each network of a preset
+    ldm-lab train TARGET [--steps N] [--out DIR] [--resume] ...   train a lab model into a run directory
+    ldm-lab sample RUN_DIR [--prompt TEXT | --class N] ...          draw a grid of images from a run
+    ldm-lab eval RUN_DIR [--num-samples N] [--feature-space ...]    FID/KID (or PSNR/SSIM/rFID) -> eval.csv
+    ldm-lab bench [TARGET ...] [--device ...] [--batch-size N]      train/sample throughput -> bench.csv
 """
 
 from __future__ import annotations
@@ -102,6 +106,176 @@ def _params(args: argparse.Namespace) -> int:
     return 0
 
 
+TARGETS_HELP = ("lab-pixel, lab-class, lab-emoji, lab-shapes (diffusion models) or lab-autoencoder (the first "
+                "stage lab-emoji and lab-shapes need); an unknown name lists all")
+
+
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda, then mps, then cpu)")
+
+
+def _add_train_command(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a lab model (or its first stage) into a run directory")
+    train.add_argument("target", metavar="TARGET", help=TARGETS_HELP)
+    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's, "
+                       "$LDM_LAB_PROFILE: smoke 20, laptop 3000, gpu 50000)")
+    train.add_argument("--out", default=None, help="run directory (default: build/runs/TARGET)")
+    train.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
+    train.add_argument("--batch-size", type=int, default=None, help="samples per step (default: the target's)")
+    train.add_argument("--time-limit", type=float, default=None, metavar="S",
+                       help="stop after S seconds, checkpointed (continue later with --resume)")
+    train.add_argument("--first-stage", default=None, metavar="RUN_DIR",
+                       help="latent targets: the lab-autoencoder run whose autoencoder to train on")
+    _add_device_argument(train)
+    train.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from ldm_lab.paths import runs_dir
+    from ldm_lab.tasks import get_target, run_config, train_target
+    from ldm_lab.training import read_metrics
+
+    config = run_config(get_target(args.target), steps=args.steps, batch_size=args.batch_size, device=args.device,
+                        time_limit_s=args.time_limit)
+    out = args.out or str(runs_dir() / args.target)
+    result = train_target(args.target, out, config, resume=args.resume, first_stage=args.first_stage)
+    last = read_metrics(out)[-1]
+    print(f"{args.target}: step {result.step}/{config.steps}, loss {last['loss']:.4g}, "
+          f"{last['samples_per_s']:.1f} samples/s, {last['elapsed_s']:.0f} s in all -> {out}")
+    if result.interrupted:
+        print(f"stopped early (time limit or signal); continue with: ldm-lab train {args.target} --out {out} --resume")
+    return 0
+
+
+def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sampler", default=None, help="a sampler of ldm_lab.diffusion.SAMPLERS "
+                        "(default: the target's, dpmpp_2m)")
+    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the target's, 20)")
+    parser.add_argument("--guidance-scale", type=float, default=None,
+                        help="classifier-free guidance scale (default: the target's; 1 = none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    parser.add_argument("--raw-weights", action="store_true",
+                        help="use the raw weights, not their EMA (which lags far behind early in a run)")
+    _add_device_argument(parser)
+
+
+def _add_sample_command(sub: argparse._SubParsersAction) -> None:
+    sample = sub.add_parser("sample", help="draw a grid of images from a trained run")
+    sample.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of an `ldm-lab train` run")
+    condition = sample.add_mutually_exclusive_group()
+    condition.add_argument("--prompt", default=None, help="text models: the prompt (default: the target's list)")
+    condition.add_argument("--class", dest="label", type=int, default=None,
+                           help="class models: the label (default: every class in turn)")
+    sample.add_argument("--num", type=int, default=16, help="number of images")
+    sample.add_argument("--out", default=None, help="PNG file (default: RUN_DIR/samples/sample_seed<SEED>.png)")
+    _add_sampling_arguments(sample)
+    sample.set_defaults(func=_sample)
+
+
+def _sampling_settings(args: argparse.Namespace, run):
+    """The command line's sampler, steps, guidance and seed; the target's defaults where not given."""
+    from ldm_lab.tasks.evaluate import SamplingSettings, default_settings
+
+    default = default_settings(run)
+    guidance = default.guidance_scale if args.guidance_scale is None else args.guidance_scale
+    return SamplingSettings(args.sampler or default.sampler, args.steps or default.steps, guidance, args.seed)
+
+
+def _load_diffusion_run(args: argparse.Namespace):
+    from ldm_lab.device import resolve_device
+    from ldm_lab.tasks import DiffusionTarget, load_run
+
+    run = load_run(args.run_dir, resolve_device(args.device), ema=not args.raw_weights)
+    if not isinstance(run.target, DiffusionTarget):
+        raise ValueError(f"{args.run_dir} is a {run.target.name} run: an autoencoder reconstructs, it does not "
+                         "sample. Evaluate it with `ldm-lab eval`, or sample from a diffusion run.")
+    return run
+
+
+def _sample_condition(run, args: argparse.Namespace) -> dict:
+    """Labels or prompts for ``generate``: the user's, repeated, or the target's defaults."""
+    import torch
+
+    from ldm_lab.models import Conditioning
+
+    kind, task = run.model.conditioning, run.target.task
+    if args.label is not None:
+        return {"labels": torch.full((args.num,), args.label)}
+    if args.prompt is not None:
+        return {"prompts": [args.prompt] * args.num}
+    if kind is Conditioning.CLASS:
+        return {"labels": torch.arange(args.num) % run.model.num_classes}
+    if kind is Conditioning.TEXT:
+        return {"prompts": [task.sample_prompts[i % len(task.sample_prompts)] for i in range(args.num)]}
+    return {}
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from ldm_lab.tasks import generate
+    from ldm_lab.training import save_image_grid
+
+    run = _load_diffusion_run(args)
+    settings = _sampling_settings(args, run)
+    images = generate(run.model, args.num, **_sample_condition(run, args), sampler=settings.sampler,
+                      steps=settings.steps, guidance_scale=settings.guidance_scale,
+                      generator=torch.Generator().manual_seed(settings.seed), progress=True)
+    out = save_image_grid(images, args.out or f"{args.run_dir}/samples/sample_seed{args.seed}.png")
+    print(f"{len(images)} images from {run.target.name} step {run.step} ({settings.describe()}) -> {out}")
+    return 0
+
+
+def _add_eval_command(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser("eval", help="score a run against the validation split; appends to eval.csv")
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of an `ldm-lab train` run")
+    evaluate.add_argument("--num-samples", type=int, default=500,
+                          help="generated and real images (FID is biased at small N: compare equal N only)")
+    evaluate.add_argument("--feature-space", default=None, help="fmnist-classifier, lab-clip or "
+                          "inception-v3-compat (default: the dataset's: fmnist-classifier or lab-clip)")
+    _add_sampling_arguments(evaluate)
+    evaluate.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ldm_lab.device import resolve_device
+    from ldm_lab.metrics import append_csv
+    from ldm_lab.tasks import DiffusionTarget, load_run
+    from ldm_lab.tasks.evaluate import evaluate_run
+
+    run = load_run(args.run_dir, resolve_device(args.device), ema=not args.raw_weights)
+    settings = _sampling_settings(args, run) if isinstance(run.target, DiffusionTarget) else None
+    records = evaluate_run(run, args.num_samples, args.feature_space, settings)
+    path = append_csv(records, "eval")
+    for record in records:
+        print(f"{record.metric:10s} {record.value:12.4f}  ({record.feature_space}, n={record.num_samples})")
+    print(f"{run.target.name} step {run.step}: {len(records)} rows -> {path}")
+    return 0
+
+
+def _add_bench_command(sub: argparse._SubParsersAction) -> None:
+    bench = sub.add_parser("bench", help="train and sample throughput and peak memory; appends to bench.csv")
+    bench.add_argument("targets", nargs="*", metavar="TARGET", help=f"default: all. {TARGETS_HELP}")
+    bench.add_argument("--batch-size", type=int, default=None,
+                       help="samples per train step and per sampling call (default: each target's training batch)")
+    bench.add_argument("--sampler", default="dpmpp_2m", help="sampler timed for sample throughput")
+    bench.add_argument("--steps", type=int, default=20, help="sampler steps")
+    bench.add_argument("--repeats", type=int, default=3, help="timed repetitions (the median is reported)")
+    _add_device_argument(bench)
+    bench.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from ldm_lab.bench import append_bench_rows, bench_target, print_bench_rows
+    from ldm_lab.tasks import TARGETS
+
+    rows = [bench_target(name, device=args.device, batch_size=args.batch_size, sampler=args.sampler,
+                         sample_steps=args.steps, repeats=args.repeats) for name in args.targets or TARGETS]
+    print_bench_rows(rows)
+    print(f"{len(rows)} rows -> {append_bench_rows(rows)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ldm-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_notebook_commands(sub)
     _add_params_command(sub)
+    _add_train_command(sub)
+    _add_sample_command(sub)
+    _add_eval_command(sub)
+    _add_bench_command(sub)
     return parser
 
 
@@ -116,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, RuntimeError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
         # Our own errors say what to change; a traceback would only hide that.
         print(f"ldm-lab: error: {error}", file=sys.stderr)
         return 2

@@ -33,6 +33,12 @@ def figures_dir() -> Path:
     return _made(Path(output) / "figures" if output else REPO_ROOT / "figures")
 
 
+def runs_dir() -> Path:
+    """Training runs (checkpoints, logs, samples): ``build/runs/`` (git-ignored), or ``$LDM_LAB_OUTPUT/runs``."""
+    output = os.environ.get(OUTPUT_ENV)
+    return _made(Path(output) / "runs" if output else REPO_ROOT / "build" / "runs")
+
+
 def checkpoints_dir() -> Path:
     """Small checkpoints the project ships: ``data/checkpoints/``."""
     return _made(REPO_ROOT / "data" / "checkpoints")

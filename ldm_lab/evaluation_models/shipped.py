@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ldm_lab.data.download import sha256_of
-from ldm_lab.paths import REPO_ROOT, cache_dir, checkpoints_dir
+from ldm_lab.paths import REPO_ROOT, checkpoints_dir, runs_dir
 from ldm_lab.training import TrainConfig, TrainResult, train
 
 MANIFEST_FILE = "manifest.json"
@@ -124,10 +124,10 @@ def describe_device(device: torch.device) -> str:
 
 def train_to_completion(model: torch.nn.Module, task, data, config: TrainConfig,
                         name: str) -> tuple[TrainResult, float]:
-    """Train in ``data/cache/runs/<name>`` (resuming an interrupted run there); return the result and the wall
+    """Train in ``build/runs/<name>`` (resuming an interrupted run there); return the result and the wall
     seconds. A run stopped early raises ``SystemExit``: only a run that reached its last step is shipped."""
     start = time.perf_counter()
-    result = train(model, task, data, config, run_dir=cache_dir() / "runs" / name, resume=True)
+    result = train(model, task, data, config, run_dir=runs_dir() / name, resume=True)
     if result.interrupted:
         raise SystemExit(f"stopped at step {result.step} of {config.steps}; nothing shipped. Run the same command "
                          "again to resume from the checkpoint.")

@@ -4,7 +4,7 @@
 
 Trains with ldm-lab's trainer on the 60,000 training images, measures top-1 accuracy on the 10,000 test images,
 and writes ``data/checkpoints/fmnist_classifier.safetensors`` (fp16) with its manifest entry. An interrupted run
-resumes from its last checkpoint in ``data/cache/runs/fmnist-classifier``.
+resumes from its last checkpoint in ``build/runs/fmnist-classifier``.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Trains open_clip's CLIP (sizes: ``LabClipConfig``) contrastively with ldm-lab's trainer on emoji train + shapes
 train captions at 64x64, measures image->text and text->image top-1/top-5 retrieval on emoji val and shapes val,
 and writes ``data/checkpoints/lab_clip.safetensors`` (fp16) with its manifest entry. An interrupted run resumes
-from its last checkpoint in ``data/cache/runs/lab-clip``.
+from its last checkpoint in ``build/runs/lab-clip``.
 """
 
 from __future__ import annotations

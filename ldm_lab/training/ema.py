@@ -9,20 +9,28 @@ from torch import nn
 
 
 class EMA:
-    """A frozen copy of a model whose parameters track ``ema <- decay * ema + (1 - decay) * w``.
+    """A frozen copy of a model whose parameters track ``ema <- d * ema + (1 - d) * w``.
 
-    Buffers (e.g. norm statistics) are copied, not averaged. ``ema.model`` is an ordinary module: sample with it,
-    or save it with the rest of the checkpoint (``ema.safetensors``).
+    ``d`` warms up as in LDM's ``LitEma``: ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so a young
+    average is not dominated by the random initialisation (with decay 0.999 a plain average would still be 37%
+    initial weights after 1,000 steps). Buffers (e.g. norm statistics) are copied, not averaged. ``ema.model`` is
+    an ordinary module: sample with it, or save it with the rest of the checkpoint (``ema.safetensors``).
     """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
+    def decay_at(self, num_updates: int) -> float:
+        """The decay used for update number ``num_updates`` (counting from 0)."""
+        return min(self.decay, (1 + num_updates) / (10 + num_updates))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """One averaging step towards ``model``'s current weights."""
+    def update(self, model: nn.Module, num_updates: int) -> None:
+        """One averaging step towards ``model``'s current weights; ``num_updates`` is how many came before
+        (the trainer's step, so a resumed run continues the same warm-up)."""
+        weight = 1.0 - self.decay_at(num_updates)
         for ema_param, param in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema_param.lerp_(param.detach().to(ema_param.dtype), 1.0 - self.decay)
+            ema_param.lerp_(param.detach().to(ema_param.dtype), weight)
         for ema_buffer, buffer in zip(self.model.buffers(), model.buffers(), strict=True):
             ema_buffer.copy_(buffer)

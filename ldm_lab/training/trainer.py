@@ -190,7 +190,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach().float()
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, num_updates=self.step)
         return loss_sum / self.config.grad_accum_steps, grad_norm.detach().float()
 
     def _after_step(self, window: _MetricsWindow, progress: tqdm) -> None:

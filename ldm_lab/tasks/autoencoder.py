@@ -1,0 +1,109 @@
+"""Training a first stage (LDM §3.1, App. G): reconstruction + perceptual + adversarial + KL (or VQ) terms.
+
+    L = |x - D(E(x))|_1 + w_p d_perc + lambda * w_adv * L_G + w_kl KL(q(z|x) || N(0, I))   (or + L_VQ)
+        + w_adv * L_D                                   (the discriminator's own term; see ``ldm_lab.tasks.gan``)
+
+LDM sums its reconstruction and KL terms over pixels; we divide the whole objective by the pixel count C*H*W,
+so every weight keeps LDM's meaning (kl_weight=1e-6 is LDM's) while the loss stays about 1. The adversarial
+terms switch on after ``disc_start`` training batches, as LDM's ``disc_start``: a discriminator facing
+blurry early reconstructions only destabilises them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ldm_lab.nn.autoencoder import Autoencoder, AutoencoderConfig
+from ldm_lab.tasks.gan import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
+from ldm_lab.tasks.perceptual import LabClipPerceptual
+
+
+@dataclass(frozen=True)
+class AutoencoderLossConfig:
+    """Weights of LDM's first-stage objective (``LPIPSWithDiscriminator``; defaults from its kl-f* configs)."""
+
+    reconstruction: Literal["l1", "l2"] = "l1"  # pixel distance; LDM uses L1
+    perceptual_weight: float = 1.0    # lab-clip perceptual distance (LDM: LPIPS, weight 1.0); 0 turns it off
+    kl_weight: float = 1e-6           # KL autoencoders: LDM's 1e-6, in its summed-over-pixels units
+    disc_weight: float = 0.5          # w_adv: LDM's kl-f* configs use 0.5; 0 turns the GAN off
+    disc_start: int = 2000            # training batches before the GAN terms switch on (LDM: 50001, longer runs)
+    adaptive_weight: bool = True      # scale L_G by VQGAN's adaptive weight lambda; False: lambda = 1
+    disc_width: int = 64              # channels of the discriminator's first conv
+    disc_layers: int = 2              # its strided layers; 2 judges 34x34-pixel patches (LDM at 256 px: 3, 70x70)
+
+
+class AutoencoderGAN(nn.Module):
+    """The autoencoder and its discriminator in one module, so that one optimizer and one checkpoint hold both.
+    ``batches_seen`` counts training batches (a buffer, so a resumed run knows when the GAN switched on)."""
+
+    def __init__(self, autoencoder: AutoencoderConfig, loss: AutoencoderLossConfig = AutoencoderLossConfig()) -> None:
+        super().__init__()
+        self.config, self.loss_config = autoencoder, loss
+        self.autoencoder = Autoencoder(autoencoder)
+        self.discriminator = PatchDiscriminator(autoencoder.out_channels, loss.disc_width, loss.disc_layers)
+        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+
+    @property
+    def adversarial(self) -> bool:
+        """Whether the GAN terms are on for the current batch."""
+        c = self.loss_config
+        return c.disc_weight > 0 and int(self.batches_seen) >= c.disc_start
+
+
+def pixel_distance(x: Tensor, y: Tensor, kind: str) -> Tensor:
+    """Per image ``(b,)``: mean |x - y| (L1) or mean (x - y)^2 (L2)."""
+    difference = (x - y).abs() if kind == "l1" else (x - y).pow(2)
+    return difference.flatten(1).mean(dim=1)
+
+
+class AutoencoderTask:
+    """The trainer's task for an :class:`AutoencoderGAN`. ``sample`` shows originals above their
+    reconstructions (the task's fixed ``preview`` images, e.g. from the validation split)."""
+
+    def __init__(self, preview: Tensor, perceptual: nn.Module | None = None) -> None:
+        self.preview = preview
+        self.perceptual = perceptual  # built on first use when perceptual_weight > 0 (loads lab-clip)
+
+    def _perceptual(self, images: Tensor) -> nn.Module:
+        if self.perceptual is None:
+            self.perceptual = LabClipPerceptual()
+        return self.perceptual.to(images.device)
+
+    def reconstruction_loss(self, model: AutoencoderGAN, images: Tensor, output) -> Tensor:
+        """Pixel + perceptual distance (+ KL / VQ term), averaged over the batch."""
+        c = model.loss_config
+        loss = pixel_distance(images, output.reconstruction, c.reconstruction).mean()
+        if c.perceptual_weight > 0:
+            loss = loss + c.perceptual_weight * self._perceptual(images)(images, output.reconstruction).mean()
+        return loss
+
+    def regularizer_loss(self, model: AutoencoderGAN, images: Tensor, output) -> Tensor:
+        """KL: w_kl * KL / (C*H*W) (LDM's per-pixel-summed weighting). VQ: the codebook + commitment loss."""
+        if output.posterior is not None:
+            return model.loss_config.kl_weight * output.posterior.kl().mean() / images[0].numel()
+        return output.quantizer.loss
+
+    def loss(self, model: AutoencoderGAN, batch: dict) -> Tensor:
+        images = batch["image"]
+        output = model.autoencoder(images)
+        reconstruction = self.reconstruction_loss(model, images, output)
+        loss = reconstruction + self.regularizer_loss(model, images, output)
+        if model.training:
+            model.batches_seen += 1
+        if not model.adversarial:
+            return loss
+        c = model.loss_config
+        g_loss = generator_loss(model.discriminator, output.reconstruction)
+        weight = (adaptive_weight(reconstruction, g_loss, model.autoencoder.decoder.conv_out.weight)
+                  if c.adaptive_weight and model.training else 1.0)
+        d_loss = discriminator_loss(model.discriminator, images, output.reconstruction)
+        return loss + c.disc_weight * (weight * g_loss + d_loss)
+
+    @torch.no_grad()
+    def sample(self, model: AutoencoderGAN) -> Tensor:
+        preview = self.preview.to(next(model.parameters()).device)
+        return torch.cat([preview, model.autoencoder(preview, sample_posterior=False).reconstruction.clamp(-1, 1)])

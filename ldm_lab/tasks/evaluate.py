@@ -1,0 +1,104 @@
+"""``ldm-lab eval``: score a trained run against the held-out split and record the numbers.
+
+Diffusion runs: FID / KID / precision / recall of N generated images against N validation images, generated
+with the validation items' own labels or captions (so both sets have the same class mix), in the feature space
+of the dataset (``fmnist-classifier`` for Fashion-MNIST, ``lab-clip`` for emoji and shapes).
+Autoencoder runs: PSNR, SSIM and rFID of the reconstructions of N validation images (LDM Tab. 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ldm_lab.data import collate
+from ldm_lab.metrics import ResultRecord, fidelity_metrics, fidelity_records, psnr, rfid, ssim, to_uint8
+from ldm_lab.tasks.data import build_dataset
+from ldm_lab.tasks.diffusion import generate_like
+from ldm_lab.tasks.runs import Run
+from ldm_lab.tasks.targets import DiffusionTarget
+
+FEATURE_SPACE_OF_DATASET = {"fashion_mnist": "fmnist-classifier", "emoji": "lab-clip", "shapes": "lab-clip"}
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How the generated images are drawn."""
+
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance_scale: float = 1.0
+    seed: int = 0
+
+    def describe(self) -> str:
+        return f"sampler={self.sampler} steps={self.steps} guidance={self.guidance_scale:g} seed={self.seed}"
+
+
+def validation_batches(run: Run, num_samples: int, batch_size: int) -> Iterator[dict]:
+    """The first ``num_samples`` items of the validation split (in a fixed shuffled order), in batches."""
+    data = build_dataset(run.target.dataset, "val", run.target.resolution)
+    if num_samples > len(data):
+        raise ValueError(f"--num-samples {num_samples} is more than the {len(data)} validation images of "
+                         f"{run.target.dataset}; ask for at most {len(data)}.")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:num_samples].tolist()
+    for start in range(0, num_samples, batch_size):
+        yield collate([data[i] for i in order[start:start + batch_size]])
+
+
+@torch.no_grad()
+def evaluate_diffusion(run: Run, num_samples: int, feature_space: str | None = None,
+                       settings: SamplingSettings = SamplingSettings(), batch_size: int = 64) -> list[ResultRecord]:
+    """FID, KID, precision and recall of the run's samples against the validation split."""
+    feature_space = feature_space or FEATURE_SPACE_OF_DATASET[run.target.dataset]
+    generator = torch.Generator().manual_seed(settings.seed)
+    real, fake = [], []
+    for batch in tqdm(list(validation_batches(run, num_samples, batch_size)), desc="eval"):
+        real.append(to_uint8(batch["image"]))
+        images = generate_like(run.model, batch, sampler=settings.sampler, steps=settings.steps,
+                               guidance_scale=settings.guidance_scale, generator=generator)
+        fake.append(to_uint8(images.cpu()))
+    device = run.model.latent_scale.device
+    result = fidelity_metrics(torch.cat(real), torch.cat(fake), feature_space, device=device)
+    return fidelity_records(result, experiment="eval", settings=f"{describe_run(run)} {settings.describe()}")
+
+
+@torch.no_grad()
+def evaluate_autoencoder(run: Run, num_samples: int, feature_space: str | None = None,
+                         batch_size: int = 64) -> list[ResultRecord]:
+    """PSNR and SSIM (pixels) and rFID (``feature_space``) of validation reconstructions."""
+    feature_space = feature_space or FEATURE_SPACE_OF_DATASET[run.target.dataset]
+    device = next(run.model.parameters()).device
+    originals, reconstructions = [], []
+    for batch in validation_batches(run, num_samples, batch_size):
+        images = batch["image"].to(device)
+        originals.append(images.cpu())
+        output = run.model.autoencoder(images, sample_posterior=False)
+        reconstructions.append(output.reconstruction.clamp(-1, 1).cpu())
+    x, y = torch.cat(originals), torch.cat(reconstructions)
+    context = {"num_samples": len(x), "experiment": "eval", "settings": describe_run(run)}
+    return [ResultRecord("psnr", float(psnr(x, y).mean()), "pixels", **context),
+            ResultRecord("ssim", float(ssim(x, y).mean()), "pixels", **context),
+            ResultRecord("rfid", rfid(to_uint8(x), to_uint8(y), feature_space, device), feature_space, **context)]
+
+
+def describe_run(run: Run) -> str:
+    weights = "ema" if run.ema else "raw"
+    return f"run={Path(run.run_dir).name} target={run.target.name} step={run.step} weights={weights}"
+
+
+def evaluate_run(run: Run, num_samples: int, feature_space: str | None = None,
+                 settings: SamplingSettings | None = None) -> list[ResultRecord]:
+    """The metrics of a diffusion or an autoencoder run (``settings``: sampling, for diffusion runs)."""
+    if isinstance(run.target, DiffusionTarget):
+        return evaluate_diffusion(run, num_samples, feature_space, settings or default_settings(run))
+    return evaluate_autoencoder(run, num_samples, feature_space)
+
+
+def default_settings(run: Run) -> SamplingSettings:
+    """The sampler, steps and guidance the target's sample grids use."""
+    task = run.target.task
+    return SamplingSettings(task.sampler, task.sample_steps, task.guidance_scale)

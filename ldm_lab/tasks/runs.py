@@ -1,0 +1,119 @@
+"""Run directories of ``ldm-lab train``: start or resume a target's training, and load a trained run back.
+
+    run_dir/
+        run.json        which target, which first stage it started from (written by us)
+        config.json     train config and model config, metrics.jsonl, samples/, checkpoints/ (the trainer's)
+
+A latent target starts from a trained first stage (a ``lab-autoencoder`` run); its weights are copied into the
+model, so the run's checkpoints are self-contained and sampling needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ldm_lab.data import collate
+from ldm_lab.profiles import current_profile
+from ldm_lab.tasks.data import build_dataset
+from ldm_lab.tasks.targets import FIRST_STAGE_TARGET, AutoencoderTarget, TrainTarget, get_target
+from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
+from ldm_lab.training.checkpoint import EMA_FILE
+
+RUN_FILE = "run.json"
+
+
+@dataclass(frozen=True)
+class Run:
+    """A trained run loaded back: its target and its model (EMA weights when the run kept them), in eval mode."""
+
+    run_dir: Path
+    target: TrainTarget
+    model: nn.Module
+    step: int
+    ema: bool          # the weights are the EMA's (else the raw ones)
+
+
+def read_run_record(run_dir: str | Path) -> dict:
+    """``run.json`` of a run, or an error saying what a run directory is."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} is not an ldm-lab run directory (it has no {RUN_FILE}). Pass the --out folder of an "
+            "`ldm-lab train` run, e.g. `ldm-lab train lab-class --out runs/lab-class` makes runs/lab-class.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bool = True) -> Run:
+    """The newest checkpoint of a run, built as its target's model on ``device``: its EMA weights when the run
+    kept them and ``ema`` is true (early in a run the EMA still lags far behind: pass ``ema=False``)."""
+    run_dir = Path(run_dir)
+    target = get_target(read_run_record(run_dir)["target"])
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet: let `ldm-lab train ... --out {run_dir}` run "
+                                "at least until its first checkpoint (an interrupted run writes one as it stops).")
+    model = target.build_model().to(device)
+    ema = ema and (checkpoint / EMA_FILE).exists()
+    load_weights(model, checkpoint, ema=ema)
+    return Run(run_dir, target, model.eval(), int(checkpoint.name.removeprefix("step_")), ema)
+
+
+def load_first_stage(model: nn.Module, first_stage_run: str | Path) -> None:
+    """Copy a ``lab-autoencoder`` run's autoencoder into a latent model's frozen first stage."""
+    run = load_run(first_stage_run)
+    if not isinstance(run.target, AutoencoderTarget):
+        raise ValueError(f"{first_stage_run} trained {run.target.name}, not a first stage; pass a "
+                         f"{FIRST_STAGE_TARGET} run as the first stage.")
+    if run.model.autoencoder.config != model.first_stage.config:
+        raise ValueError(f"the autoencoder of {first_stage_run} has another architecture than "
+                         f"{model.preset.name}'s first stage; train one with `ldm-lab train {FIRST_STAGE_TARGET}`.")
+    model.first_stage.load_state_dict(run.model.autoencoder.state_dict())
+
+
+def run_config(target: TrainTarget, *, steps: int | None = None, batch_size: int | None = None,
+               device: str | None = None, time_limit_s: float | None = None) -> TrainConfig:
+    """The target's training defaults with the command line's overrides (steps default to the profile's)."""
+    overrides = {"steps": steps or target.steps[current_profile()], "device": device, "time_limit_s": time_limit_s}
+    if batch_size is not None:
+        overrides["batch_size"] = batch_size
+    return replace(target.train, **overrides)
+
+
+def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: str | Path | None) -> None:
+    """Fresh run: check and load the first stage, write run.json."""
+    needs = getattr(target, "needs_first_stage", False)
+    if needs and first_stage is None:
+        raise ValueError(
+            f"{target.name} trains in the latent space of a first stage, and none was given. Train one first, "
+            f"`ldm-lab train {FIRST_STAGE_TARGET} --out runs/{FIRST_STAGE_TARGET}`, then pass "
+            f"--first-stage runs/{FIRST_STAGE_TARGET}.")
+    if first_stage is not None and not needs:
+        raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
+    if first_stage is not None:
+        load_first_stage(model, first_stage)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None}
+    (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def train_target(name: str, run_dir: str | Path, config: TrainConfig, *, resume: bool = False,
+                 first_stage: str | Path | None = None) -> TrainResult:
+    """Train target ``name`` into ``run_dir`` (``resume``: continue its newest checkpoint)."""
+    target, run_dir = get_target(name), Path(run_dir)
+    model, existing = target.build_model(), latest_checkpoint(run_dir)
+    if existing is not None and not resume:
+        raise FileExistsError(f"{run_dir} already holds a run (newest checkpoint {existing.name}): pass --resume to "
+                              "continue it, or choose another --out folder.")
+    if existing is not None:
+        recorded = read_run_record(run_dir)["target"]
+        if recorded != name:
+            raise ValueError(f"{run_dir} is a {recorded} run; resume it with `ldm-lab train {recorded} --resume`.")
+    else:
+        _start(run_dir, target, model, first_stage)
+    data = build_dataset(target.dataset, "train", target.resolution)
+    return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)
