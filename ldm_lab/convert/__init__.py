@@ -13,8 +13,9 @@ from typing import Any
 
 from torch import nn
 
-from ldm_lab.convert.unet import (load_diffusers_unet, load_original_unet, original_state_dict, read_state_dict,
-                                  unet_from_diffusers, unet_to_diffusers)
+from ldm_lab.convert.files import read_state_dict
+from ldm_lab.convert.unet import (load_diffusers_unet, load_original_unet, original_state_dict, unet_from_diffusers,
+                                  unet_to_diffusers)
 
 
 def from_diffusers(module: Any) -> nn.Module:

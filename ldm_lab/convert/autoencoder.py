@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ldm_lab.convert.unet import read_state_dict
+from ldm_lab.convert.files import read_state_dict
 from ldm_lab.nn.autoencoder import NAMED_CONFIGS, Autoencoder, AutoencoderConfig, Regularizer
 
 if TYPE_CHECKING:

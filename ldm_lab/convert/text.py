@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ldm_lab.convert.unet import read_state_dict
+from ldm_lab.convert.files import read_state_dict
 from ldm_lab.nn.text import CLIP_L14, CLIP_L14_SDXL, OPENCLIP_BIGG14, OPENCLIP_H14, TextEncoder, TextEncoderConfig
 
 StateDict = Mapping[str, Tensor]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ldm_lab.convert.files import read_state_dict
 from ldm_lab.convert.keys_unet import ORIGINAL_PREFIX, diffusers_key_map, original_key_map
 from ldm_lab.nn.unet import UNet, UNetConfig
 
@@ -26,19 +27,6 @@ StateDict = Mapping[str, Tensor]
 
 
 # --- files -------------------------------------------------------------------------------------------------
-
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a ``.safetensors`` file, or of a ``.ckpt`` / ``.pt`` / ``.bin`` file (its ``state_dict``
-    entry if it has one), loaded to CPU without unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        return load_file(path)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    return checkpoint.get("state_dict", checkpoint)
-
 
 # --- weights -----------------------------------------------------------------------------------------------
 
@@ -348,6 +336,6 @@ def load_diffusers_unet(folder: str | Path) -> UNet:
     return load_weights(unet, state, Layout.DIFFUSERS)
 
 
-__all__ = ["Layout", "matching_presets", "load_weights", "read_state_dict", "load_original_unet",
+__all__ = ["Layout", "matching_presets", "load_weights", "load_original_unet",
            "unet_config_from_original", "original_state_dict", "unet_config_from_diffusers",
            "unet_config_to_diffusers", "unet_from_diffusers", "unet_to_diffusers", "load_diffusers_unet"]
