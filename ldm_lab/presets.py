@@ -12,33 +12,18 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
 import torch
 from torch import nn
 
 from ldm_lab.device import resolve_device
+from ldm_lab.diffusion.parameterisation import Prediction
+from ldm_lab.diffusion.schedules import Schedule
 from ldm_lab.nn.autoencoder import (KL_F4, KL_F8, KL_F16, KL_F32, VQ_F4, VQ_F4_NOATTN, VQ_F8, VQ_F16, Autoencoder,
                                     AutoencoderConfig)
 from ldm_lab.nn.text import (CLIP_L14, CLIP_L14_SDXL, OPENCLIP_BIGG14, OPENCLIP_H14, TINY, TextEncoder,
                              TextEncoderConfig)
 from ldm_lab.nn.unet import UNet, UNetConfig
-
-
-class Prediction(str, Enum):
-    """What the U-Net is trained to output (LDM eq. 1; Salimans & Ho 2022 for v)."""
-
-    EPS = "eps"  # the added noise
-    V = "v"      # v = sqrt(ab) eps - sqrt(1 - ab) x0
-    X0 = "x0"    # the clean sample
-
-
-class Schedule(str, Enum):
-    """The beta schedule of the forward process, by the name diffusers uses."""
-
-    SCALED_LINEAR = "scaled_linear"  # LDM/SD: linspace(sqrt(0.00085), sqrt(0.012))**2 (LDM's code calls it "linear")
-    LINEAR = "linear"                # DDPM: linspace(1e-4, 0.02)
-    COSINE = "cosine"                # Nichol & Dhariwal 2021, "squaredcos_cap_v2"
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,13 @@ from ldm_lab.diffusion.oracle import GaussianOracle
 from ldm_lab.diffusion.samplers import (SAMPLERS, DPMSolverPP2M, Euler, EulerAncestral, FewStep, Heun, SamplerSpec,
                                         run_sampler)
 from ldm_lab.diffusion.sampling import compare_samplers, sample
-from ldm_lab.diffusion.schedules import BETA_SCHEDULES, NoiseSchedule, make_schedule
+from ldm_lab.diffusion.parameterisation import Prediction
+from ldm_lab.diffusion.schedules import BETA_SCHEDULES, NoiseSchedule, Schedule, make_schedule
 
 __all__ = [
     "BETA_SCHEDULES", "SAMPLERS", "TIMESTEP_SPACINGS", "DPMSolverPP2M", "Denoiser", "DiffusionLoss", "Euler",
-    "EulerAncestral", "FewStep", "GaussianOracle", "Heun", "NoiseSchedule", "RectifiedFlowLoss", "SamplerSpec",
+    "EulerAncestral", "FewStep", "GaussianOracle", "Heun", "NoiseSchedule", "Prediction", "RectifiedFlowLoss",
+    "SamplerSpec", "Schedule",
     "classifier_free_guidance", "compare_samplers", "concat_inpainting_model", "guided_model", "karras_sigmas",
     "make_schedule", "min_snr_weight", "rescale_guidance", "run_sampler", "sample", "spaced_sigmas",
     "spaced_timesteps",

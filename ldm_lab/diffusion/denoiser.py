@@ -48,7 +48,7 @@ class Denoiser:
 
     model_fn: ModelFn              # the network (or a guided wrapper), called on x_t at fractional timesteps
     schedule: NoiseSchedule        # maps sigma to the timestep the model was trained with
-    prediction: Prediction = "eps"  # what model_fn outputs
+    prediction: Prediction | str = "eps"  # what model_fn outputs
     clip_x0: float | None = None    # clamp the estimate to [-clip_x0, clip_x0]: pixel models in [-1, 1] (DDPM's
                                     # clip_denoised); leave None for latents, whose range is not fixed
 

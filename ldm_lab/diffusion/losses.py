@@ -38,7 +38,7 @@ class DiffusionLoss:
     {0, …, T-1}, for an eps, v or x0 target (LDM eq. 2 is the same loss on latents)."""
 
     schedule: NoiseSchedule
-    prediction: Prediction = "eps"     # what the network learns to output
+    prediction: Prediction | str = "eps"     # what the network learns to output
     snr_gamma: float | None = None     # min-SNR-gamma weighting; Hang et al. recommend 5. None: unweighted
 
     def __call__(self, model_fn: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,

@@ -31,7 +31,7 @@ class GaussianOracle:
     schedule: NoiseSchedule
     mean: float = 0.5
     std: float = 0.25
-    prediction: Prediction = "eps"
+    prediction: Prediction | str = "eps"
     distilled: bool = False   # predict the ODE endpoint (a perfect one-step student) instead of E[x0 | x_t]
 
     def __call__(self, x_t: Tensor, timesteps: Tensor) -> Tensor:
@@ -60,7 +60,7 @@ def gaussian_fit_error(samples: Tensor, mean: float, std: float) -> dict[str, fl
 
 
 def sampler_error_table(samplers: Sequence[str], steps: Sequence[int], *, schedule: NoiseSchedule,
-                        prediction: Prediction = "eps", timestep_spacing: str = "trailing",
+                        prediction: Prediction | str = "eps", timestep_spacing: str = "trailing",
                         shape: tuple[int, ...] = (16, 1, 64, 64), mean: float = 0.5, std: float = 0.25,
                         seed: int = 0) -> pd.DataFrame:
     """Sample the Gaussian oracle with each sampler at each step count; one row per (sampler, steps), with the

@@ -7,20 +7,28 @@ others. v = sqrt(ab) eps - sqrt(1 - ab) x0 is Salimans & Ho 2022's velocity (App
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import Enum
 
 from torch import Tensor
 
-Prediction = Literal["eps", "v", "x0"]
-PREDICTIONS: tuple[str, ...] = ("eps", "v", "x0")
+
+class Prediction(str, Enum):
+    """What the network is trained to output (LDM eq. 1; Salimans & Ho 2022 for v). A plain string works too."""
+
+    EPS = "eps"  # the added noise
+    V = "v"      # v = sqrt(ab) eps - sqrt(1 - ab) x0
+    X0 = "x0"    # the clean sample
 
 
-def check_prediction(prediction: str) -> str:
-    """Return ``prediction`` if known, else raise an error listing the choices."""
+PREDICTIONS: tuple[str, ...] = tuple(p.value for p in Prediction)
+
+
+def check_prediction(prediction: Prediction | str) -> str:
+    """The prediction type as a plain string ("eps", "v" or "x0"); an unknown one raises an error listing them."""
     if prediction not in PREDICTIONS:
         raise ValueError(f"unknown prediction type {prediction!r}; choose one of {', '.join(PREDICTIONS)} "
                          "(diffusers calls them 'epsilon', 'v_prediction' and 'sample')")
-    return prediction
+    return Prediction(prediction).value
 
 
 def append_dims(value: Tensor, ndim: int) -> Tensor:

@@ -10,13 +10,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from enum import Enum
 
 import pandas as pd
 import torch
 from torch import Tensor
 
-BetaScheduleName = Literal["scaled_linear", "linear", "cosine"]
+
+
+class Schedule(str, Enum):
+    """The beta schedules, by the names diffusers uses. A plain string works too."""
+
+    SCALED_LINEAR = "scaled_linear"  # LDM/SD: linspace(sqrt(0.00085), sqrt(0.012))**2 (LDM's code calls it "linear")
+    LINEAR = "linear"                # DDPM: linspace(1e-4, 0.02)
+    COSINE = "cosine"                # Nichol & Dhariwal 2021 (diffusers: "squaredcos_cap_v2")
+
 
 # diffusers' floor for ab_T under zero-terminal SNR: sigma_T = 2**12 stays finite in the sigma view.
 ZERO_SNR_ALPHA_BAR_FLOOR = 2.0**-24
@@ -43,9 +51,9 @@ def cosine_betas(num_train_timesteps: int = 1000, offset: float = 0.008, max_bet
 
 
 BETA_SCHEDULES: dict[str, Callable[..., Tensor]] = {
-    "scaled_linear": scaled_linear_betas,
-    "linear": linear_betas,
-    "cosine": cosine_betas,
+    Schedule.SCALED_LINEAR.value: scaled_linear_betas,
+    Schedule.LINEAR.value: linear_betas,
+    Schedule.COSINE.value: cosine_betas,
 }
 
 
@@ -120,7 +128,7 @@ class NoiseSchedule:
         return self.alphas_cumprod[timestep.long().cpu()].to(device=timestep.device, dtype=torch.float32)
 
 
-def make_schedule(name: BetaScheduleName | str = "scaled_linear", num_train_timesteps: int = 1000, *,
+def make_schedule(name: Schedule | str = "scaled_linear", num_train_timesteps: int = 1000, *,
                   zero_terminal_snr: bool = False, **beta_options: float) -> NoiseSchedule:
     """Build a schedule by name ("scaled_linear", "linear", "cosine"); ``beta_options`` go to the beta
     function (e.g. ``beta_start``, ``beta_end``). ``zero_terminal_snr`` applies Lin et al. 2023, Alg. 1."""
