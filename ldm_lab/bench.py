@@ -65,8 +65,9 @@ def _inference(run: Callable[[], torch.Tensor]) -> Callable[[], None]:
 def bench_unet(config: UNetConfig = BENCH_UNET, batch: int = 16, size: int = 32, tokens: int = 77,
                repeats: int = 5, device: str | torch.device | None = None) -> dict[str, dict[str, float]]:
     """Best-of-``repeats`` seconds of a training step and an inference forward, ours vs diffusers, same weights."""
-    from ldm_lab.convert.unet import unet_from_diffusers, unet_config_to_diffusers
     from diffusers import UNet2DConditionModel
+
+    from ldm_lab.convert.unet import unet_config_to_diffusers, unet_from_diffusers
 
     device = resolve_device(device)
     torch.manual_seed(0)
@@ -122,9 +123,9 @@ def _git_commit() -> str:
 
 class PeakMemory:
     """Peak memory of a block. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only, after a reset).
-    CPU: growth of the process's peak resident set size (``ru_maxrss``), which counts everything the process
-    holds but never goes down, so a block below an earlier peak reads 0: bench one target per process for
-    clean CPU numbers. Other devices: NaN."""
+    CPU: how far the process's resident set rose above its size at the start of the block. On Linux the peak
+    (``VmHWM``) is reset at the start by writing 5 to ``/proc/self/clear_refs``; elsewhere ``ru_maxrss`` never
+    goes down, so a block below an earlier peak reads 0 (bench one target per process there). Other devices: NaN."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -133,16 +134,39 @@ class PeakMemory:
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.start_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        self.start_mb = _resident_mb("VmRSS") if _reset_peak_rss() else _max_rss_mb()
         return self
 
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             self.mb = torch.cuda.max_memory_allocated(self.device) / 2**20
         elif self.device.type == "cpu":
-            self.mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - self.start_rss_kb) / 1024
+            peak = _resident_mb("VmHWM") if Path("/proc/self/status").exists() else _max_rss_mb()
+            self.mb = max(0.0, peak - self.start_mb)
         else:
             self.mb = float("nan")
+
+
+def _reset_peak_rss() -> bool:
+    """Linux: reset the process's peak resident set size (VmHWM) to its current size. False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _resident_mb(field: str) -> float:
+    """A memory field of /proc/self/status (``VmRSS``: now, ``VmHWM``: peak), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # the file gives kB
+    raise RuntimeError(f"/proc/self/status has no {field} line")
+
+
+def _max_rss_mb() -> float:
+    """The process's peak resident set size so far, in MiB (``ru_maxrss`` is KiB on Linux, bytes on macOS)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
 
 
 def _device_name(device: torch.device) -> str:

@@ -2,6 +2,7 @@
 
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -75,3 +76,15 @@ def test_errors_say_what_to_change(class_run, tmp_path, capsys, args, message):
     args = [a.format(run=class_run, tmp=tmp_path) for a in args]
     assert main(args) == 2
     assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's resettable peak RSS")
+def test_cpu_peak_memory_measures_a_block_below_an_earlier_peak():
+    from ldm_lab.bench import PeakMemory
+
+    earlier = torch.ones(96 * 2**18)  # 96 MiB, touched, then freed: the process's all-time peak
+    del earlier
+    with PeakMemory(torch.device("cpu")) as memory:
+        block = torch.ones(24 * 2**18)  # 24 MiB
+        block += 1
+    assert 16 < memory.mb < 64
