@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ldm_lab.device import resolve_device
+from ldm_lab.paths import git_commit
 from ldm_lab.nn.unet import UNetConfig
 
 # SD 1.5's layout at a fifth of the width: conv projections, 8 heads, cross-attention at three levels.
@@ -112,13 +113,8 @@ class BenchRow:
     peak_memory_mb: float
     memory_kind: str               # "cuda_max_allocated" or "cpu_peak_rss_growth" (see ``PeakMemory``)
     torch_version: str = torch.__version__
-    git_commit: str = field(default_factory=lambda: _git_commit())
+    git_commit: str = field(default_factory=git_commit)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-
-def _git_commit() -> str:
-    from ldm_lab.evaluation_models.shipped import git_commit
-    return git_commit()
 
 
 class PeakMemory:

@@ -1,9 +1,11 @@
-"""Where things live: the repository's folders, the data cache (``LDM_LAB_DATA``), and where figures and tables
-go (``LDM_LAB_OUTPUT``; the tests point it at a temporary folder so they never overwrite committed results)."""
+"""Where things live: the repository's folders and the commit it is at (for provenance), the data cache
+(``LDM_LAB_DATA``), and where figures, tables and runs go (``LDM_LAB_OUTPUT``; the tests point it at a temporary
+folder so they never overwrite committed results)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,3 +44,14 @@ def runs_dir() -> Path:
 def checkpoints_dir() -> Path:
     """Small checkpoints the project ships: ``data/checkpoints/``."""
     return _made(REPO_ROOT / "data" / "checkpoints")
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """The checked-out commit of ``repo`` (``"unknown"`` outside a git work tree); ``+dirty`` if files changed."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

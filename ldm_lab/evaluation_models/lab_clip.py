@@ -9,16 +9,15 @@ weights. Its scores are comparable only with each other, never with the papers' 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import torch
 from open_clip.loss import ClipLoss
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-from open_clip.tokenizer import SimpleTokenizer
 from torch import Tensor
 
 from ldm_lab.evaluation_models.shipped import config_from_fields, load_checkpoint
+from ldm_lab.nn import text
 
 CHECKPOINT_NAME = "lab-clip"
 MAX_LOGIT_SCALE = 100.0  # open_clip clamps the learned temperature at 100 (Radford et al. 2021, §2.5)
@@ -49,14 +48,10 @@ def build_lab_clip(config: LabClipConfig = LabClipConfig()) -> CLIP:
     return CLIP(embed_dim=config.embed_dim, vision_cfg=vision, text_cfg=text)
 
 
-@lru_cache(maxsize=4)
-def _tokenizer(context_length: int) -> SimpleTokenizer:
-    return SimpleTokenizer(context_length=context_length)
-
-
 def tokenize(captions: list[str], context_length: int = 77) -> Tensor:
-    """Token ids ``[B, context_length]``: start 49406, BPE tokens, end 49407, then padding 0 (truncated to fit)."""
-    return _tokenizer(context_length)(list(captions))
+    """Token ids ``[B, context_length]``: start 49406, BPE tokens, end 49407, then padding 0 — the text
+    encoders' tokenizer (``ldm_lab.nn.text.tokenize``) with open_clip's padding."""
+    return text.tokenize(list(captions), context_length, pad_token_id=0)
 
 
 def contrastive_loss(model: CLIP, batch: dict) -> Tensor:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ldm_lab.data.download import sha256_of
-from ldm_lab.paths import REPO_ROOT, checkpoints_dir, runs_dir
+from ldm_lab.paths import checkpoints_dir, runs_dir
 from ldm_lab.training import TrainConfig, TrainResult, train
 
 MANIFEST_FILE = "manifest.json"
@@ -39,17 +38,6 @@ class ManifestEntry:
     config: dict                 # the model config's fields, to rebuild the module
     training_seconds: float      # wall time of the training run
     device: str                  # where it was trained, in words: "cpu (2 cores, 1 thread)", "cuda (...)"
-
-
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    """The checked-out commit of ``repo`` (``"unknown"`` outside a git work tree); ``+dirty`` if files changed."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
-    try:
-        commit = git("rev-parse", "HEAD").strip()
-        return commit + ("+dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def config_from_fields(config_class: type, fields: dict):

@@ -10,21 +10,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from ldm_lab.device import default_device
-from ldm_lab.evaluation_models.shipped import git_commit
 from ldm_lab.metrics.fidelity import FidelityResult
-from ldm_lab.paths import results_dir
+from ldm_lab.paths import git_commit, results_dir
 from ldm_lab.profiles import current_profile
-
-
-@lru_cache(maxsize=1)
-def _commit() -> str:
-    return git_commit()
 
 
 @dataclass(frozen=True)
@@ -40,7 +33,7 @@ class ResultRecord:
     ci_high: float | None = None
     profile: str = field(default_factory=current_profile)
     device: str = field(default_factory=lambda: str(default_device()))
-    git_commit: str = field(default_factory=_commit)
+    git_commit: str = field(default_factory=git_commit)
     timestamp: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
