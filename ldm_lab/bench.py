@@ -175,8 +175,7 @@ def _median_seconds(step: Callable[[], None], device: torch.device, repeats: int
 
 
 def _first_batch(target, batch_size: int, device: torch.device) -> dict:
-    from ldm_lab.data import collate
-    from ldm_lab.tasks import build_dataset
+    from ldm_lab.data import build_dataset, collate
 
     data = build_dataset(target.dataset, "train", target.resolution)
     batch = collate([data[i] for i in range(batch_size)])

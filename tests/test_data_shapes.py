@@ -120,3 +120,14 @@ def test_batches_keep_ragged_boxes_as_lists():
     assert batch["original_size"].shape == (8, 2) and batch["crop_top_left"].dtype == torch.int64
     assert isinstance(batch["boxes"], list) and all(b.shape[-1] == 4 for b in batch["boxes"])
     assert isinstance(batch["caption"], list) and len(batch["caption"]) == 8
+
+
+def test_build_dataset_maps_val_to_the_held_out_split_and_checks_the_size():
+    from ldm_lab.data import build_dataset
+
+    data = build_dataset("shapes", "val", (32, 48))
+    assert data.split == "val" and data[0]["image"].shape == (3, 32, 48)
+    with pytest.raises(ValueError, match="square"):
+        build_dataset("fashion_mnist", "train", (28, 32))
+    with pytest.raises(ValueError, match="choose from emoji, fashion_mnist, shapes"):
+        build_dataset("cifar", "train", (32, 32))

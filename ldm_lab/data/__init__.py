@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch.utils.data import Dataset
+
 from ldm_lab.data import emoji, fashion_mnist, shapes
 from ldm_lab.data.batching import collate
 from ldm_lab.data.download import DatasetMissingError
@@ -19,12 +21,23 @@ from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
 class DatasetSource:
     fetch: Callable[[], Path | None]  # make it available; returns where it lives (None: generated on demand)
     info: Callable[[], dict]          # {"num_images", "splits", "num_classes", "available", "how_to_get"}
+    build: Callable[[str, tuple[int, int]], Dataset]  # (split, (height, width)) -> the torch Dataset
+    held_out_split: str               # the split validation and evaluation use
+
+
+def _square(name: str, size: tuple[int, int]) -> int:
+    if size[0] != size[1]:
+        raise ValueError(f"{name} images are square; got size {size}. Use shapes for other aspect ratios.")
+    return size[0]
 
 
 DATASETS: dict[str, DatasetSource] = {
-    "emoji": DatasetSource(emoji.fetch, emoji.info),
-    "fashion_mnist": DatasetSource(fashion_mnist.fetch, fashion_mnist.info),
-    "shapes": DatasetSource(lambda: None, shapes.info),
+    "emoji": DatasetSource(emoji.fetch, emoji.info, held_out_split="val",
+                           build=lambda split, size: EmojiDataset(split, resolution=_square("emoji", size))),
+    "fashion_mnist": DatasetSource(fashion_mnist.fetch, fashion_mnist.info, held_out_split="test",
+                                   build=lambda split, size: FashionMNIST(split, _square("fashion_mnist", size))),
+    "shapes": DatasetSource(lambda: None, shapes.info, held_out_split="val",
+                            build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size))),
 }
 
 
@@ -32,6 +45,14 @@ def _check_names(names: Sequence[str]) -> None:
     unknown = [name for name in names if name not in DATASETS]
     if unknown:
         raise ValueError(f"unknown dataset {', '.join(map(repr, unknown))}; choose from {', '.join(DATASETS)}")
+
+
+def build_dataset(name: str, split: str, size: tuple[int, int]) -> Dataset:
+    """Dataset ``name`` at image size (height, width); ``split`` "val" means its held-out split (Fashion-MNIST's
+    "test"). Items are dicts with ``image`` in [-1, 1], ``label`` and ``caption``."""
+    _check_names([name])
+    source = DATASETS[name]
+    return source.build(source.held_out_split if split == "val" else split, tuple(size))
 
 
 def fetch_datasets(names: Sequence[str] | None = None) -> dict[str, Path | None]:
@@ -47,4 +68,4 @@ def dataset_info() -> dict[str, dict]:
 
 
 __all__ = ["DATASETS", "DatasetMissingError", "EmojiDataset", "FashionMNIST", "ShapesConfig", "ShapesDataset",
-           "collate", "dataset_info", "fetch_datasets", "load_fashion_mnist"]
+           "build_dataset", "collate", "dataset_info", "fetch_datasets", "load_fashion_mnist"]

@@ -147,7 +147,7 @@ class LatentDiffusion(nn.Module):
             raise ValueError(
                 f"images are {tuple(images.shape[1:])} (channels, height, width), but {self.preset.name} is built "
                 f"for ({c}, {h}, {w}). Build the dataset at {h}x{w} with {c} channel(s) "
-                f"(ldm_lab.tasks.build_dataset does), or choose a preset made for your images.")
+                f"(ldm_lab.data.build_dataset does), or choose a preset made for your images.")
 
     # -- conditioning ---------------------------------------------------------------------------------------
 

@@ -4,12 +4,11 @@ runs, and the run directories it writes.
 
     from ldm_lab.tasks import get_target, run_config, train_target, load_run, generate
 
-    train_target("lab-class", "runs/lab-class", run_config(get_target("lab-class"), steps=2000))
-    images = generate(load_run("runs/lab-class").model, labels=torch.arange(10), guidance_scale=3.0)
+    train_target("lab-class", "build/runs/lab-class", run_config(get_target("lab-class"), steps=2000))
+    images = generate(load_run("build/runs/lab-class").model, labels=torch.arange(10), guidance_scale=3.0)
 """
 
 from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask
-from ldm_lab.tasks.data import DATASET_NAMES, build_dataset
 from ldm_lab.tasks.diffusion import DiffusionTask, drop_conditions, generate, generate_like
 from ldm_lab.tasks.gan import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from ldm_lab.tasks.perceptual import LabClipPerceptual
@@ -17,8 +16,8 @@ from ldm_lab.tasks.runs import Run, load_run, read_run_record, run_config, train
 from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, DiffusionTarget, get_target
 
 __all__ = [
-    "DATASET_NAMES", "TARGETS", "AutoencoderGAN", "AutoencoderLossConfig", "AutoencoderTarget", "AutoencoderTask",
+    "TARGETS", "AutoencoderGAN", "AutoencoderLossConfig", "AutoencoderTarget", "AutoencoderTask",
     "DiffusionTarget", "DiffusionTask", "LabClipPerceptual", "PatchDiscriminator", "Run", "adaptive_weight",
-    "build_dataset", "discriminator_loss", "drop_conditions", "generate", "generate_like", "generator_loss",
+    "discriminator_loss", "drop_conditions", "generate", "generate_like", "generator_loss",
     "get_target", "load_run", "read_run_record", "run_config", "train_target",
 ]

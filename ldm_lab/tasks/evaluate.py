@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ldm_lab.data import collate
+from ldm_lab.data import build_dataset, collate
 from ldm_lab.metrics import ResultRecord, fidelity_metrics, fidelity_records, psnr, rfid, ssim, to_uint8
-from ldm_lab.tasks.data import build_dataset
 from ldm_lab.tasks.diffusion import generate_like
 from ldm_lab.tasks.runs import Run
 from ldm_lab.tasks.targets import DiffusionTarget

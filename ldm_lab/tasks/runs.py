@@ -17,9 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ldm_lab.data import collate
+from ldm_lab.data import build_dataset, collate
 from ldm_lab.profiles import current_profile
-from ldm_lab.tasks.data import build_dataset
 from ldm_lab.tasks.targets import FIRST_STAGE_TARGET, AutoencoderTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
 from ldm_lab.training.checkpoint import EMA_FILE

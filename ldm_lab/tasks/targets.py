@@ -18,7 +18,7 @@ from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.nn.autoencoder import AutoencoderConfig
 from ldm_lab.presets import LAB_AUTOENCODER, get_preset
 from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask
-from ldm_lab.tasks.data import build_dataset
+from ldm_lab.data import build_dataset
 from ldm_lab.tasks.diffusion import DiffusionTask
 from ldm_lab.training import TrainConfig
 
@@ -36,7 +36,7 @@ class DiffusionTarget:
 
     name: str
     description: str
-    dataset: str                     # "fashion_mnist", "emoji" or "shapes" (ldm_lab.tasks.data)
+    dataset: str                     # a name in ldm_lab.data.DATASETS: "fashion_mnist", "emoji" or "shapes"
     model: LatentDiffusionConfig
     task: DiffusionTask              # also the default sampler, steps and guidance of ``ldm-lab sample``/``eval``
     train: TrainConfig               # defaults; the command line overrides steps, batch size, device, time limit
