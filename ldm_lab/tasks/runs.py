@@ -4,7 +4,7 @@
         run.json        which target, which first stage it started from (written by us)
         config.json     train config and model config, metrics.jsonl, samples/, checkpoints/ (the trainer's)
 
-A latent target starts from a trained first stage (a ``lab-autoencoder`` run); its weights are copied into the
+A latent target starts from a trained first stage (a run of the target its ``first_stage`` names); its weights are copied into the
 model, so the run's checkpoints are self-contained and sampling needs nothing else.
 """
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from ldm_lab.data import build_dataset, collate
 from ldm_lab.profiles import current_profile
-from ldm_lab.tasks.targets import FIRST_STAGE_TARGET, AutoencoderTarget, TrainTarget, get_target
+from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
 from ldm_lab.training.checkpoint import EMA_FILE
 
@@ -62,15 +62,15 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bo
     return Run(run_dir, target, model.eval(), int(checkpoint.name.removeprefix("step_")), ema)
 
 
-def load_first_stage(model: nn.Module, first_stage_run: str | Path) -> None:
-    """Copy a ``lab-autoencoder`` run's autoencoder into a latent model's frozen first stage."""
+def load_first_stage(model: nn.Module, target: DiffusionTarget, first_stage_run: str | Path) -> None:
+    """Copy an autoencoder run (of ``target.first_stage``) into a latent model's frozen first stage."""
     run = load_run(first_stage_run)
     if not isinstance(run.target, AutoencoderTarget):
         raise ValueError(f"{first_stage_run} trained {run.target.name}, not a first stage; pass a "
-                         f"{FIRST_STAGE_TARGET} run as the first stage.")
+                         f"{target.first_stage} run as the first stage.")
     if run.model.autoencoder.config != model.first_stage.config:
         raise ValueError(f"the autoencoder of {first_stage_run} has another architecture than "
-                         f"{model.preset.name}'s first stage; train one with `ldm-lab train {FIRST_STAGE_TARGET}`.")
+                         f"{model.preset.name}'s first stage; train one with `ldm-lab train {target.first_stage}`.")
     model.first_stage.load_state_dict(run.model.autoencoder.state_dict())
 
 
@@ -89,12 +89,12 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: st
     if needs and first_stage is None:
         raise ValueError(
             f"{target.name} trains in the latent space of a first stage, and none was given. Train one first, "
-            f"`ldm-lab train {FIRST_STAGE_TARGET} --out runs/{FIRST_STAGE_TARGET}`, then pass "
-            f"--first-stage runs/{FIRST_STAGE_TARGET}.")
+            f"`ldm-lab train {target.first_stage} --out runs/{target.first_stage}`, then pass "
+            f"--first-stage runs/{target.first_stage}.")
     if first_stage is not None and not needs:
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
     if first_stage is not None:
-        load_first_stage(model, first_stage)
+        load_first_stage(model, target, first_stage)
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None}
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")

@@ -41,6 +41,13 @@ class DiffusionTarget:
     task: DiffusionTask              # also the default sampler, steps and guidance of ``ldm-lab sample``/``eval``
     train: TrainConfig               # defaults; the command line overrides steps, batch size, device, time limit
     steps: dict[str, int] = field(default_factory=lambda: dict(PROFILE_STEPS))
+    first_stage: str | None = None   # latent models: the AutoencoderTarget whose trained run is the frozen E/D
+
+    def __post_init__(self) -> None:
+        latent = get_preset(self.model.preset).autoencoder is not None
+        if latent != (self.first_stage is not None):
+            raise ValueError(f"target {self.name}: a latent preset names the autoencoder target of its first stage "
+                             "(first_stage=...), a pixel-space preset names none.")
 
     @property
     def resolution(self) -> tuple[int, int]:
@@ -48,8 +55,8 @@ class DiffusionTarget:
 
     @property
     def needs_first_stage(self) -> bool:
-        """A latent model trains on a first stage trained before (``first_stage_target``)."""
-        return get_preset(self.model.preset).autoencoder is not None
+        """A latent model trains on a first stage trained before (the ``first_stage`` target's run)."""
+        return self.first_stage is not None
 
     def build_model(self) -> LatentDiffusion:
         return LatentDiffusion(self.model)
@@ -94,18 +101,17 @@ TARGETS: dict[str, TrainTarget] = {t.name: t for t in [
                     DiffusionTask(sample_labels=tuple(i % 10 for i in range(16)), guidance_scale=3.0), _PIXEL_TRAIN),
     DiffusionTarget("lab-emoji", "text-to-image latent diffusion on 64x64 emoji, on a lab-autoencoder first "
                     "stage (lab-emoji)", "emoji", LatentDiffusionConfig("lab-emoji"),
-                    DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=5.0), _LATENT_TRAIN),
+                    DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=5.0), _LATENT_TRAIN,
+                    first_stage="lab-autoencoder"),
     DiffusionTarget("lab-shapes", "text-to-image latent diffusion on 64x64 Shapes scenes and their captions, with "
                     "lab-emoji's networks and first stage", "shapes", LatentDiffusionConfig("lab-emoji"),
-                    DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0), _LATENT_TRAIN),
+                    DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0), _LATENT_TRAIN,
+                    first_stage="lab-autoencoder"),
     AutoencoderTarget("lab-autoencoder", "the KL-f4 first stage of lab-emoji / lab-sdxl on 64x64 emoji: "
                       "L1 + lab-clip perceptual + PatchGAN + KL (LDM App. G)", "emoji", LAB_AUTOENCODER,
                       AutoencoderLossConfig(), TrainConfig(batch_size=16, lr=1e-4, warmup_steps=100,
                                                            checkpoint_every=500, sample_every=500)),
 ]}
-
-FIRST_STAGE_TARGET = "lab-autoencoder"  # the target that trains the latent presets' first stage
-
 
 def get_target(name: str) -> TrainTarget:
     """The training target ``name``; an unknown name lists the valid ones."""
