@@ -8,6 +8,7 @@
     ldm-lab sample RUN_DIR [--prompt TEXT | --class N] ...          draw a grid of images from a run
     ldm-lab eval RUN_DIR [--num-samples N] [--feature-space ...]    FID/KID (or PSNR/SSIM/rFID) -> eval.csv
     ldm-lab bench [TARGET ...] [--device ...] [--batch-size N]      train/sample throughput -> bench.csv
+    ldm-lab ship [TARGET ... | --all] [--device D] [--jobs N] [--budget-s S]  train + ship -> data/checkpoints
 """
 
 from __future__ import annotations
@@ -193,21 +194,14 @@ def _load_diffusion_run(args: argparse.Namespace):
 
 
 def _sample_condition(run, args: argparse.Namespace) -> dict:
-    """Labels or prompts for ``generate``: the user's, repeated, or the target's defaults."""
+    """Labels or prompts for ``generate``: the user's, repeated, or the target's sample-grid conditions."""
     import torch
 
-    from ldm_lab.models import Conditioning
-
-    kind, task = run.model.conditioning, run.target.task
     if args.label is not None:
         return {"labels": torch.full((args.num,), args.label)}
     if args.prompt is not None:
         return {"prompts": [args.prompt] * args.num}
-    if kind is Conditioning.CLASS:
-        return {"labels": torch.arange(args.num) % run.model.num_classes}
-    if kind is Conditioning.TEXT:
-        return {"prompts": [task.sample_prompts[i % len(task.sample_prompts)] for i in range(args.num)]}
-    return {}
+    return {"conditions": run.target.sample_conditions(args.num)}
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -276,6 +270,49 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- ship (engineer "ship") ------------------------------------------------------------------------------------
+def _add_ship_command(sub: argparse._SubParsersAction) -> None:
+    ship = sub.add_parser("ship", help="train lab models (first stages first, several at a time, within a time "
+                          "budget) and ship their EMA weights (fp16) with manifest entries into data/checkpoints")
+    ship.add_argument("targets", nargs="*", metavar="TARGET", help="targets to ship; the first stages they need are "
+                      "trained too unless already shipped")
+    ship.add_argument("--all", action="store_true", help="ship every training target the notebooks use "
+                      "(all but ldm_lab.shipping.plan.NOT_SHIPPED)")
+    ship.add_argument("--profile", default=None, help="smoke, laptop or gpu: each run's steps (default: "
+                      "$LDM_LAB_PROFILE or laptop)")
+    ship.add_argument("--steps", type=int, default=None, help="optimizer steps of every run (default: the profile's)")
+    ship.add_argument("--jobs", type=int, default=2, help="training runs at a time")
+    ship.add_argument("--budget-s", type=float, default=3600, help="wall-clock seconds for everything")
+    ship.add_argument("--scenes", type=int, default=20_000, help="Shapes scenes materialised for training")
+    ship.add_argument("--no-materialise", dest="materialise", action="store_false",
+                      help="train on the datasets as they are (render and decode on the fly)")
+    ship.add_argument("--checkpoints", default=None, metavar="DIR", help="default: data/checkpoints")
+    ship.add_argument("--runs", default=None, metavar="DIR", help="run folders and logs (default: "
+                      "build/runs/ship/<time>)")
+    _add_device_argument(ship)
+    ship.set_defaults(func=_ship)
+
+
+def _ship(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ldm_lab.profiles import current_profile
+    from ldm_lab.shipping import ShipConfig, ship
+    from ldm_lab.shipping.plan import shipped_targets
+    from ldm_lab.tasks import TARGETS, get_target
+
+    if bool(args.targets) == args.all:
+        raise ValueError("name the targets to ship, or pass --all (not both); targets are: " + ", ".join(TARGETS))
+    names = shipped_targets() if args.all else [get_target(name).name for name in args.targets]
+    config = ShipConfig(device=args.device, profile=args.profile or current_profile(), steps=args.steps,
+                        jobs=args.jobs, budget_s=args.budget_s, materialise=args.materialise, scenes=args.scenes,
+                        checkpoints=Path(args.checkpoints) if args.checkpoints else None,
+                        runs=Path(args.runs) if args.runs else None)
+    rows = ship(names, config)
+    return 0 if all(row.status == "shipped" for row in rows) else 1
+# ---- end of ship ------------------------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ldm-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -287,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_command(sub)
     _add_eval_command(sub)
     _add_bench_command(sub)
+    _add_ship_command(sub)
     return parser
 
 

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -117,4 +118,233 @@ def error_vs_steps(table: pd.DataFrame, *, metric: str = "w2", save: str | Path 
     ax.set(xscale="log", yscale="log", xlabel="sampler steps", ylabel=metric,
            title=f"Gaussian oracle: {metric} between samples and data")
     ax.legend(fontsize=7, ncol=2)
+    return _finish(fig, save)
+
+
+# ---------------------------------------------------------------------------------- conditioning (notebook 04)
+def _draw_boxes(ax: plt.Axes, boxes: Tensor, names: Sequence[str], size: tuple[int, int]) -> None:
+    """Outline normalised (top, left, bottom, right) boxes on an image of ``size`` (height, width) pixels."""
+    height, width = size
+    for (top, left, bottom, right), name in zip(boxes.tolist(), names):
+        ax.add_patch(plt.Rectangle((left * width - 0.5, top * height - 0.5), (right - left) * width,
+                                   (bottom - top) * height, fill=False, edgecolor="white", linewidth=1.2))
+        ax.text(left * width, top * height, name, color="white", fontsize=6, va="bottom",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
+
+
+def images_with_boxes(rows: Mapping[str, Tensor], boxes: Sequence[Tensor], names: Sequence[Sequence[str]], *,
+                      title: str | None = None, save: str | Path | None = None) -> Figure:
+    """Rows of images ``[N, C, H, W]`` (e.g. "requested", "generated"), each column outlined with its layout:
+    ``boxes[i]`` ``[n_i, 4]`` normalised (top, left, bottom, right), labelled ``names[i]``."""
+    fig = image_rows(rows, title=title)
+    for row_axes, images in zip(np.reshape(fig.axes, (len(rows), -1)), rows.values()):
+        for ax, image, box, labels in zip(row_axes, images, boxes, names):
+            _draw_boxes(ax, box, labels, tuple(image.shape[-2:]))
+    return _finish(fig, save)
+
+
+def class_map_to_image(segmentation: Tensor, num_classes: int) -> Tensor:
+    """Class maps ``[N, H, W]`` (0 background) -> RGB images ``[N, 3, H, W]`` in [-1, 1], background black and
+    one tab10 colour per class, for showing masks next to images."""
+    colours = torch.tensor([(0.0, 0.0, 0.0)] + [plt.get_cmap("tab10")(k)[:3] for k in range(num_classes - 1)])
+    return colours[segmentation.long().cpu()].permute(0, 3, 1, 2) * 2 - 1
+
+
+def attention_per_token(image: Tensor, maps: Tensor, tokens: Sequence[str], *, title: str | None = None,
+                        save: str | Path | None = None) -> Figure:
+    """One image ``[C, H, W]`` and, per token, where its cross-attention mass falls: ``maps`` ``[tokens, h, w]``
+    (``ldm_lab.tasks.cross_attention``'s maps of this image, one per label in ``tokens``), overlaid on it."""
+    heat = F.interpolate(maps[None].float().cpu(), size=tuple(image.shape[-2:]), mode="bilinear",
+                         align_corners=False)[0]
+    fig, axes = plt.subplots(1, len(tokens) + 1, figsize=(1.4 * (len(tokens) + 1), 1.9), squeeze=False)
+    _show(axes[0, 0], image, "image")
+    for ax, token_heat, token in zip(axes[0, 1:], heat, tokens):
+        ax.imshow(to_display(image), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(token_heat.numpy(), cmap="inferno", alpha=0.6)
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(token, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _finish(fig, save)
+
+
+def _error_bars(table: pd.DataFrame, column: str) -> list[pd.Series]:
+    """matplotlib's [below, above] bar lengths from ``column``'s ``_low`` / ``_high`` bounds. At small N every
+    bootstrap FID may lie above the estimate (FID's bias), so a side can be negative: it is drawn as 0."""
+    value = table[column]
+    return [(value - table[f"{column}_low"]).clip(lower=0), (table[f"{column}_high"] - value).clip(lower=0)]
+
+
+def fid_vs_clip_score(table: pd.DataFrame, *, save: str | Path | None = None) -> Figure:
+    """The Stable Diffusion model cards' curve: FID against CLIP score, one point per guidance scale (labelled),
+    with the bootstrap intervals of ``ldm_lab.metrics.guidance_sweep``'s table as error bars."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    clip, fid = table["clip_score"], table["fid"]
+    ax.errorbar(clip, fid, xerr=_error_bars(table, "clip_score"), yerr=_error_bars(table, "fid"), marker="o",
+                capsize=2, linewidth=1)
+    for _, row in table.iterrows():
+        ax.annotate(f"w={row['guidance_scale']:g}", (row["clip_score"], row["fid"]), fontsize=7,
+                    textcoords="offset points", xytext=(4, 4))
+    space, encoder, n = table["feature_space"].iloc[0], table["clip_encoder"].iloc[0], table["num_samples"].iloc[0]
+    ax.set(xlabel=f"CLIP score ({encoder}) → better prompt adherence", ylabel=f"FID ({space} features)",
+           title=f"classifier-free guidance sweep, {n} samples per point")
+    return _finish(fig, save)
+
+
+def baseline_bars(table: pd.DataFrame, *, save: str | Path | None = None) -> Figure:
+    """Means with their confidence intervals, one panel per metric and one bar per condition
+    (``ldm_lab.metrics.adherence.baseline_table`` rows, concatenated)."""
+    metrics = list(dict.fromkeys(table["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        rows = table[table["metric"] == metric]
+        ax.bar(rows["condition"], rows["mean"], color=[f"C{i}" for i in range(len(rows))],
+               yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]], capsize=4)
+        ax.set(title=metric, ylim=(0, 1), ylabel="mean (95% CI)")
+        ax.tick_params(axis="x", labelsize=7, rotation=15)
+    return _finish(fig, save)
+
+
+# ------------------------------------------------------------------- autoencoders and compression (02, 03)
+def factor_colour(f: int) -> str:
+    """One colour per downsampling factor f = 1, 2, 4, ..., 32, the same in every figure of notebooks 02 and 03."""
+    return f"C{int(np.log2(f))}"
+
+
+def _factor_axis(ax: plt.Axes, factors: Sequence[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(list(factors), [str(f) for f in factors])
+    ax.set_xlabel("downsampling factor f")
+
+
+def metric_vs_factor(table: pd.DataFrame, metrics: Sequence[str], *, paper: pd.DataFrame | None = None,
+                     save: str | Path | None = None) -> Figure:
+    """LDM Tab. 8 as curves: one panel per metric (columns of ``table``, one row per regularizer and f), one line
+    per regularizer, ± the ``<metric>_std`` column where there is one. ``paper`` (columns regularizer, f and some
+    of ``metrics``) is drawn dashed on a second axis: other data and feature space, so compare shapes only."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for index, (regularizer, rows) in enumerate(table.sort_values("f").groupby("regularizer")):
+            spread = rows[f"{metric}_std"] if f"{metric}_std" in rows else None
+            ax.errorbar(rows["f"], rows[metric], yerr=spread, marker="o", capsize=2, color=f"C{index}",
+                        label=f"{regularizer.upper()} (ours)")
+        if paper is not None and metric in paper:
+            _paper_lines(ax, paper, metric)
+        _factor_axis(ax, sorted(table["f"].unique()))
+        ax.set_title(metric, fontsize=10)
+    axes[0, 0].legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def _paper_lines(ax: plt.Axes, paper: pd.DataFrame, metric: str) -> None:
+    """The paper's values of ``metric`` on a twin y-axis, dashed, one line per regularizer."""
+    twin = ax.twinx()
+    for index, (regularizer, rows) in enumerate(paper.dropna(subset=[metric]).sort_values("f").groupby("regularizer")):
+        twin.plot(rows["f"], rows[metric], linestyle="--", marker="x", color=f"C{index}", alpha=0.6,
+                  label=f"{regularizer.upper()} (paper)")
+    twin.set_ylabel("paper (ImageNet)", fontsize=7)
+    twin.tick_params(labelsize=7)
+    twin.legend(fontsize=6, loc="lower right")
+
+
+def latent_channels(latents: Mapping[str, Tensor], *, image: Tensor | None = None, max_channels: int = 8,
+                    save: str | Path | None = None) -> Figure:
+    """One row per first stage: the channels of one image's latent ``[c, h, w]`` (at most ``max_channels``), each
+    on a diverging colour scale of ± 3 std of that row's latent, so rows of very different scale compare. The
+    encoded ``image`` ``[C, H, W]``, if given, leads every row."""
+    lead = int(image is not None)
+    num_cols = lead + min(max_channels, max(z.shape[0] for z in latents.values()))
+    fig, axes = plt.subplots(len(latents), num_cols, figsize=(1.1 * num_cols + 1.2, 1.15 * len(latents)),
+                             squeeze=False)
+    for row, (label, z) in enumerate(latents.items()):
+        z = z.detach().float().cpu()
+        limit = 3 * z.std().item() or 1.0
+        if lead:
+            _show(axes[row, 0], image, "image" if row == 0 else None)
+        for channel, ax in enumerate(axes[row, lead:]):
+            ax.set_xticks([]), ax.set_yticks([])
+            if channel < z.shape[0]:
+                ax.imshow(z[channel].numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
+            else:
+                ax.axis("off")
+        axes[row, 0].set_ylabel(label, fontsize=8)
+    fig.suptitle("latent channels of one image (colour: ± 3 std of each row)", fontsize=9)
+    return _finish(fig, save)
+
+
+def latent_histograms(latents: Mapping[str, Tensor], scales: Mapping[str, float], *,
+                      save: str | Path | None = None) -> Figure:
+    """Why latents are scaled (LDM App. G): the distribution of each first stage's latent values as encoded
+    (left) and multiplied by its scale factor 1 / std (right), where the diffusion model expects unit variance."""
+    fig, (raw, scaled) = plt.subplots(1, 2, figsize=(9, 3.2))
+    for label, z in latents.items():
+        values = z.detach().float().flatten().cpu().numpy()
+        raw.hist(values, bins=80, histtype="step", density=True, label=label)
+        scaled.hist(values * scales[label], bins=80, histtype="step", density=True, range=(-5, 5))
+    grid = np.linspace(-5, 5, 200)
+    scaled.plot(grid, np.exp(-grid ** 2 / 2) / np.sqrt(2 * np.pi), "k--", label="N(0, 1)")
+    raw.set(title="E(x) as encoded", xlabel="latent value", ylabel="density", yscale="log")
+    scaled.set(title="scale · E(x), scale = 1 / std", xlabel="latent value", yscale="log")
+    raw.legend(fontsize=6, ncol=2), scaled.legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def reconstruction_triplet(original: Tensor, reconstruction: Tensor, *, gain: float = 4.0) -> Tensor:
+    """``[3, C, H, W]`` in [-1, 1]: the image, its reconstruction, and |difference| x ``gain`` (black: exact)."""
+    error = ((original - reconstruction).abs() * gain / 2).clamp(0, 1) * 2 - 1
+    return torch.stack([original, reconstruction, error])
+
+
+def fid_vs_steps(table: pd.DataFrame, *, metric: str = "fid", title: str = "",
+                 save: str | Path | None = None) -> Figure:
+    """LDM Fig. 6: sample quality against training steps, one line per LDM-f, with the ``<metric>_ci_low`` /
+    ``_ci_high`` band where the table has it (``ldm_lab.compression.AblationRow`` columns)."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for f, rows in table.sort_values("step").groupby("f"):
+        ax.plot(rows["step"], rows[metric], marker="o", color=factor_colour(f), label=f"LDM-{f}")
+        if f"{metric}_ci_low" in rows:
+            ax.fill_between(rows["step"], rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"],
+                            color=factor_colour(f), alpha=0.15)
+    space, n = table["feature_space"].iloc[0], int(table["num_samples"].iloc[0])
+    ax.set(xlabel="training steps", ylabel=f"{metric.upper()} ({space} features, {n} samples)",
+           title=title or f"{metric.upper()} against training steps (lower is better)")
+    ax.legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def throughput_bars(table: pd.DataFrame, *, save: str | Path | None = None) -> Figure:
+    """LDM Tab. 6's speed columns: train and sample samples/s per LDM-f (one row per f), each bar labelled
+    with its speed-up over LDM-1 when LDM-1 is in the table."""
+    speed = table.groupby("f")[["train_samples_per_s", "sample_samples_per_s"]].first().sort_index()
+    titles = {"train_samples_per_s": "training", "sample_samples_per_s": "sampling"}
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (column, title) in zip(axes, titles.items()):
+        bars = ax.bar([f"LDM-{f}" for f in speed.index], speed[column], color=[factor_colour(f) for f in speed.index])
+        if 1 in speed.index:
+            ax.bar_label(bars, [f"{value / speed.loc[1, column]:.1f}x" for value in speed[column]], fontsize=7)
+        ax.set(title=title, ylabel="samples / s")
+    where = {column: table[column].iloc[0] for column in ("throughput_device", "throughput_batch_size")
+             if column in table}
+    fig.suptitle(f"throughput on {where.get('throughput_device', '?')}, batch {where.get('throughput_batch_size', '?')}"
+                 + (" (labels: speed-up over LDM-1)" if 1 in speed.index else ""), fontsize=9)
+    return _finish(fig, save)
+
+
+def _steps_span(table: pd.DataFrame) -> str:
+    steps = sorted({int(step) for step in table["step"]})
+    return f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
+
+
+def quality_vs_speed(table: pd.DataFrame, *, save: str | Path | None = None) -> Figure:
+    """The trade-off of LDM §4.1: FID (with its interval) against sampling speed, one point per LDM-f
+    (one row per f, e.g. each model's last checkpoint; the title gives their steps). Down and right is better."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    for _, row in table.sort_values("f").iterrows():
+        below, above = max(row["fid"] - row["fid_ci_low"], 0), max(row["fid_ci_high"] - row["fid"], 0)
+        ax.errorbar(row["sample_samples_per_s"], row["fid"], yerr=[[below], [above]], marker="o", capsize=3,
+                    color=factor_colour(int(row["f"])))
+        ax.annotate(f"LDM-{int(row['f'])}", (row["sample_samples_per_s"], row["fid"]), fontsize=8,
+                    textcoords="offset points", xytext=(5, 4))
+    ax.set(xscale="log", xlabel="sampling speed (samples / s, log)", ylabel=f"FID ({table['feature_space'].iloc[0]})",
+           title=f"quality vs speed at {_steps_span(table)}")
     return _finish(fig, save)

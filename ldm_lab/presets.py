@@ -20,8 +20,8 @@ from ldm_lab.device import resolve_device
 from ldm_lab.diffusion.parameterisation import Prediction
 from ldm_lab.diffusion.schedules import Schedule
 from ldm_lab.nn.autoencoder import (KL_F4, KL_F8, KL_F16, KL_F32, VQ_F4, VQ_F4_NOATTN, VQ_F8, VQ_F16, Autoencoder,
-                                    AutoencoderConfig)
-from ldm_lab.nn.text import (CLIP_L14, CLIP_L14_SDXL, OPENCLIP_BIGG14, OPENCLIP_H14, TINY, TextEncoder,
+                                    AutoencoderConfig, Regularizer)
+from ldm_lab.nn.text import (CLIP_L14, CLIP_L14_SDXL, OPENCLIP_BIGG14, OPENCLIP_H14, TINY, Activation, TextEncoder,
                              TextEncoderConfig)
 from ldm_lab.nn.unet import UNet, UNetConfig
 
@@ -35,6 +35,8 @@ class Preset:
     unet: UNetConfig | None = None                    # None: a first-stage-only preset
     autoencoder: AutoencoderConfig | None = None      # None: the U-Net works in pixel space
     text_encoders: dict[str, TextEncoderConfig] = field(default_factory=dict)  # by component name, in order
+    text_weights: str | None = None                   # a shipped CLIP whose text tower the encoders load, frozen
+                                                      # (SD's design); None: the towers train with the U-Net
     prediction: Prediction = Prediction.EPS
     schedule: Schedule = Schedule.SCALED_LINEAR
     num_train_timesteps: int = 1000
@@ -99,7 +101,9 @@ PRESETS.update({name: Preset(name, f"LDM first stage {name} (LDM Tab. 8, models/
 LAB_PIXEL_UNET = UNetConfig(in_channels=1, out_channels=1, model_channels=32, channel_mult=(1, 2, 2),
                             num_res_blocks=1, transformer_depth=(0, 1, 0), num_heads=None, head_dim=32,
                             context_dim=None)
-LAB_AUTOENCODER = AutoencoderConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, resolution=64)  # KL, f = 4
+# KL, f = 4, 32 channels at every level (0.29 M parameters): emoji at 64x64 need no more, and every lab first
+# stage is built this way, so the twelve of the compression ablation ship in about 8 MiB together.
+LAB_AUTOENCODER = AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, resolution=64)
 LAB_TEXT = TINY
 LAB_LATENT_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1,
                              transformer_depth=(0, 1, 1), num_heads=None, head_dim=32,
@@ -113,14 +117,117 @@ PRESETS.update({p.name: p for p in [
            LAB_PIXEL_UNET, schedule=Schedule.LINEAR, resolution=(28, 28)),
     Preset("lab-class", "class-conditional Fashion-MNIST pixel model; label 10 is 'no class' for CFG",
            LAB_PIXEL_UNET.replace(num_classes=11), schedule=Schedule.LINEAR, resolution=(28, 28)),
-    Preset("lab-emoji", "tiny text-to-image latent model on 64x64 emoji: KL-f4 autoencoder, lab text encoder",
-           LAB_LATENT_UNET, LAB_AUTOENCODER, {"text": LAB_TEXT}, resolution=(64, 64)),
-    Preset("lab-sdxl", "tiny SDXL replica: pooled text + 6 size/crop scalars as vector condition (SDXL §2.2)",
-           LAB_LATENT_UNET.replace(y_dim=LAB_TEXT.projection_dim + 6 * MICRO_CONDITIONING_DIM,
-                                   y_description=f"pooled text {LAB_TEXT.projection_dim} + 6 micro-conditioning "
-                                                 f"scalars x {MICRO_CONDITIONING_DIM}"),
-           LAB_AUTOENCODER, {"text": LAB_POOLED_TEXT}, resolution=(64, 64)),
 ]})
+
+# --- cond: the conditioning lab models (issue 6; their conditioners: ldm_lab.conditioning.presets) ------------
+
+LAB_FMNIST_AUTOENCODER = replace(LAB_AUTOENCODER, in_channels=1, out_channels=1, resolution=32)  # KL, f = 4
+# The text-to-image lab models read the shipped lab-clip's text tower, frozen, as Stable Diffusion reads a frozen
+# CLIP (ldm_lab.evaluation_models.lab_clip.LabClipConfig: 64 wide, 3 blocks, 4 heads, 128-wide projection). Its
+# weights stay in lab_clip.safetensors, so no text model ships a copy of the 49,408-token embedding.
+LAB_CLIP_TEXT = TextEncoderConfig(width=64, num_layers=3, num_heads=4, activation=Activation.GELU,
+                                  projection_dim=128, pad_token_id=0)
+LAB_CLIP_TEXT_SDXL = replace(LAB_CLIP_TEXT, hidden_layer=-2, final_norm=False, return_pooled=True)  # as SDXL's bigG
+# The conditioned lab U-Nets: about 1.2 M parameters (a 2.4 MiB fp16 file), cross-attention at 1/2 and 1/4 of the
+# latent's side.
+LAB_CONDITIONED_UNET = LAB_LATENT_UNET.replace(channel_mult=(1, 1, 2))
+LAB_PROMPT_UNET = LAB_CONDITIONED_UNET.replace(context_dim=LAB_CLIP_TEXT.width, context_description=(
+    f"lab-clip's text tower, last layer after the final norm, {LAB_CLIP_TEXT.width}"))
+SHAPES_KINDS = 5  # classes of a Shapes box (ldm_lab.data.shapes.KINDS); its segmentation adds background: 6
+
+PRESETS.update({p.name: p for p in [
+    Preset("lab-emoji", "tiny text-to-image latent model on 64x64 emoji: KL-f4 autoencoder, frozen lab-clip text",
+           LAB_PROMPT_UNET, LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64)),
+    Preset("lab-sdxl", "tiny SDXL replica: pooled text + 6 size/crop scalars as vector condition (SDXL §2.2)",
+           LAB_PROMPT_UNET.replace(
+               y_dim=LAB_CLIP_TEXT.projection_dim + 6 * MICRO_CONDITIONING_DIM,
+               context_description=f"lab-clip's text tower, penultimate block, no final norm, {LAB_CLIP_TEXT.width}",
+               y_description=f"pooled lab-clip text {LAB_CLIP_TEXT.projection_dim} + 6 micro-conditioning scalars x "
+                             f"{MICRO_CONDITIONING_DIM}"),
+           LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT_SDXL}, text_weights="lab-clip", resolution=(64, 64)),
+    Preset("lab-fmnist", "class-conditional latent model on 32x32 Fashion-MNIST (KL-f4, 1 channel): the class "
+           "as one learned cross-attention token, as LDM's cin models", LAB_CONDITIONED_UNET.replace(
+               context_description="one learned class token (LDM cin), 128"),
+           LAB_FMNIST_AUTOENCODER, resolution=(32, 32)),
+    Preset("lab-layout", "layout-to-image on 64x64 Shapes: boxes as (l, b, c) token triples through a transformer "
+           "encoder, cross-attended (LDM Tab. 17)", LAB_CONDITIONED_UNET.replace(
+               context_description="layout tokens: 3 per box, 92 at most, 128"),
+           LAB_AUTOENCODER, resolution=(64, 64)),
+    Preset("lab-seg", "segmentation-to-image on 64x64 Shapes: the one-hot class map, averaged to the latent's "
+           f"size, concatenated to the latent (in_channels = {LAB_AUTOENCODER.embed_dim} + {1 + SHAPES_KINDS})",
+           LAB_CONDITIONED_UNET.replace(in_channels=LAB_AUTOENCODER.embed_dim + 1 + SHAPES_KINDS, context_dim=None,
+                                        context_description=""),
+           LAB_AUTOENCODER, resolution=(64, 64)),
+]})
+
+# --- end of cond's block --------------------------------------------------------------------------------------
+
+# --- compress: the compression ablation (issue 7; LDM §4.1, Tab. 8, Fig. 6; helpers in ldm_lab.compression) ---
+#
+# First stages at every downsampling factor f, KL and VQ, for 64x64 emoji: lab-emoji's autoencoder (32 channels at
+# every level, one ResBlock per level) with one level per halving, so that f is what changes.
+# Latent channels follow LDM: Tab. 8's first stages and the z-shapes of the ablation's LDM-f (App. E, Tab. 13).
+
+COMPRESSION_FACTORS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+LAB_FIRST_STAGE_CH_MULT = {f: (1,) * f.bit_length() for f in COMPRESSION_FACTORS}  # log2(f) + 1 levels of 32
+LAB_KL_CHANNELS = {1: 3, 2: 2, 4: 4, 8: 4, 16: 16, 32: 64}  # LDM kl-f8/f16/f32; f4: lab-emoji's 4 (LDM kl-f4: 3);
+                                                             # f1, f2 (no LDM KL model): as the VQ ones
+LAB_VQ_CHANNELS = {1: 3, 2: 2, 4: 3, 8: 4, 16: 8, 32: 32}   # LDM vq-f4/f8/f16 and the ablation's f2 and f32
+LAB_VQ_CODEBOOK = {1: 128, 2: 128, 4: 512, 8: 1024, 16: 1024, 32: 1024}  # LDM's K (2048, 8192, 16384) / 16, for
+                                                                          # ~3.4k training images, not millions;
+                                                                          # f1 (pixels: a palette) as f2
+EMOJI_CATEGORIES = 10  # classes of emoji (ldm_lab.data.emoji.CATEGORIES); LDM-f adds a null class for CFG
+
+
+def check_factor(f: int) -> int:
+    """``f`` if the ablation has it, else an error listing the factors it has."""
+    if f not in COMPRESSION_FACTORS:
+        raise ValueError(f"downsampling factor f={f} is not in the compression ablation; choose one of "
+                         f"{COMPRESSION_FACTORS} (64x64 images: latents of {[64 // f for f in COMPRESSION_FACTORS]}"
+                         " pixels a side).")
+    return f
+
+
+def lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderConfig:
+    """The lab first stage at factor ``f`` (LDM §3.1); KL at f = 4 is lab-emoji's own, ``LAB_AUTOENCODER``."""
+    vq = regularizer is Regularizer.VQ
+    channels = (LAB_VQ_CHANNELS if vq else LAB_KL_CHANNELS)[check_factor(f)]
+    return replace(LAB_AUTOENCODER, ch_mult=LAB_FIRST_STAGE_CH_MULT[f], z_channels=channels, embed_dim=channels,
+                   regularizer=regularizer, codebook_size=LAB_VQ_CODEBOOK[f] if vq else None)
+
+
+# LDM-f, the ablation's diffusion models: class-conditional on emoji's categories, as the paper's ImageNet models,
+# on the VQ first stages, as the paper's (Tab. 13 gives each LDM-f a codebook size); LDM-1 works on pixels.
+# Levels as LDM's, down to 1/32 of the image side (6 at f1, 5 at f2, 4 at f4, 3 at f8 and f16; f32's 2x2 latent
+# allows 2), one ResBlock per level, self-attention at latent sides <= 8 (LDM: 32, 16, 8 at 256 px) and in the
+# middle. 32 channels per level, the deepest level 64: every U-Net has 1.25M parameters +-20% (LDM: 391M-396M).
+LAB_LDM_CHANNEL_MULT = {1: (1, 1, 1, 1, 1, 2), 2: (1, 1, 1, 1, 2), 4: (1, 1, 1, 2), 8: (1, 1, 2), 16: (1, 1, 2),
+                        32: (1, 2)}
+LAB_LDM_MODEL_CHANNELS = {f: 32 for f in COMPRESSION_FACTORS}
+LAB_LDM_ATTENTION_MAX_SIDE = 8  # self-attention at levels whose latent side is at most this
+
+
+def lab_ldm_unet(f: int) -> UNetConfig:
+    """The U-Net of LDM-``f`` on 64x64 emoji: latent side 64 / f, channels of the VQ first stage (RGB at f = 1)."""
+    channels, side = (3 if check_factor(f) == 1 else LAB_VQ_CHANNELS[f]), 64 // f
+    mult = LAB_LDM_CHANNEL_MULT[f]
+    attention = tuple(int(side // 2**level <= LAB_LDM_ATTENTION_MAX_SIDE) for level in range(len(mult)))
+    return UNetConfig(in_channels=channels, out_channels=channels, model_channels=LAB_LDM_MODEL_CHANNELS[f],
+                      channel_mult=mult, num_res_blocks=1, transformer_depth=attention, num_heads=None, head_dim=32,
+                      context_dim=None, num_classes=EMOJI_CATEGORIES + 1)
+
+
+PRESETS.update({p.name: p for p in [
+    *(Preset(f"lab-{regularizer.value}-f{f}", f"{regularizer.name}-regularised lab first stage, f = {f}, for 64x64 "
+             f"emoji (LDM Tab. 8 in miniature)", autoencoder=lab_first_stage(regularizer, f), resolution=(64, 64))
+      for regularizer in Regularizer for f in COMPRESSION_FACTORS),
+    *(Preset(f"lab-ldm-{f}", f"LDM-{f} of the compression ablation (LDM §4.1, Fig. 6): class-conditional emoji, "
+             + ("pixel space" if f == 1 else f"on lab-vq-f{f}"), lab_ldm_unet(f),
+             None if f == 1 else lab_first_stage(Regularizer.VQ, f), resolution=(64, 64))
+      for f in COMPRESSION_FACTORS),
+]})
+
+# --- end of compress's block ----------------------------------------------------------------------------------
 
 
 def get_preset(name: str) -> Preset:

@@ -3,6 +3,9 @@ notebook shows a figure when executed headless as well."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
@@ -10,7 +13,11 @@ from torch import Tensor
 
 from ldm_lab.diffusion.parameterisation import add_noise
 from ldm_lab.diffusion.schedules import NoiseSchedule
-from ldm_lab.plotting import image_rows
+from ldm_lab.metrics.reconstruction import psnr
+from ldm_lab.plotting import image_rows, reconstruction_triplet
+
+if TYPE_CHECKING:
+    from ldm_lab.compression import Reconstructions
 
 
 def noise_level_scrubber(images: Tensor, schedule: NoiseSchedule, *, timestep: int = 250,
@@ -40,3 +47,90 @@ def sigma_readout(schedule: NoiseSchedule, timestep: int) -> str:
     ab = float(schedule.alphas_cumprod[timestep])
     return (f"t={timestep}: alpha_bar={ab:.4f}, SNR={ab / max(1 - ab, 1e-12):.3g}, "
             f"sigma={float(schedule.sigma_at(torch.tensor(timestep))):.3g}")
+
+
+# ------------------------------------------------------------------------------------ conditioning (00, 04)
+Controls = dict[str, widgets.ValueWidget]  # keyword of the draw function -> the widget that sets it
+
+
+def image_controls(draw: Callable[..., Tensor], controls: Controls, *, title: str = "") -> widgets.VBox:
+    """Controls above a picture: ``draw(**values)`` -> images ``[N, C, H, W]`` in [-1, 1], redrawn when a control
+    changes (drawn once at build time, so a headless run shows the defaults' images)."""
+    output = widgets.Output()
+
+    def redraw(_: object = None) -> None:
+        images = draw(**{name: control.value for name, control in controls.items()})
+        fig = image_rows({"": images}, title=title or None)
+        output.outputs = ()  # set the Output's contents directly, as noise_level_scrubber does
+        output.append_display_data(fig)
+        plt.close(fig)
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([*controls.values(), output])
+
+
+def sampling_controls(*, steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
+                      max_steps: int = 100) -> Controls:
+    """Sampler steps, classifier-free guidance scale (1: no guidance) and the noise seed."""
+    return {"steps": widgets.IntSlider(value=steps, min=1, max=max_steps, description="steps",
+                                       continuous_update=False),
+            "guidance_scale": widgets.FloatSlider(value=guidance_scale, min=1.0, max=12.0, step=0.5,
+                                                  description="guidance", continuous_update=False),
+            "seed": widgets.IntText(value=seed, description="seed")}
+
+
+def prompt_controls(prompt: str, **sampling) -> Controls:
+    """A prompt box (applied on Enter) and ``sampling_controls(**sampling)``."""
+    prompt_box = widgets.Text(value=prompt, description="prompt", continuous_update=False)
+    return {"prompt": prompt_box, **sampling_controls(**sampling)}
+
+
+def class_controls(class_names: Sequence[str], label: int = 0, **sampling) -> Controls:
+    """A class picker (its value is the class index) and ``sampling_controls(**sampling)``."""
+    options = [(name, index) for index, name in enumerate(class_names)]
+    picker = widgets.Dropdown(options=options, value=label, description="class")
+    return {"label": picker, **sampling_controls(**sampling)}
+
+
+def box_controls(kinds: Sequence[str], kind: int = 0, box: tuple[float, float, float, float] = (0.2, 0.2, 0.6, 0.6),
+                 **sampling) -> Controls:
+    """One box to place: its kind (index into ``kinds``) and its (top, left, bottom, right) edges in [0, 1];
+    then ``sampling_controls(**sampling)``."""
+    edges = {name: widgets.FloatSlider(value=value, min=0.0, max=1.0, step=0.05, description=name,
+                                       continuous_update=False)
+             for name, value in zip(("top", "left", "bottom", "right"), box)}
+    options = [(name, index) for index, name in enumerate(kinds)]
+    return {"kind": widgets.Dropdown(options=options, value=kind, description="kind"), **edges,
+            **sampling_controls(**sampling)}
+
+
+# ------------------------------------------------------------------------------ autoencoders (notebook 02)
+def first_stage_explorer(reconstructions: Mapping[tuple[str, int], Reconstructions], *, regularizer: str = "kl",
+                         f: int = 8, index: int = 0) -> widgets.VBox:
+    """Pick a regularizer, a downsampling factor f and an image: the image, its reconstruction by that first stage
+    and the error. ``reconstructions[(regularizer, f)]`` is ``ldm_lab.compression.reconstruct``'s result."""
+    keys = list(reconstructions)
+    pick_regularizer = widgets.Dropdown(options=sorted({r for r, _ in keys}), value=regularizer,
+                                        description="regularizer")
+    pick_f = widgets.Dropdown(options=sorted({f for _, f in keys}), value=f, description="f")
+    num_images = min(len(result.originals) for result in reconstructions.values())
+    pick_image = widgets.IntSlider(value=index, min=0, max=num_images - 1, description="image", continuous_update=False)
+    output = widgets.Output()
+
+    def redraw(_: object = None) -> None:
+        result = reconstructions[(pick_regularizer.value, pick_f.value)]
+        x, y = result.originals[pick_image.value], result.reconstructions[pick_image.value]
+        title = (f"{pick_regularizer.value.upper()} f={pick_f.value}, image {pick_image.value}: "
+                 f"PSNR {psnr(x[None], y[None]).item():.1f} dB")
+        fig = image_rows({"": reconstruction_triplet(x, y)}, column_titles=["image", "reconstruction", "|error| x4"],
+                         title=title)
+        output.outputs = ()  # set the Output's contents directly, as noise_level_scrubber does
+        output.append_display_data(fig)
+        plt.close(fig)
+
+    for control in (pick_regularizer, pick_f, pick_image):
+        control.observe(redraw, names="value")
+    redraw()
+    return widgets.VBox([widgets.HBox([pick_regularizer, pick_f]), pick_image, output])

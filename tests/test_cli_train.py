@@ -64,8 +64,8 @@ def test_bench_appends_well_formed_rows():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["sample", "{run}", "--prompt", "a shirt"], "lab-class is not a text-to-image model"),
-    (["sample", "{run}", "--class", "11"], "class 11 is out of range: lab-class has classes 0..9"),
+    (["sample", "{run}", "--prompt", "a shirt"], "lab-class takes no prompts: it is conditioned on a class label"),
+    (["sample", "{run}", "--class", "11"], "class 11 is out of range: this model has classes 0..9"),
     (["sample", "{tmp}"], "is not an ldm-lab run directory .* Pass the --out folder"),
     (["eval", "{tmp}"], "is not an ldm-lab run directory"),
     (["train", "lab-clas"], "unknown training target 'lab-clas'. Did you mean 'lab-class'"),

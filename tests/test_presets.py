@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ldm_lab.cli import main
+from ldm_lab.conditioning import Output, conditioner_config
 from ldm_lab.nn.embeddings import fourier_features
 from ldm_lab.presets import PRESETS, Prediction, Schedule, build_preset, get_preset, parameter_counts
 
@@ -57,7 +58,11 @@ def test_networks_fit_together(name):
         assert unet.context_dim == sum(e.width for e in encoders)
     if preset.autoencoder is not None:
         concat = unet.in_channels - preset.autoencoder.embed_dim  # inpainting: mask + masked-image latent
-        assert unet.out_channels == preset.autoencoder.embed_dim and concat in (0, preset.autoencoder.embed_dim + 1)
+        conditions = conditioner_config(preset).widths().get(Output.CONCAT, 0)  # lab-seg: the class map
+        assert unet.out_channels == preset.autoencoder.embed_dim
+        assert concat in (0, preset.autoencoder.embed_dim + 1, conditions)
+    if "inpaint" not in name:  # the inpainting inputs are not conditions of the conditioner
+        conditioner_config(preset).check(unet, unet.out_channels)
     if unet.y_dim is not None:
         pooled = sum(e.projection_dim for e in encoders if e.return_pooled)
         scalars, remainder = divmod(unet.y_dim - pooled, 256)
@@ -70,7 +75,8 @@ def test_sdxl_vector_condition_is_pooled_bigg_and_six_scalars():
     assert get_preset("sdxl-refiner").unet.y_dim == 1280 + 5 * 256
 
 
-@pytest.mark.parametrize("name", ["lab-pixel", "lab-class", "lab-emoji", "lab-sdxl"])
+@pytest.mark.parametrize("name", ["lab-pixel", "lab-class", "lab-emoji", "lab-sdxl", "lab-fmnist", "lab-layout",
+                                  "lab-seg"])
 def test_lab_presets_are_small_and_run(name):
     preset = get_preset(name)
     modules = build_preset(name, device="cpu")

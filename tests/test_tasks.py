@@ -14,7 +14,6 @@ from ldm_lab.tasks import (
     PatchDiscriminator,
     adaptive_weight,
     discriminator_loss,
-    drop_conditions,
     generate,
     generator_loss,
 )
@@ -128,13 +127,24 @@ def test_encoding_before_the_scale_is_measured_says_what_to_do():
 
 
 def test_condition_dropout_uses_the_null_class_and_the_empty_prompt():
-    class_model = LatentDiffusion(LatentDiffusionConfig("lab-class"))
-    batch = {"image": torch.zeros(4, 1, 28, 28), "label": torch.tensor([1, 2, 3, 4]), "caption": ["a"] * 4}
-    assert drop_conditions(class_model, batch, 1.0)["labels"].tolist() == [10] * 4
-    assert drop_conditions(class_model, batch, 0.0)["labels"].tolist() == [1, 2, 3, 4]
-    text_model = LatentDiffusion(LatentDiffusionConfig("lab-emoji"))
-    assert drop_conditions(text_model, batch, 1.0) == {"prompts": [""] * 4}
-    assert drop_conditions(text_model, batch, 0.0) == {"prompts": ["a"] * 4}
+    class_model = LatentDiffusion(LatentDiffusionConfig("lab-class", condition_dropout=0.5))
+    batch = {"image": torch.zeros(64, 1, 28, 28), "label": torch.arange(64) % 10, "caption": ["a"] * 64}
+    torch.manual_seed(0)
+    labels = class_model.condition(batch, dropout=True)["y"]
+    dropped = labels == 10
+    assert 0 < dropped.sum() < 64 and torch.equal(labels[~dropped], batch["label"][~dropped])
+    assert torch.equal(class_model.condition(batch)["y"], batch["label"])
+
+    text_model = LatentDiffusion(LatentDiffusionConfig("lab-emoji", condition_dropout=0.5)).eval()
+    batch = {"caption": ["red apple", "a cat"] * 8}
+    with torch.no_grad():
+        torch.manual_seed(0)
+        context = text_model.condition(batch, dropout=True)["context"]
+        full, empty = text_model.condition(batch)["context"], text_model.unconditional(batch)["context"]
+    is_empty = (context - empty).abs().amax(dim=(1, 2)) == 0
+    is_full = (context - full).abs().amax(dim=(1, 2)) == 0
+    assert torch.all(is_empty ^ is_full) and 0 < is_empty.sum() < 16
+    torch.testing.assert_close(empty, text_model.condition({"caption": [""] * 16})["context"])
 
 
 def test_wrong_image_size_says_what_the_model_expects():
@@ -146,13 +156,15 @@ def test_wrong_image_size_says_what_the_model_expects():
 
 def test_conditioning_errors_say_what_to_pass():
     pixel = LatentDiffusion(LatentDiffusionConfig("lab-pixel"))
-    with pytest.raises(ValueError, match="lab-pixel is not a text-to-image model.*drop the prompt"):
+    with pytest.raises(ValueError, match="lab-pixel takes no prompts: it is conditioned on nothing.*Drop the prompts"):
         generate(pixel, prompts=["a shirt"])
     with pytest.raises(ValueError, match="unconditional: classifier-free guidance needs a condition"):
         generate(pixel, 1, guidance_scale=3.0, steps=1)
     classes = LatentDiffusion(LatentDiffusionConfig("lab-class"))
-    with pytest.raises(ValueError, match="class 12 is out of range: lab-class has classes 0..9"):
+    with pytest.raises(ValueError, match="class 12 is out of range: this model has classes 0..9"):
         generate(classes, labels=torch.tensor([3, 12]))
+    with pytest.raises(ValueError, match=r"lab-class takes no prompts: it is conditioned on a class label \(0..9\)"):
+        generate(classes, prompts=["a shirt"])
 
 
 def test_a_class_model_samples_images_in_range():

@@ -63,4 +63,4 @@ def test_shapes_target_trains_on_captioned_scenes_with_the_emoji_first_stage(fir
     run_dir = tmp_path / "shapes"
     train_target("lab-shapes", run_dir, tiny_config("lab-shapes", 1), first_stage=first_stage_run)
     run = load_run(run_dir)
-    assert run.target.dataset == "shapes" and run.model.conditioning.value == "text"
+    assert run.target.dataset == "shapes" and run.model.condition_keys == ("caption",)

@@ -1,6 +1,10 @@
 """Shipped checkpoints: small fp16 safetensors under ``data/checkpoints/``, each described by an entry of
 ``data/checkpoints/manifest.json`` (the command, git commit and data that produced it, its scores, its size and
-its SHA-256). Loading checks the SHA-256, so a truncated or edited file is never used silently."""
+its SHA-256). Loading checks the SHA-256, so a truncated or edited file is never used silently.
+
+Two kinds of models live there: the evaluation models (``fmnist-classifier``, ``lab-clip``, trained by their own
+entry points) and the lab models ``ldm-lab ship`` trains (named after their training target; see
+:mod:`ldm_lab.shipping`), whose entries also say which target builds them and which first stage they decode with."""
 
 from __future__ import annotations
 
@@ -38,6 +42,17 @@ class ManifestEntry:
     config: dict                 # the model config's fields, to rebuild the module
     training_seconds: float      # wall time of the training run
     device: str                  # where it was trained, in words: "cpu (2 cores, 1 thread)", "cuda (...)"
+    # Lab models only (left out of the JSON when unset, so the evaluation models' entries stay as they were):
+    target: str | None = None    # the ldm_lab.tasks.targets.TARGETS name whose model the file holds
+    steps: int | None = None     # optimizer steps the run reached
+    first_stage: str | None = None          # latent models: the shipped name of their first stage, a file of its own
+    first_stage_sha256: str | None = None   # ... and the SHA-256 it had when this model was trained on it
+
+
+def entry_fields(entry: ManifestEntry) -> dict:
+    """The entry as JSON fields, without the optional fields that are unset."""
+    optional = {field.name for field in dataclasses.fields(ManifestEntry) if field.default is None}
+    return {key: value for key, value in dataclasses.asdict(entry).items() if key not in optional or value is not None}
 
 
 def config_from_fields(config_class: type, fields: dict):
@@ -64,10 +79,16 @@ def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], entry: Manif
     save_file(half, str(path), metadata={"name": name, "git_commit": entry.git_commit})
     path.chmod(0o644)  # a shipped file: readable by everyone who checks the repository out
     entry = dataclasses.replace(entry, sha256=sha256_of(path), size_bytes=path.stat().st_size)
-    manifest = {key: dataclasses.asdict(value) for key, value in read_manifest(folder).items()}
-    manifest[name] = dataclasses.asdict(entry)
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_manifest({**read_manifest(folder), name: entry}, folder)
     return entry
+
+
+def write_manifest(entries: dict[str, ManifestEntry], folder: Path) -> None:
+    """Replace ``folder``'s manifest atomically (a killed process leaves the old one or the new one)."""
+    fields = {name: entry_fields(entry) for name, entry in entries.items()}
+    partial = folder / f"{MANIFEST_FILE}.partial"
+    partial.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
+    partial.replace(folder / MANIFEST_FILE)
 
 
 def verified_file(name: str, folder: Path | None = None) -> tuple[Path, ManifestEntry]:
@@ -77,7 +98,8 @@ def verified_file(name: str, folder: Path | None = None) -> tuple[Path, Manifest
     if name not in manifest:
         raise CheckpointError(
             f"no checkpoint named {name!r} in {folder / MANIFEST_FILE} (it lists: {', '.join(manifest) or 'nothing'}). "
-            f"Train it with its entry point (see ldm_lab/evaluation_models/__init__.py) or restore the manifest.")
+            f"Lab models: train it with `ldm-lab ship {name}`; evaluation models: with their entry point (see "
+            "ldm_lab/evaluation_models/__init__.py); or restore the manifest (git checkout data/checkpoints).")
     entry = manifest[name]
     path = folder / entry.file
     retrain = f"re-fetch data/checkpoints/ from the repository (git checkout) or retrain with `{entry.command}`"

@@ -2,9 +2,13 @@
 eps_theta(z_t, t, tau(y)) and its noise schedule, in one module.
 
     model = LatentDiffusion(LatentDiffusionConfig("lab-emoji"))
-    z0 = model.encode(images)                       # scale * E(x), about unit variance
-    cond = model.condition(prompts=["red apple"])   # {"context": (b, 77, 128)}
-    images = model.decode(z0)                       # D(z0 / scale)
+    z0 = model.encode(images)                           # scale * E(x), about unit variance
+    cond = model.condition({"caption": ["red apple"]})  # {"context": (1, 77, 128)}
+    images = model.decode(z0)                           # D(z0 / scale)
+
+Conditions come as a data batch (``label``, ``caption``, ``boxes`` + ``box_labels``, ``segmentation``,
+``original_size`` / ``crop_top_left`` / ``target_size``): training, ``generate`` and the notebooks pass the same
+structure, and the conditioner (``ldm_lab.conditioning``) turns it into the U-Net's context, y and concat.
 
 A preset without an autoencoder (``lab-pixel``, ``lab-class``) works in pixel space: encode and decode are the
 identity. The latent scale is a buffer, so it is saved in every checkpoint and a resumed run or a sampler uses
@@ -14,26 +18,22 @@ the value the run started with.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ldm_lab.conditioning import ClassEmbedder, Conditioner, conditioner_config
 from ldm_lab.diffusion import NoiseSchedule, make_schedule
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.nn.distributions import DiagonalGaussian
-from ldm_lab.nn.text import TextEncoder
 from ldm_lab.nn.unet import UNet
 from ldm_lab.presets import Preset, get_preset
 
-
-class Conditioning(str, Enum):
-    """What a model is conditioned on (LDM §3.3: the domain-specific encoder tau_theta)."""
-
-    NONE = "none"    # unconditional
-    CLASS = "class"  # a class label, embedded and added to the time embedding; the last label means "no class"
-    TEXT = "text"    # prompt tokens, cross-attended by the U-Net; the empty prompt means "no text"
+REQUEST_NAMES = {"caption": "prompts", "label": "class labels", "boxes": "boxes", "box_labels": "box labels",
+                 "segmentation": "segmentation maps"}  # how error messages name a batch key
 
 
 @dataclass(frozen=True)
@@ -52,40 +52,26 @@ class LatentDiffusionConfig:
                              "0.1 is LDM/SD's usual value, 0 trains no unconditional model (no guidance).")
 
 
-def conditioning_of(preset: Preset) -> Conditioning:
-    """Class labels when the U-Net embeds classes, text when it cross-attends to a text encoder, else none."""
-    if preset.unet.num_classes is not None:
-        return Conditioning.CLASS
-    if preset.unet.context_dim is not None:
-        return Conditioning.TEXT
-    return Conditioning.NONE
-
-
 def _check_trainable(preset: Preset) -> None:
     if preset.unet is None:
         raise ValueError(f"preset {preset.name!r} has no U-Net: it is a first stage alone. Train autoencoders "
                          "with the lab-autoencoder target, and diffusion with a preset such as lab-class.")
-    if preset.unet.y_dim is not None or len(preset.text_encoders) > 1:
-        raise ValueError(f"preset {preset.name!r} needs SDXL's vector conditioning (pooled text + size/crop), "
-                         "which LatentDiffusion does not assemble; use lab-pixel, lab-class or lab-emoji.")
 
 
 class LatentDiffusion(nn.Module):
-    """First stage (frozen) + text encoder (optional) + U-Net. ``forward`` is the U-Net, so the module itself
-    is the ``model_fn(x_t, t, **cond)`` that ``ldm_lab.diffusion.sample`` and ``DiffusionLoss`` call."""
+    """First stage (frozen) + conditioner + U-Net. ``forward`` is the U-Net, so the module itself is the
+    ``model_fn(x_t, t, **cond)`` that ``ldm_lab.diffusion.sample`` and ``DiffusionLoss`` call."""
 
     def __init__(self, config: LatentDiffusionConfig) -> None:
         super().__init__()
         preset = get_preset(config.preset)
         _check_trainable(preset)
         self.config, self.preset = config, preset
-        self.conditioning = conditioning_of(preset)
         self.unet = UNet(preset.unet)
         self.first_stage = Autoencoder(preset.autoencoder).requires_grad_(False) if preset.autoencoder else None
-        self.text_encoder = None
-        if self.conditioning is Conditioning.TEXT:
-            (text_config,) = preset.text_encoders.values()
-            self.text_encoder = TextEncoder(text_config).requires_grad_(config.train_text_encoder)
+        conditions = conditioner_config(preset, config.condition_dropout, config.train_text_encoder)
+        conditions.check(preset.unet, self.latent_channels)
+        self.conditioner = Conditioner(conditions)
         # NaN: not measured yet; set from the first training batch by ``set_latent_scale_from`` (LDM App. G).
         scale = 1.0 if self.first_stage is None else (preset.latent_scale or math.nan)
         self.register_buffer("latent_scale", torch.tensor(scale))
@@ -94,18 +80,24 @@ class LatentDiffusion(nn.Module):
     # -- first stage ----------------------------------------------------------------------------------------
 
     @property
+    def latent_channels(self) -> int:
+        """Channels of what the U-Net denoises (its input adds any concatenated condition)."""
+        preset = self.preset
+        return preset.unet.out_channels if preset.autoencoder is None else preset.autoencoder.embed_dim
+
+    @property
     def latent_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of what the U-Net denoises, at the preset's resolution."""
         height, width = self.preset.resolution
         if self.first_stage is None:
-            return self.preset.unet.in_channels, height, width
+            return self.latent_channels, height, width
         f = self.first_stage.config.downsampling_factor
-        return self.first_stage.config.embed_dim, height // f, width // f
+        return self.latent_channels, height // f, width // f
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of the images the model is trained on."""
-        channels = self.preset.unet.in_channels if self.first_stage is None else self.first_stage.config.in_channels
+        channels = self.latent_channels if self.first_stage is None else self.first_stage.config.in_channels
         return (channels, *self.preset.resolution)
 
     @property
@@ -149,64 +141,69 @@ class LatentDiffusion(nn.Module):
                 f"for ({c}, {h}, {w}). Build the dataset at {h}x{w} with {c} channel(s) "
                 f"(ldm_lab.data.build_dataset does), or choose a preset made for your images.")
 
-    # -- conditioning ---------------------------------------------------------------------------------------
+    # -- conditioning ----------------------------------------------------------------------------------------
+
+    @property
+    def condition_keys(self) -> tuple[str, ...]:
+        """The batch keys this model is conditioned on (``()``: unconditional)."""
+        return self.conditioner.config.keys
+
+    @property
+    def is_conditional(self) -> bool:
+        return bool(self.conditioner.config.conditions)
 
     @property
     def num_classes(self) -> int:
-        """Real classes; label ``num_classes`` is the null class used for guidance."""
-        return self.preset.unet.num_classes - 1 if self.conditioning is Conditioning.CLASS else 0
+        """Real classes of a class-conditional model (label ``num_classes`` is the null class); else 0."""
+        classes = [e for e in self.conditioner.embedders.values() if isinstance(e, ClassEmbedder)]
+        return classes[0].config.num_classes if classes else 0
 
-    def condition(self, labels: Tensor | None = None, prompts: list[str] | None = None) -> dict[str, Tensor]:
-        """The U-Net keywords for labels ``(b,)`` (class models) or prompts (text models); ``{}`` for none."""
-        self.check_request(labels, prompts)
-        if self.conditioning is Conditioning.CLASS:
-            return {"y": labels.to(self.latent_scale.device)}
-        if self.conditioning is Conditioning.TEXT:
-            return {"context": self.text_encoder.encode(list(prompts)).context}
-        return {}
+    def condition(self, batch: Mapping[str, Any], num: int | None = None, dropout: bool = False) -> dict[str, Tensor]:
+        """The U-Net keywords (``context``, ``y``, ``concat``) for a batch's conditions; ``dropout``: replace
+        each by "no condition" at its training rate. ``num`` defaults to the batch's size."""
+        return self.conditioner(batch, self.count(batch, num), dropout)
 
-    def null_condition(self, batch: int) -> dict[str, Tensor]:
-        """"No condition": the null class or the empty prompt, for CFG's unconditional branch."""
-        if self.conditioning is Conditioning.CLASS:
-            return self.condition(labels=torch.full((batch,), self.num_classes, dtype=torch.long), prompts=None)
-        if self.conditioning is Conditioning.TEXT:
-            return self.condition(prompts=[""] * batch)
-        return {}
+    def unconditional(self, batch: Mapping[str, Any], num: int | None = None) -> dict[str, Tensor]:
+        """CFG's unconditional keywords: each condition replaced by its null (empty prompt, null class, ...)."""
+        return self.conditioner.unconditional(batch, self.count(batch, num))
 
-    def check_request(self, labels: Tensor | None, prompts: list[str] | None) -> None:
-        """Errors that say what this model can be conditioned on."""
-        self._check_prompts(prompts)
-        self._check_labels(labels)
+    def count(self, batch: Mapping[str, Any], num: int | None = None) -> int:
+        """``num``, or the number of items in the batch (its images, or its conditions)."""
+        if num is not None:
+            return num
+        sizes = {len(batch[key]) for key in ("image", *self.condition_keys) if key in batch}
+        if len(sizes) != 1:
+            raise ValueError(f"cannot tell the batch size from {sorted(batch)} (sizes {sorted(sizes)}); pass num=.")
+        return sizes.pop()
 
-    def _check_prompts(self, prompts: list[str] | None) -> None:
-        name, kind = self.preset.name, self.conditioning
-        if kind is Conditioning.TEXT and prompts is None:
-            raise ValueError(f"{name} is a text-to-image model: pass prompts (the empty prompt is unconditional).")
-        if kind is not Conditioning.TEXT and prompts is not None:
-            fix = (f"pass class labels 0..{self.num_classes - 1} instead" if kind is Conditioning.CLASS
-                   else "drop the prompt")
-            raise ValueError(f"{name} is not a text-to-image model ({kind.value} conditioning): {fix}.")
-
-    def _check_labels(self, labels: Tensor | None) -> None:
-        name, kind, n = self.preset.name, self.conditioning, self.num_classes
-        if kind is not Conditioning.CLASS:
-            if labels is not None:
-                fix = "pass prompts instead" if kind is Conditioning.TEXT else "drop the class"
-                raise ValueError(f"{name} is not class-conditional ({kind.value} conditioning): {fix}.")
-            return
-        if labels is None:
-            raise ValueError(f"{name} is class-conditional: pass labels 0..{n - 1} ({n} is 'no class').")
-        outside = labels[(labels < 0) | (labels > n)]
-        if outside.numel():
-            raise ValueError(f"class {int(outside[0])} is out of range: {name} has classes 0..{n - 1}, and {n} "
-                             "means 'no class'. Choose a class in that range.")
+    def check_request(self, request: Mapping[str, Any]) -> None:
+        """Errors that say what this model can be conditioned on, for conditions a user asked for."""
+        name, takes = self.preset.name, self.conditioner.config.description or "nothing (it is unconditional)"
+        for key in request:
+            if key not in self.condition_keys:
+                what = REQUEST_NAMES.get(key, repr(key))
+                raise ValueError(f"{name} takes no {what}: it is conditioned on {takes}. Drop the {what}, or pick "
+                                 "a model trained on them.")
 
     # -- denoiser -------------------------------------------------------------------------------------------
 
-    def forward(self, x_t: Tensor, timesteps: Tensor, context: Tensor | None = None,
-                y: Tensor | None = None) -> Tensor:
+    def forward(self, x_t: Tensor, timesteps: Tensor, context: Tensor | None = None, y: Tensor | None = None,
+                concat: Tensor | None = None) -> Tensor:
         """The U-Net's eps / v / x0 prediction for x_t ``(b, c, h, w)`` at ``timesteps`` ``(b,)``."""
-        return self.unet(x_t, timesteps, context=context, y=y)
+        return self.unet(x_t, timesteps, context=context, y=y, concat=concat)
+
+    # -- weights that come from elsewhere ---------------------------------------------------------------------
+
+    def load_pretrained(self) -> None:
+        """Load the frozen pretrained parts that are not trained here (lab-clip's text tower for the text
+        models, as SD loads CLIP). A fresh run calls it before training; loading a shipped model calls it too,
+        since shipped files leave those weights out (``pretrained_prefixes``)."""
+        self.conditioner.load_pretrained()
+
+    @property
+    def pretrained_prefixes(self) -> tuple[str, ...]:
+        """State-dict prefixes of the weights ``load_pretrained`` restores (not stored in shipped files)."""
+        return tuple(f"conditioner.embedders.{name}." for name in self.conditioner.pretrained())
 
     def train(self, mode: bool = True) -> LatentDiffusion:
         """As ``nn.Module.train``, but the frozen first stage always stays in eval mode."""

@@ -9,7 +9,7 @@ runs, and the run directories it writes.
 """
 
 from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask
-from ldm_lab.tasks.diffusion import DiffusionTask, drop_conditions, generate, generate_like
+from ldm_lab.tasks.diffusion import DiffusionTask, conditions_of, cross_attention, generate, generate_like
 from ldm_lab.tasks.gan import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from ldm_lab.tasks.perceptual import LabClipPerceptual
 from ldm_lab.tasks.runs import Run, load_run, read_run_record, run_config, train_target
@@ -18,6 +18,6 @@ from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, DiffusionTarget, g
 __all__ = [
     "TARGETS", "AutoencoderGAN", "AutoencoderLossConfig", "AutoencoderTarget", "AutoencoderTask",
     "DiffusionTarget", "DiffusionTask", "LabClipPerceptual", "PatchDiscriminator", "Run", "adaptive_weight",
-    "discriminator_loss", "drop_conditions", "generate", "generate_like", "generator_loss",
+    "conditions_of", "cross_attention", "discriminator_loss", "generate", "generate_like", "generator_loss",
     "get_target", "load_run", "read_run_record", "run_config", "train_target",
 ]

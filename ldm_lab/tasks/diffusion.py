@@ -1,69 +1,104 @@
 """The diffusion training task (LDM eq. 2) and image generation with classifier-free guidance.
 
-    task = DiffusionTask(sample_labels=torch.arange(16) % 10)
+    task = DiffusionTask(sample_labels=tuple(range(10)))
     train(model, task, data, config, run_dir)       # loss: ||target - eps_theta(z_t, t, tau(y))||^2
     images = generate(model, labels=torch.tensor([3, 7]), guidance_scale=3.0)
+    images = generate(model, conditions={"boxes": [...], "box_labels": [...]})   # any data-batch conditions
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ldm_lab.conditioning import record_cross_attention, token_maps
 from ldm_lab.diffusion import DiffusionLoss, sample
-from ldm_lab.models import Conditioning, LatentDiffusion
+from ldm_lab.diffusion.parameterisation import add_noise
+from ldm_lab.models import LatentDiffusion
 
 
-def drop_conditions(model: LatentDiffusion, batch: dict, rate: float) -> dict:
-    """The batch's labels or captions, each replaced by "no condition" with probability ``rate``: the
-    null class, or the empty prompt (Ho & Salimans 2022, Alg. 1: p_uncond)."""
-    if model.conditioning is Conditioning.NONE:
-        return {}
-    drop = torch.rand(len(batch["image"])) < rate  # on the CPU: the same draw on every device
-    if model.conditioning is Conditioning.CLASS:
-        labels = torch.as_tensor(batch["label"]).cpu()
-        return {"labels": torch.where(drop, torch.full_like(labels, model.num_classes), labels)}
-    return {"prompts": ["" if dropped else caption for dropped, caption in zip(drop.tolist(), batch["caption"])]}
+def request(labels: Tensor | None = None, prompts: list[str] | None = None,
+            conditions: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One conditions dict, in the data batch's keys: ``labels`` -> ``label``, ``prompts`` -> ``caption``."""
+    batch = dict(conditions or {})
+    if labels is not None:
+        batch["label"] = torch.as_tensor(labels)
+    if prompts is not None:
+        batch["caption"] = [prompts] if isinstance(prompts, str) else list(prompts)
+    return batch
+
+
+def check_concat(model: LatentDiffusion, cond: Mapping[str, Tensor]) -> None:
+    """A concatenated condition (a segmentation map) must cover the latent the model samples."""
+    if "concat" in cond and tuple(cond["concat"].shape[-2:]) != model.latent_shape[1:]:
+        (height, width), f = model.preset.resolution, model.preset.resolution[0] // model.latent_shape[1]
+        raise ValueError(f"the concatenated condition is {tuple(cond['concat'].shape[-2:])} at the latent's resolution "
+                         f"(maps of {tuple(f * s for s in cond['concat'].shape[-2:])} pixels), but {model.preset.name} "
+                         f"samples {height}x{width} images: pass maps of {height}x{width}.")
 
 
 @torch.no_grad()
 def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor | None = None,
-             prompts: list[str] | None = None, sampler: str = "dpmpp_2m", steps: int = 20,
-             guidance_scale: float = 1.0, generator: torch.Generator | None = None,
-             progress: bool = False) -> Tensor:
+             prompts: list[str] | None = None, conditions: Mapping[str, Any] | None = None,
+             sampler: str = "dpmpp_2m", steps: int = 20, guidance_scale: float = 1.0,
+             generator: torch.Generator | None = None, progress: bool = False) -> Tensor:
     """Images ``[N, C, H, W]`` in [-1, 1]: noise -> sampler (with CFG when ``guidance_scale != 1``) -> decoder.
 
-    N is ``len(labels)`` or ``len(prompts)`` for conditional models, ``num`` for unconditional ones. Noise is
-    drawn from ``generator`` (a CPU generator gives the same images on every device)."""
-    num = len(labels) if labels is not None else len(prompts) if prompts is not None else num
+    Conditions are ``labels``, ``prompts``, or any data-batch fields in ``conditions`` (``boxes`` and
+    ``box_labels``, ``segmentation``, ``original_size`` ...); N is their count, or ``num`` for unconditional
+    models. Noise is drawn from ``generator`` (a CPU generator gives the same images on every device)."""
+    batch = request(labels, prompts, conditions)
+    model.check_request(batch)
+    num = num if not batch else model.count(batch)
     if num is None:
         raise ValueError("say how many images to draw: pass num=..., or labels / prompts (one image each).")
-    cond = model.condition(labels=labels, prompts=prompts)
     guided = guidance_scale != 1.0
-    if guided and model.conditioning is Conditioning.NONE:
+    if guided and not model.is_conditional:
         raise ValueError(f"{model.preset.name} is unconditional: classifier-free guidance needs a condition. "
                          "Use guidance_scale=1.")
+    cond = model.condition(batch, num)
+    check_concat(model, cond)
     device = model.latent_scale.device
     noise = torch.randn(num, *model.latent_shape, generator=generator).to(device)
     x0 = sample(model, noise, sampler=sampler, steps=steps, schedule=model.schedule,
                 prediction=model.preset.prediction.value, clip_x0=1.0 if model.first_stage is None else None,
-                guidance_scale=guidance_scale, cond=cond, uncond=model.null_condition(num) if guided else None,
+                guidance_scale=guidance_scale, cond=cond, uncond=model.unconditional(batch, num) if guided else None,
                 generator=generator, progress=progress)
     return model.decode(x0).clamp(-1, 1)
 
 
+@torch.no_grad()
+def cross_attention(model: LatentDiffusion, images: Tensor, conditions: Mapping[str, Any], timestep: int = 500,
+                    size: tuple[int, int] | None = None, generator: torch.Generator | None = None) -> Tensor:
+    """(b, tokens, h, w): where each conditioning token is attended while the model denoises ``images`` noised
+    to ``timestep`` (one U-Net pass; every cross-attention layer's map, resized to ``size``, default the image's,
+    and averaged). Label the tokens with ``ldm_lab.conditioning.token_strings``."""
+    z0 = model.encode(images)
+    t = torch.full((len(images),), timestep, device=z0.device)
+    eps = torch.randn(z0.shape, generator=generator).to(z0.device)
+    x_t = add_noise(z0, eps, model.schedule.alpha_bar_at(t).view(-1, 1, 1, 1))
+    cond = model.condition(conditions, len(images))
+    with record_cross_attention(model.unet) as maps:
+        model(x_t, t, **cond)
+    return token_maps(maps, size or tuple(images.shape[-2:]))
+
+
+def conditions_of(model: LatentDiffusion, batch: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a data batch that ``model`` is conditioned on."""
+    return {key: batch[key] for key in model.condition_keys if key in batch}
+
+
 def generate_like(model: LatentDiffusion, batch: dict, *, sampler: str = "dpmpp_2m", steps: int = 20,
                   guidance_scale: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-    """One image per item of a data batch, drawn with the item's own label or caption (what the model is
-    conditioned on; unconditional models ignore both, and guidance)."""
-    kind = model.conditioning
-    labels = torch.as_tensor(batch["label"]) if kind is Conditioning.CLASS else None
-    prompts = list(batch["caption"]) if kind is Conditioning.TEXT else None
-    guidance = guidance_scale if kind is not Conditioning.NONE else 1.0
-    return generate(model, len(batch["image"]), labels=labels, prompts=prompts, sampler=sampler, steps=steps,
-                    guidance_scale=guidance, generator=generator)
+    """One image per item of a data batch, drawn with the item's own conditions (label, caption, boxes, map,
+    sizes: whatever the model is conditioned on; unconditional models ignore them, and guidance)."""
+    guidance = guidance_scale if model.is_conditional else 1.0
+    return generate(model, len(batch["image"]), conditions=conditions_of(model, batch), sampler=sampler,
+                    steps=steps, guidance_scale=guidance, generator=generator)
 
 
 @dataclass(frozen=True)
@@ -76,6 +111,8 @@ class DiffusionTask:
 
     sample_labels: tuple[int, ...] | None = None   # class models: the labels of the trainer's sample grids
     sample_prompts: tuple[str, ...] | None = None  # text models: the prompts of the sample grids
+    sample_conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # other models: a collated
+                                                   # batch of conditions (e.g. validation boxes) for the grids
     sample_num: int = 16                           # unconditional models: images per grid
     sampler: str = "dpmpp_2m"                      # sampler of the grids (a name in ldm_lab.diffusion.SAMPLERS)
     sample_steps: int = 20                         # its number of steps
@@ -85,13 +122,13 @@ class DiffusionTask:
         images = batch["image"]
         if model.needs_latent_scale:
             model.set_latent_scale_from(images)
-        cond = model.condition(**drop_conditions(model, batch, model.config.condition_dropout))
+        cond = model.condition(batch, len(images), dropout=True)
         objective = DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma)
         return objective(model, model.encode(images), **cond)
 
     def sample(self, model: LatentDiffusion) -> Tensor:
-        labels = torch.tensor(self.sample_labels) if self.sample_labels is not None else None
-        prompts = list(self.sample_prompts) if self.sample_prompts is not None else None
-        guidance = self.guidance_scale if model.conditioning is not Conditioning.NONE else 1.0
-        return generate(model, self.sample_num, labels=labels, prompts=prompts, sampler=self.sampler,
+        conditions = request(torch.tensor(self.sample_labels) if self.sample_labels is not None else None,
+                             self.sample_prompts, self.sample_conditions)
+        guidance = self.guidance_scale if model.is_conditional else 1.0
+        return generate(model, self.sample_num, conditions=conditions, sampler=self.sampler,
                         steps=self.sample_steps, guidance_scale=guidance)

@@ -4,8 +4,11 @@
         run.json        which target, which first stage it started from (written by us)
         config.json     train config and model config, metrics.jsonl, samples/, checkpoints/ (the trainer's)
 
-A latent target starts from a trained first stage (a run of the target its ``first_stage`` names); its weights are copied into the
-model, so the run's checkpoints are self-contained and sampling needs nothing else.
+A latent target starts from a trained first stage (a run of the target its ``first_stage`` names, or that target's
+shipped checkpoint); its weights are copied into the model, so the run's checkpoints are self-contained and
+sampling needs nothing else. Wherever a run directory is expected, the name of a shipped lab model
+(``data/checkpoints/``, see :mod:`ldm_lab.shipping`) works too. Training reads a materialised copy of its dataset
+when the data cache holds one (:mod:`ldm_lab.data.materialise`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ldm_lab.data import build_dataset, collate
+from ldm_lab.data import collate
+from ldm_lab.data.materialise import training_dataset
+from ldm_lab.evaluation_models.shipped import read_manifest
+from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
@@ -37,19 +43,28 @@ class Run:
     ema: bool          # the weights are the EMA's (else the raw ones)
 
 
+def is_shipped_name(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` names a shipped lab model rather than a run directory."""
+    return not Path(run_dir).is_dir() and str(run_dir) in read_manifest()
+
+
 def read_run_record(run_dir: str | Path) -> dict:
     """``run.json`` of a run, or an error saying what a run directory is."""
     path = Path(run_dir) / RUN_FILE
     if not path.is_file():
         raise FileNotFoundError(
             f"{run_dir} is not an ldm-lab run directory (it has no {RUN_FILE}). Pass the --out folder of an "
-            "`ldm-lab train` run, e.g. `ldm-lab train lab-class --out runs/lab-class` makes runs/lab-class.")
+            "`ldm-lab train` run, e.g. `ldm-lab train lab-class --out runs/lab-class` makes runs/lab-class, or the "
+            f"name of a shipped model ({', '.join(read_manifest()) or 'none shipped yet'}).")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bool = True) -> Run:
     """The newest checkpoint of a run, built as its target's model on ``device``: its EMA weights when the run
-    kept them and ``ema`` is true (early in a run the EMA still lags far behind: pass ``ema=False``)."""
+    kept them and ``ema`` is true (early in a run the EMA still lags far behind: pass ``ema=False``).
+    ``run_dir`` may also be a shipped model's name (its shipped, EMA, weights)."""
+    if is_shipped_name(run_dir):
+        return shipped_run(str(run_dir), device)
     run_dir = Path(run_dir)
     target = get_target(read_run_record(run_dir)["target"])
     checkpoint = latest_checkpoint(run_dir)
@@ -62,14 +77,41 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bo
     return Run(run_dir, target, model.eval(), int(checkpoint.name.removeprefix("step_")), ema)
 
 
-def load_first_stage(model: nn.Module, target: DiffusionTarget, first_stage_run: str | Path) -> None:
-    """Copy an autoencoder run (of ``target.first_stage``) into a latent model's frozen first stage."""
-    run = load_run(first_stage_run)
+def shipped_run(name: str, device: str | torch.device = "cpu", folder: Path | None = None) -> Run:
+    """A shipped lab model as a :class:`Run` whose model is its target's (a shipped autoencoder comes inside an
+    ``AutoencoderGAN`` whose discriminator is untrained: discriminators are not shipped)."""
+    from ldm_lab.shipping.load import load_shipped, shipped_entry  # ldm_lab.shipping builds on this module
+
+    entry = shipped_entry(name, folder)
+    target, model = get_target(entry.target), load_shipped(name, device, folder)
+    if isinstance(target, AutoencoderTarget):
+        autoencoder, model = model, target.build_model().to(device)
+        model.autoencoder = autoencoder
+    return Run((folder or checkpoints_dir()) / entry.file, target, model.eval(), entry.steps or 0, ema=True)
+
+
+def _first_stage_run(first_stage: str | Path) -> Run:
+    """A run directory, a shipped model's name, or a shipped ``.safetensors`` file (named in its folder's
+    manifest), loaded as a run."""
+    path = Path(first_stage)
+    if path.suffix != ".safetensors" or path.is_dir():
+        return load_run(first_stage)
+    names = [name for name, entry in read_manifest(path.parent).items() if entry.file == path.name]
+    if not names:
+        raise FileNotFoundError(f"{path} is not listed in {path.parent / 'manifest.json'}; pass a run directory, "
+                                "a shipped model's name, or a file `ldm-lab ship` wrote.")
+    return shipped_run(names[0], "cpu", path.parent)
+
+
+def load_first_stage(model: nn.Module, target: DiffusionTarget, first_stage: str | Path) -> None:
+    """Copy a trained autoencoder of ``target.first_stage`` into a latent model's frozen first stage, from a run
+    directory, a shipped model's name or a shipped file."""
+    run = _first_stage_run(first_stage)
     if not isinstance(run.target, AutoencoderTarget):
-        raise ValueError(f"{first_stage_run} trained {run.target.name}, not a first stage; pass a "
+        raise ValueError(f"{first_stage} trained {run.target.name}, not a first stage; pass a "
                          f"{target.first_stage} run as the first stage.")
     if run.model.autoencoder.config != model.first_stage.config:
-        raise ValueError(f"the autoencoder of {first_stage_run} has another architecture than "
+        raise ValueError(f"the autoencoder of {first_stage} has another architecture than "
                          f"{model.preset.name}'s first stage; train one with `ldm-lab train {target.first_stage}`.")
     model.first_stage.load_state_dict(run.model.autoencoder.state_dict())
 
@@ -95,6 +137,8 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: st
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
     if first_stage is not None:
         load_first_stage(model, target, first_stage)
+    if hasattr(model, "load_pretrained"):
+        model.load_pretrained()  # frozen pretrained parts (lab-clip's text tower); a resumed run has them already
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None}
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -114,5 +158,5 @@ def train_target(name: str, run_dir: str | Path, config: TrainConfig, *, resume:
             raise ValueError(f"{run_dir} is a {recorded} run; resume it with `ldm-lab train {recorded} --resume`.")
     else:
         _start(run_dir, target, model, first_stage)
-    data = build_dataset(target.dataset, "train", target.resolution)
+    data = training_dataset(target.dataset, target.resolution)
     return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)

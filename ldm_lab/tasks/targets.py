@@ -15,10 +15,13 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
-from ldm_lab.nn.autoencoder import AutoencoderConfig
-from ldm_lab.presets import LAB_AUTOENCODER, get_preset
+from ldm_lab.nn.autoencoder import AutoencoderConfig, Regularizer
+from ldm_lab.nn.code_restarts import RestartingQuantizer
+from ldm_lab.presets import COMPRESSION_FACTORS, EMOJI_CATEGORIES, LAB_AUTOENCODER, get_preset, lab_first_stage
+from ldm_lab.presets import LAB_FMNIST_AUTOENCODER
 from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask
-from ldm_lab.data import build_dataset
+from ldm_lab.data import DATASETS, DatasetSource, build_dataset, collate, shapes
+from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
 from ldm_lab.tasks.diffusion import DiffusionTask
 from ldm_lab.training import TrainConfig
 
@@ -42,6 +45,7 @@ class DiffusionTarget:
     train: TrainConfig               # defaults; the command line overrides steps, batch size, device, time limit
     steps: dict[str, int] = field(default_factory=lambda: dict(PROFILE_STEPS))
     first_stage: str | None = None   # latent models: the AutoencoderTarget whose trained run is the frozen E/D
+    sample_from_validation: bool = False  # sample grids conditioned on the first validation items (boxes, maps)
 
     def __post_init__(self) -> None:
         latent = get_preset(self.model.preset).autoencoder is not None
@@ -62,7 +66,23 @@ class DiffusionTarget:
         return LatentDiffusion(self.model)
 
     def build_task(self) -> DiffusionTask:
-        return self.task
+        if not self.sample_from_validation:
+            return self.task
+        return replace(self.task, sample_conditions=self.sample_conditions(self.task.sample_num))
+
+    def sample_conditions(self, num: int) -> dict:
+        """Conditions of ``num`` sample images: the task's labels or prompts, repeated, or (with
+        ``sample_from_validation``) those of the first ``num`` validation items."""
+        task = self.task
+        if self.sample_from_validation:
+            val = build_dataset(self.dataset, "val", self.resolution)
+            batch = collate([val[i] for i in range(num)])
+            return {key: batch[key] for key in LatentDiffusion(self.model).condition_keys if key in batch}
+        if task.sample_labels is not None:
+            return {"label": torch.tensor([task.sample_labels[i % len(task.sample_labels)] for i in range(num)])}
+        if task.sample_prompts is not None:
+            return {"caption": [task.sample_prompts[i % len(task.sample_prompts)] for i in range(num)]}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,100 @@ TARGETS: dict[str, TrainTarget] = {t.name: t for t in [
                       AutoencoderLossConfig(), TrainConfig(batch_size=16, lr=1e-4, warmup_steps=100,
                                                            checkpoint_every=500, sample_every=500)),
 ]}
+
+# --- compress: the compression ablation (issue 7; LDM §4.1, Tab. 8, Fig. 6) ----------------------------------
+# Every lab first stage trains as lab-autoencoder does (KL at f = 4 *is* lab-autoencoder). LDM-{1..32} share one
+# setup (steps, batch, schedule, sampler), so only f differs, and keep all their checkpoints: Fig. 6 measures FID
+# against training steps. They are class-conditional; their sample grids and FIDs draw without guidance, as Fig. 6.
+
+LAB_EMOJI_FIRST_STAGE = (Regularizer.KL, 4)  # lab-emoji's first stage: trained by the lab-autoencoder target
+ABLATION_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 6000}  # optimizer steps of every LDM-f in each profile
+ABLATION_TRAIN = replace(_LATENT_TRAIN, checkpoint_every=500, keep_checkpoints=100)
+
+
+@dataclass(frozen=True)
+class RestartingVQTarget(AutoencoderTarget):
+    """A VQ first stage whose quantiser restarts idle codes while training (``ldm_lab.nn.code_restarts``): LDM's
+    codebooks stay mostly dead over a run of minutes. The weights are a plain ``Autoencoder``'s."""
+
+    def build_model(self) -> AutoencoderGAN:
+        model = super().build_model()
+        model.autoencoder.quantizer = RestartingQuantizer.replacing(model.autoencoder.quantizer)
+        return model
+
+
+def first_stage_target(regularizer: Regularizer, f: int) -> str:
+    """The target that trains the lab first stage ``lab_first_stage(regularizer, f)``."""
+    return "lab-autoencoder" if (regularizer, f) == LAB_EMOJI_FIRST_STAGE else f"lab-{regularizer.value}-f{f}"
+
+
+def ablation_target(f: int) -> str:
+    """The target that trains LDM-``f``."""
+    return f"lab-ldm-{f}"
+
+
+def _lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderTarget:
+    kind = RestartingVQTarget if regularizer is Regularizer.VQ else AutoencoderTarget
+    return kind(first_stage_target(regularizer, f), f"lab first stage {regularizer.name}-f{f} on 64x64 emoji, "
+                "trained as lab-autoencoder (LDM Tab. 8 in miniature)", "emoji", lab_first_stage(regularizer, f),
+                AutoencoderLossConfig(), TARGETS["lab-autoencoder"].train)
+
+
+def _ablation_ldm(f: int) -> DiffusionTarget:
+    where = "in pixel space" if f == 1 else f"on the lab-vq-f{f} first stage"
+    return DiffusionTarget(ablation_target(f), f"LDM-{f} of the compression ablation: class-conditional 64x64 emoji "
+                           f"{where} (LDM §4.1, Fig. 6)", "emoji", LatentDiffusionConfig(ablation_target(f)),
+                           DiffusionTask(sample_labels=tuple(i % EMOJI_CATEGORIES for i in range(16))),
+                           ABLATION_TRAIN, steps=dict(ABLATION_STEPS),
+                           first_stage=first_stage_target(Regularizer.VQ, f) if f > 1 else None)
+
+
+TARGETS.update({t.name: t for t in [
+    *(_lab_first_stage(regularizer, f) for regularizer in Regularizer for f in COMPRESSION_FACTORS
+      if (regularizer, f) != LAB_EMOJI_FIRST_STAGE),
+    *(_ablation_ldm(f) for f in COMPRESSION_FACTORS),
+]})
+
+# --- end of compress's block ----------------------------------------------------------------------------------
+
+# --- cond: the conditioning models of issue 6 (notebook 04) and the Fashion-MNIST first stage ----------------------
+
+# SDXL's micro-conditioning needs images that were really resized and cropped: Shapes scenes "photographed" at
+# 0.25x .. 2x the target size (ShapesConfig.original_scale), then resized to cover it and randomly cropped.
+# (This dataset belongs in ldm_lab.data.DATASETS; registered here until it moves there.)
+DATASETS.setdefault("shapes_multiscale", DatasetSource(
+    lambda: None, shapes.info, held_out_split="val",
+    build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size, original_scale=(0.25, 2.0)))))
+
+_CONDITIONED_TRAIN = replace(_LATENT_TRAIN, batch_size=64)  # tiny U-Nets: a GPU step is cheap, batches can be big
+
+TARGETS.update({t.name: t for t in [
+    AutoencoderTarget("lab-fmnist-autoencoder", "the 1-channel KL-f4 first stage of lab-fmnist on 32x32 "
+                      "Fashion-MNIST: L1 + PatchGAN + KL (no perceptual term: lab-clip sees RGB only)",
+                      "fashion_mnist", LAB_FMNIST_AUTOENCODER, AutoencoderLossConfig(perceptual_weight=0.0),
+                      TrainConfig(batch_size=64, lr=2e-4, warmup_steps=100, checkpoint_every=500, sample_every=500),
+                      resolution=(32, 32)),
+    DiffusionTarget("lab-fmnist", "class-conditional latent diffusion on 32x32 Fashion-MNIST: the class as one "
+                    "learned cross-attention token (LDM's cin models), null class for CFG", "fashion_mnist",
+                    LatentDiffusionConfig("lab-fmnist"),
+                    DiffusionTask(sample_labels=tuple(i % 10 for i in range(16)), guidance_scale=3.0),
+                    _CONDITIONED_TRAIN, first_stage="lab-fmnist-autoencoder"),
+    DiffusionTarget("lab-layout", "layout-to-image latent diffusion on 64x64 Shapes: boxes as (l, b, c) tokens "
+                    "through a transformer encoder, cross-attended (LDM Tab. 17)", "shapes",
+                    LatentDiffusionConfig("lab-layout"), DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN,
+                    first_stage="lab-autoencoder", sample_from_validation=True),
+    DiffusionTarget("lab-seg", "segmentation-to-image latent diffusion on 64x64 Shapes: the one-hot class map "
+                    "concatenated to the latent (LDM §4.3.2)", "shapes", LatentDiffusionConfig("lab-seg"),
+                    DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN, first_stage="lab-autoencoder",
+                    sample_from_validation=True),
+    DiffusionTarget("lab-sdxl", "tiny SDXL on 64x64 Shapes resized from 0.25x-2x originals and cropped: prompt, "
+                    "pooled prompt and size/crop micro-conditioning (SDXL §2.2)", "shapes_multiscale",
+                    LatentDiffusionConfig("lab-sdxl"), DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0),
+                    _CONDITIONED_TRAIN, first_stage="lab-autoencoder"),
+]})
+
+# --- end of cond's block ------------------------------------------------------------------------------------------
+
 
 def get_target(name: str) -> TrainTarget:
     """The training target ``name``; an unknown name lists the valid ones."""

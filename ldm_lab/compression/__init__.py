@@ -1,0 +1,35 @@
+"""The compression ablation (LDM §4.1, Tab. 8, Fig. 6, Tab. 6): how the downsampling factor f of the first stage
+trades reconstruction quality against the diffusion model's speed and sample quality.
+
+The models are presets and training targets: first stages ``lab-kl-f{f}`` / ``lab-vq-f{f}``
+(``ldm_lab.presets.lab_first_stage``; targets ``first_stage_target(regularizer, f)``) and LDM-f ``lab-ldm-{f}``
+(``ldm_lab.presets.lab_ldm_unet``; targets ``ablation_target(f)``), for f in ``COMPRESSION_FACTORS``.
+This package measures them:
+
+* ``first_stages``: PSNR / SSIM / rFID, latent std and scale factor, VQ code use -> ``FirstStageRow``
+  (``data/results/autoencoders.csv``).
+* ``ablation``: FID / KID with bootstrap intervals per checkpoint, train / sample throughput -> ``AblationRow``
+  (``data/results/compression_ablation.csv``).
+* ``verdicts``: the paper's conclusions checked against those tables, in plain words.
+"""
+
+from ldm_lab.compression.ablation import (FIG6_SAMPLING, AblationRow, SampleQuality, ablation_row, cycle_batch,
+                                          generate_images, measure_throughput, sample_quality, validation_batch)
+from ldm_lab.compression.first_stages import (FirstStageRow, Reconstructions, evaluate_first_stage, first_stage_row,
+                                              latent_scale, reconstruct)
+from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_ABLATION_TABLE, Measured, append_rows,
+                                      rows_frame)
+from ldm_lab.compression.verdicts import (Verdict, at_common_step, best_balance, check_conclusions,
+                                          large_factor_stalls, pixel_model_behind, pixel_model_slow,
+                                          reconstruction_falls_with_f)
+from ldm_lab.presets import COMPRESSION_FACTORS, lab_first_stage, lab_ldm_unet
+from ldm_lab.tasks.targets import ablation_target, first_stage_target
+
+__all__ = [
+    "AUTOENCODERS_TABLE", "COMPRESSION_ABLATION_TABLE", "COMPRESSION_FACTORS", "FIG6_SAMPLING", "AblationRow",
+    "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_row", "ablation_target",
+    "append_rows", "at_common_step", "best_balance", "check_conclusions", "cycle_batch", "evaluate_first_stage",
+    "first_stage_row", "first_stage_target", "generate_images", "lab_first_stage", "lab_ldm_unet",
+    "large_factor_stalls", "latent_scale", "measure_throughput", "pixel_model_behind", "pixel_model_slow",
+    "reconstruct", "reconstruction_falls_with_f", "rows_frame", "sample_quality", "validation_batch",
+]

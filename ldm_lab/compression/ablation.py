@@ -1,0 +1,129 @@
+"""Measuring LDM-{1..32} (LDM §4.1): sample quality against training steps (Fig. 6) and throughput (Tab. 6).
+
+    batch = validation_batch(300)                                   # real images and their categories
+    real = extract_features(to_uint8(batch["image"]), "lab-clip")
+    quality = sample_quality(real, extract_features(generate_images(model, batch), "lab-clip"))
+    row = ablation_row(f=8, step=3000, quality=quality, throughput=measure_throughput(8))
+
+Generated images use the validation items' own categories, so both sets have the same class mix, and no
+guidance, as Fig. 6. FID comes with a bootstrap interval; compare rows only at equal ``num_samples``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ldm_lab.bench import BenchRow, bench_target
+from ldm_lab.compression.rows import Measured
+from ldm_lab.data import build_dataset, collate
+from ldm_lab.metrics import Interval, fid_interval, kid_from_features, to_uint8
+from ldm_lab.models import LatentDiffusion
+from ldm_lab.presets import check_factor
+from ldm_lab.tasks.diffusion import generate_like
+from ldm_lab.tasks.evaluate import SamplingSettings
+from ldm_lab.tasks.targets import ablation_target
+
+FIG6_SAMPLING = SamplingSettings()  # DPM-Solver++(2M), 20 steps, no guidance (Fig. 6 used none), seed 0
+
+
+def validation_batch(num_samples: int, dataset: str = "emoji", resolution: tuple[int, int] = (64, 64),
+                     seed: int = 0) -> dict:
+    """The first ``num_samples`` held-out items in a fixed shuffled order (as ``ldm-lab eval``), collated."""
+    data = build_dataset(dataset, "val", resolution)
+    if num_samples > len(data):
+        raise ValueError(f"asked for {num_samples} images, but {dataset}'s held-out split has {len(data)}; "
+                         f"ask for at most {len(data)}.")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    return collate([data[i] for i in order.tolist()])
+
+
+def _slice(batch: dict, start: int, stop: int) -> dict:
+    return {key: value[start:stop] for key, value in batch.items()}
+
+
+def cycle_batch(batch: dict, num_samples: int) -> dict:
+    """``num_samples`` items made by going round ``batch`` again and again: more generated images than the
+    held-out split has, with its class mix."""
+    order = [i % len(batch["image"]) for i in range(num_samples)]
+    return {key: value[order] if isinstance(value, Tensor) else [value[i] for i in order]
+            for key, value in batch.items()}
+
+
+@torch.no_grad()
+def generate_images(model: LatentDiffusion, batch: dict, settings: SamplingSettings = FIG6_SAMPLING,
+                    batch_size: int = 64, progress: bool = True) -> Tensor:
+    """One uint8 image ``[N, C, H, W]`` per item of ``batch``, drawn with the item's category (noise seeded by
+    ``settings.seed``, so reruns and other devices draw the same images)."""
+    generator, num = torch.Generator().manual_seed(settings.seed), len(batch["image"])
+    chunks = [generate_like(model.eval(), _slice(batch, i, i + batch_size), sampler=settings.sampler,
+                            steps=settings.steps, guidance_scale=settings.guidance_scale, generator=generator)
+              for i in tqdm(range(0, num, batch_size), desc="generate", disable=not progress)]
+    return to_uint8(torch.cat([chunk.cpu() for chunk in chunks]))
+
+
+@dataclass(frozen=True)
+class SampleQuality:
+    """FID (with its bootstrap interval) and KID of generated features against real ones."""
+
+    fid: Interval
+    kid: float            # mean over subsets (unbiased: usable at small N)
+    kid_std: float        # spread over subsets
+    num_samples: int      # generated images (as many as real ones)
+
+
+def sample_quality(real_features: Tensor, generated_features: Tensor, num_resamples: int = 200,
+                   kid_subset_size: int | None = None, seed: int = 0) -> SampleQuality:
+    """FID with a bias-corrected bootstrap interval, and KID over random subsets (default: half the samples, so
+    the subsets differ), from feature sets ``[N, d]``. Extract features once (``ldm_lab.metrics.extract_features``):
+    the real set is shared by every model and checkpoint."""
+    fid = fid_interval(real_features, generated_features, num_resamples=num_resamples, seed=seed)
+    subset = kid_subset_size or max(2, min(len(real_features), len(generated_features)) // 2)
+    kid, kid_std = kid_from_features(real_features, generated_features, subset_size=subset)
+    return SampleQuality(fid, kid, kid_std, len(generated_features))
+
+
+def measure_throughput(f: int, device: str | torch.device | None = None, batch_size: int = 32,
+                       settings: SamplingSettings = FIG6_SAMPLING, repeats: int = 3) -> BenchRow:
+    """Train and sample samples/s of LDM-``f`` (``ldm_lab.bench.bench_target``: randomly initialised weights
+    cost as much as trained ones), LDM Tab. 6's two speed columns."""
+    return bench_target(ablation_target(check_factor(f)), device=device, batch_size=batch_size,
+                        sampler=settings.sampler, sample_steps=settings.steps, repeats=repeats)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AblationRow(Measured):
+    """One line of ``data/results/compression_ablation.csv``: LDM-f at one checkpoint (a point of Fig. 6), with
+    its throughput (Tab. 6; NaN when not measured)."""
+
+    f: int
+    step: int                       # training steps of the checkpoint
+    fid: float
+    fid_ci_low: float
+    fid_ci_high: float
+    fid_confidence: float           # of the interval, e.g. 0.95
+    kid: float
+    kid_std: float
+    settings: str                   # how the images were drawn
+    train_samples_per_s: float = math.nan
+    sample_samples_per_s: float = math.nan
+    throughput_batch_size: int = 0  # of the throughput measurement (0: not measured)
+    throughput_device: str = ""     # where throughput was measured (may differ from where FID was)
+
+
+def ablation_row(f: int, step: int, quality: SampleQuality, settings: SamplingSettings = FIG6_SAMPLING,
+                 throughput: BenchRow | None = None, feature_space: str = "lab-clip",
+                 device: str | torch.device | None = None) -> AblationRow:
+    """The row of LDM-``f`` at ``step``; ``throughput`` from ``measure_throughput`` (the same for every step)."""
+    speed = {} if throughput is None else {
+        "train_samples_per_s": throughput.train_samples_per_s, "sample_samples_per_s": throughput.sample_samples_per_s,
+        "throughput_batch_size": throughput.batch_size, "throughput_device": throughput.device}
+    where = {} if device is None else {"device": str(device)}
+    return AblationRow(f=check_factor(f), step=step, fid=quality.fid.estimate, fid_ci_low=quality.fid.low,
+                       fid_ci_high=quality.fid.high, fid_confidence=quality.fid.confidence, kid=quality.kid,
+                       kid_std=quality.kid_std, settings=settings.describe(), feature_space=feature_space,
+                       num_samples=quality.num_samples, **speed, **where)

@@ -1,0 +1,104 @@
+"""Layouts: bounding boxes as token triples for cross-attention (LDM's layout-to-image model, App. / Tab. 17).
+
+Each box becomes three tokens, (l, b, c): its quantised top-left position, its quantised bottom-right position
+and its class. A position (row, column) in [0, 1]^2 is rounded onto a ``grid x grid`` lattice and numbered
+``row_index * grid + column_index`` (as taming-transformers' coordinate tokens); classes come after the
+positions in the vocabulary, and one padding token after them fills the sequence up to ``max_tokens`` (92 in
+LDM Tab. 17, so at most 30 boxes). A transformer encoder turns the tokens into the context. A layout without
+boxes is all padding: the unconditional layout.
+
+Boxes are (top, left, bottom, right) in [0, 1], as the Shapes dataset gives them; a batch holds a list of
+(n_i, 4) boxes and a list of (n_i,) labels (``ldm_lab.data.collate`` keeps ragged fields as lists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ldm_lab.conditioning.base import Embedder, Output
+
+
+@dataclass(frozen=True)
+class LayoutEmbedderConfig:
+    """The layout vocabulary and the transformer encoder over it."""
+
+    num_classes: int         # object classes (Shapes: 5 kinds)
+    grid: int = 32           # positions are rounded onto grid x grid points (32 x 32 = 1024 position tokens)
+    max_tokens: int = 92     # sequence length, 3 tokens per box (LDM Tab. 17: 92)
+    width: int = 128         # token width = the U-Net's context_dim
+    depth: int = 2           # transformer encoder layers
+    num_heads: int = 4       # attention heads per layer
+
+    @property
+    def max_boxes(self) -> int:
+        return self.max_tokens // 3
+
+    @property
+    def pad_token(self) -> int:
+        return self.grid**2 + self.num_classes
+
+    @property
+    def vocab_size(self) -> int:
+        return self.pad_token + 1
+
+    @property
+    def outputs(self) -> dict[Output, int]:
+        return {Output.CONTEXT: self.width}
+
+    def build(self) -> LayoutEmbedder:
+        return LayoutEmbedder(self)
+
+
+def position_tokens(points: Tensor, grid: int) -> Tensor:
+    """(n, 2) positions (row, column) in [0, 1] -> (n,) ids row_index * grid + column_index on the lattice."""
+    index = (points.clamp(0, 1) * (grid - 1)).round().long()
+    return index[:, 0] * grid + index[:, 1]
+
+
+def layout_tokens(boxes: Tensor, labels: Tensor, config: LayoutEmbedderConfig) -> Tensor:
+    """One layout's boxes (n, 4) (top, left, bottom, right) and labels (n,) -> ids (max_tokens,): (l, b, c)
+    per box, then padding."""
+    if 3 * len(boxes) > config.max_tokens:
+        raise ValueError(f"a layout of {len(boxes)} boxes needs {3 * len(boxes)} tokens, more than the limit of "
+                         f"{config.max_tokens} (LDM Tab. 17); at most {config.max_boxes} boxes fit. Drop boxes, "
+                         "or build the embedder with a larger max_tokens.")
+    if len(labels) != len(boxes):
+        raise ValueError(f"{len(boxes)} boxes but {len(labels)} labels: give one label per box.")
+    if ((labels < 0) | (labels >= config.num_classes)).any():
+        raise ValueError(f"box labels must be in 0..{config.num_classes - 1}, got {labels.tolist()}.")
+    triples = torch.stack([position_tokens(boxes[:, :2], config.grid), position_tokens(boxes[:, 2:], config.grid),
+                           config.grid**2 + labels.long()], dim=-1)  # (n, 3): (l, b, c)
+    tokens = torch.full((config.max_tokens,), config.pad_token, dtype=torch.long)
+    tokens[: triples.numel()] = triples.reshape(-1)
+    return tokens
+
+
+class LayoutEmbedder(Embedder):
+    """Boxes and labels -> context (b, max_tokens, width): token + position embedding, transformer encoder."""
+
+    def __init__(self, config: LayoutEmbedderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.width)
+        self.position_embedding = nn.Parameter(torch.randn(config.max_tokens, config.width) * 0.02)
+        layer = nn.TransformerEncoderLayer(config.width, config.num_heads, 4 * config.width, dropout=0.0,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.depth, norm=nn.LayerNorm(config.width),
+                                             enable_nested_tensor=False)
+
+    def tokenize(self, boxes: list[Tensor], labels: list[Tensor]) -> Tensor:
+        """Ragged boxes and labels of a batch -> ids (b, max_tokens)."""
+        return torch.stack([layout_tokens(torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4).cpu(),
+                                          torch.as_tensor(c, dtype=torch.long).reshape(-1).cpu(), self.config)
+                            for b, c in zip(boxes, labels, strict=True)])
+
+    def forward(self, boxes: list[Tensor], labels: list[Tensor]) -> dict[Output, Tensor]:
+        tokens = self.tokenize(boxes, labels).to(self.device)
+        # Padding is a learned token, not masked out: an empty layout must still give finite attention.
+        return {Output.CONTEXT: self.encoder(self.token_embedding(tokens) + self.position_embedding)}
+
+    def null_input(self, num: int) -> tuple[list[Tensor], list[Tensor]]:
+        return [torch.zeros(0, 4)] * num, [torch.zeros(0, dtype=torch.long)] * num

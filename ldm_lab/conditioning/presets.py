@@ -1,0 +1,111 @@
+"""The conditioner of each preset: which conditions a model takes, read from its networks, and for the models
+whose conditions the networks cannot tell (SDXL's size and crop, class tokens, layouts, segmentation maps)
+written out by name.
+
+    conditioner_config(get_preset("sdxl-base")).widths()  # {CONTEXT: 2048, VECTOR: 2816}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ldm_lab.conditioning.base import Null, Output
+from ldm_lab.conditioning.class_embedder import ClassEmbedderConfig
+from ldm_lab.conditioning.conditioner import ConditionerConfig, ConditionSpec
+from ldm_lab.conditioning.layout import LayoutEmbedderConfig
+from ldm_lab.conditioning.micro import FourierEmbedderConfig
+from ldm_lab.conditioning.segmentation import SegmentationEmbedderConfig
+from ldm_lab.conditioning.text import TextEmbedderConfig
+from ldm_lab.presets import SHAPES_KINDS, Preset
+
+AESTHETIC_SCORE = 6.0  # the refiner's default aesthetic score at sampling (SGM's sampling helpers)
+FASHION_MNIST_CLASSES = 10  # lab-fmnist's labels 0..9 (10: the null class)
+
+
+def text_conditions(preset: Preset, dropout: float, trainable: bool, unconditional: Null | None = None
+                    ) -> tuple[ConditionSpec, ...]:
+    """One prompt condition per text tower of the preset (SDXL: CLIP-L, then bigG), all reading ``caption``.
+    A dropped prompt is the empty prompt. Towers with pretrained weights (``preset.text_weights``) stay frozen."""
+    trainable = trainable and preset.text_weights is None
+    return tuple(ConditionSpec(name, ("caption",), TextEmbedderConfig(config, trainable,
+                                                                      pretrained=preset.text_weights),
+                               dropout, Null.NULL_INPUT, unconditional)
+                 for name, config in preset.text_encoders.items())
+
+
+def size_conditions(preset: Preset, refiner: bool = False) -> tuple[ConditionSpec, ...]:
+    """SDXL §2.2: original size and crop top-left, then target size (base) or aesthetic score (refiner). Kept as
+    they are in the unconditional branch, as SDXL's sampling does; never dropped."""
+    size = tuple(float(s) for s in preset.resolution)
+    last = (ConditionSpec("aesthetic_score", ("aesthetic_score",),
+                          FourierEmbedderConfig(1, default=(AESTHETIC_SCORE,)), dropped=Null.KEEP) if refiner else
+            ConditionSpec("target_size", ("target_size",), FourierEmbedderConfig(2, default=size), dropped=Null.KEEP))
+    return (ConditionSpec("original_size", ("original_size",), FourierEmbedderConfig(2, default=size),
+                          dropped=Null.KEEP),
+            ConditionSpec("crop_top_left", ("crop_top_left",), FourierEmbedderConfig(2, default=(0.0, 0.0)),
+                          dropped=Null.KEEP),
+            last)
+
+
+def _sdxl(preset: Preset, dropout: float, trainable: bool, unconditional_text: Null | None = Null.ZEROS
+          ) -> ConditionerConfig:
+    """SDXL base (and Turbo): both towers' prompts, the pooled prompt and size/crop. Its sampling zeroes the text embedding in
+    the unconditional branch (SGM's force_uc_zero_embeddings=["txt"])."""
+    conditions = text_conditions(preset, dropout, trainable, unconditional_text) + size_conditions(preset)
+    return ConditionerConfig(conditions, "prompt, pooled prompt and SDXL size/crop micro-conditioning")
+
+
+def _lab_sdxl(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
+    """The lab replica trains with empty-prompt dropout, so it samples with the empty prompt it learned."""
+    return _sdxl(preset, dropout, trainable, unconditional_text=None)
+
+
+def _sdxl_refiner(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
+    """SDXL refiner: bigG's prompt and pooled prompt, size/crop and the aesthetic score (SDXL §2.5)."""
+    return ConditionerConfig(text_conditions(preset, dropout, trainable, Null.ZEROS) +
+                             size_conditions(preset, refiner=True), "prompt, pooled prompt, size/crop, aesthetic score")
+
+
+def _class_token(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
+    embedder = ClassEmbedderConfig(FASHION_MNIST_CLASSES, width=preset.unet.context_dim, output=Output.CONTEXT)
+    return ConditionerConfig((ConditionSpec("class", ("label",), embedder, dropout),), "a class label (0..9)")
+
+
+def _layout(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
+    embedder = LayoutEmbedderConfig(SHAPES_KINDS, width=preset.unet.context_dim)
+    return ConditionerConfig((ConditionSpec("layout", ("boxes", "box_labels"), embedder, dropout),),
+                             "boxes and their Shapes kinds")
+
+
+def _segmentation(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
+    embedder = SegmentationEmbedderConfig(1 + SHAPES_KINDS, preset.autoencoder.downsampling_factor)
+    return ConditionerConfig((ConditionSpec("segmentation", ("segmentation",), embedder, dropout, Null.ZEROS),),
+                             "a Shapes segmentation map")
+
+
+def from_networks(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
+    """What the networks say: a prompt per text tower (SD 1.x / 2.x), class labels for a U-Net with a class
+    table (its last row is the null class), nothing for an unconditional model."""
+    if preset.unet.y_dim is not None:
+        raise ValueError(f"preset {preset.name!r} has a vector condition (y_dim={preset.unet.y_dim}) but no "
+                         "conditioner says what it is made of; add one to ldm_lab.conditioning.presets.CONDITIONERS.")
+    if preset.unet.num_classes is not None:
+        labels = ClassEmbedderConfig(preset.unet.num_classes - 1, output=Output.LABEL)
+        return ConditionerConfig((ConditionSpec("class", ("label",), labels, dropout),),
+                                 f"a class label (0..{preset.unet.num_classes - 2})")
+    conditions = text_conditions(preset, dropout, trainable)
+    return ConditionerConfig(conditions, "a prompt" if conditions else "nothing (unconditional)")
+
+
+CONDITIONERS: dict[str, Callable[[Preset, float, bool], ConditionerConfig]] = {
+    "sdxl-base": _sdxl, "sdxl-turbo": _sdxl, "lab-sdxl": _lab_sdxl, "sdxl-refiner": _sdxl_refiner,
+    "lab-fmnist": _class_token, "lab-layout": _layout, "lab-seg": _segmentation,
+}
+
+
+def conditioner_config(preset: Preset, dropout: float = 0.1, train_text: bool = True) -> ConditionerConfig:
+    """The conditions of ``preset``, each dropped with probability ``dropout`` in training (size and crop never);
+    ``train_text``: the text towers train with the U-Net (LDM §4.3) or stay frozen (SD)."""
+    if preset.unet is None:
+        raise ValueError(f"preset {preset.name!r} has no U-Net, so nothing to condition: it is a first stage alone.")
+    return CONDITIONERS.get(preset.name, from_networks)(preset, dropout, train_text)

@@ -1,0 +1,121 @@
+"""From a finished run to a shipped file: the EMA weights inference needs, fp16, with a manifest entry that says
+how they came to be (command, commit, data, config, steps, seconds, device) and how good they are (the final
+training loss and cheap held-out scores)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ldm_lab.data import DATASETS, build_dataset, collate
+from ldm_lab.data.materialise import describe_training_data
+from ldm_lab.evaluation_models.shipped import ManifestEntry, read_manifest, save_checkpoint
+from ldm_lab.metrics import psnr, ssim
+from ldm_lab.paths import git_commit
+from ldm_lab.shipping.load import inference_weights
+from ldm_lab.tasks.runs import Run, load_run
+from ldm_lab.tasks.targets import AutoencoderTarget, TrainTarget
+from ldm_lab.training import read_metrics
+from ldm_lab.training.checkpoint import checkpoint_path, read_trainer_state
+from ldm_lab.training.data import move_to_device
+from ldm_lab.training.trainer import CONFIG_FILE
+
+HELD_OUT_ITEMS = 256   # validation items the shipped scores are measured on
+COMMIT_ENV = "LDM_LAB_GIT_COMMIT"  # the commit, where the code runs outside a git work tree (a copied tree)
+
+
+def shipped_file(name: str) -> str:
+    """``lab-ldm-8`` -> ``lab_ldm_8.safetensors``."""
+    return f"{name.replace('-', '_')}.safetensors"
+
+
+def held_out_batches(target: TrainTarget, batch_size: int = 64):
+    """The first ``HELD_OUT_ITEMS`` items of the target's held-out split, collated."""
+    data = build_dataset(target.dataset, "val", target.resolution)
+    count = min(HELD_OUT_ITEMS, len(data))
+    for start in range(0, count, batch_size):
+        yield collate([data[i] for i in range(start, min(start + batch_size, count))])
+
+
+@torch.no_grad()
+def reconstruction_scores(autoencoder: nn.Module, target: AutoencoderTarget) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM of the held-out reconstructions (posterior mean for KL)."""
+    device = next(autoencoder.parameters()).device
+    originals, reconstructions = [], []
+    for batch in held_out_batches(target):
+        images = batch["image"].to(device)
+        reconstructions.append(autoencoder(images, sample_posterior=False).reconstruction.clamp(-1, 1).cpu())
+        originals.append(images.cpu())
+    x, y = torch.cat(originals), torch.cat(reconstructions)
+    return {"val_psnr": float(psnr(x, y).mean()), "val_ssim": float(ssim(x, y).mean())}
+
+
+@torch.no_grad()
+def held_out_loss(run: Run) -> float:
+    """The training objective, averaged over the held-out items (fixed noise and timesteps: seed 0)."""
+    device, task = run.model.latent_scale.device, run.target.build_task()
+    total, count = 0.0, 0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        for batch in held_out_batches(run.target):
+            total += float(task.loss(run.model, move_to_device(batch, device))) * len(batch["image"])
+            count += len(batch["image"])
+    return total / count
+
+
+def held_out_count(target: TrainTarget) -> int:
+    return min(HELD_OUT_ITEMS, len(build_dataset(target.dataset, "val", target.resolution)))
+
+
+def held_out_scores(run: Run) -> dict[str, float]:
+    """PSNR/SSIM for a first stage; the held-out denoising loss for a diffusion model."""
+    if isinstance(run.target, AutoencoderTarget):
+        return reconstruction_scores(run.model.autoencoder, run.target)
+    return {"val_loss": held_out_loss(run)}
+
+
+def training_record(run_dir: Path, step: int) -> tuple[dict, float | None, float]:
+    """The run's train config, its training loss logged last up to ``step`` (None before the first log line),
+    and its wall seconds up to ``step`` (from that checkpoint)."""
+    train_config = json.loads((run_dir / CONFIG_FILE).read_text())["train"]
+    losses = [record["loss"] for record in read_metrics(run_dir) if record["step"] <= step]
+    _, state = read_trainer_state(checkpoint_path(run_dir, step))
+    return train_config, losses[-1] if losses else None, state["elapsed_s"]
+
+
+def json_fields(config) -> dict:
+    """A config dataclass as JSON-ready fields (enums as their values, tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=lambda value: getattr(value, "value", str(value))))
+
+
+def describe_data(target: TrainTarget, count: int) -> str:
+    held_out = DATASETS[target.dataset].held_out_split
+    return (f"{describe_training_data(target.dataset, target.resolution)} -> measured on the first {count} "
+            f"{target.dataset} {held_out} items")
+
+
+def export_run(run_dir: Path, command: str, device_words: str, folder: Path | None = None,
+               device: str | torch.device = "cpu") -> ManifestEntry:
+    """Ship the newest checkpoint of ``run_dir`` (its EMA weights when kept) into ``folder`` (default
+    data/checkpoints) under its target's name; a latent model's entry names its first stage's shipped file.
+    ``command`` reproduces it, ``device_words`` says where it trained; ``device`` runs the held-out scores."""
+    run = load_run(run_dir, device)
+    target, name = run.target, run.target.name
+    train_config, loss, seconds = training_record(run_dir, run.step)
+    first_stage = getattr(target, "first_stage", None)
+    metrics = {"train_loss_final": round(loss, 5)} if loss is not None else {}
+    metrics |= {key: round(value, 4) for key, value in held_out_scores(run).items()}
+    model_config = target.autoencoder if isinstance(target, AutoencoderTarget) else target.model
+    entry = ManifestEntry(
+        file=shipped_file(name), sha256="", size_bytes=0, command=command,
+        git_commit=os.environ.get(COMMIT_ENV) or git_commit(), data=describe_data(target, held_out_count(target)),
+        metrics=metrics, config={"model": json_fields(model_config), "train": train_config},
+        training_seconds=round(seconds, 1), device=device_words,
+        target=name, steps=run.step, first_stage=first_stage,
+        first_stage_sha256=read_manifest(folder)[first_stage].sha256 if first_stage else None)
+    return save_checkpoint(name, inference_weights(target, run.model), entry, folder)

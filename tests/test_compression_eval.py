@@ -1,0 +1,224 @@
+"""The compression ablation's measurements: first-stage rows (Tab. 8), sample quality and throughput rows
+(Fig. 6, Tab. 6), result files, and the paper's conclusions checked against tables."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from ldm_lab.compression import (
+    AUTOENCODERS_TABLE,
+    Measured,
+    ablation_row,
+    ablation_target,
+    append_rows,
+    best_balance,
+    check_conclusions,
+    evaluate_first_stage,
+    generate_images,
+    lab_first_stage,
+    large_factor_stalls,
+    latent_scale,
+    measure_throughput,
+    pixel_model_behind,
+    pixel_model_slow,
+    reconstruct,
+    reconstruction_falls_with_f,
+    rows_frame,
+    sample_quality,
+    validation_batch,
+)
+from ldm_lab.metrics import psnr
+from ldm_lab.nn.autoencoder import Autoencoder, Regularizer
+from ldm_lab.nn.distributions import DiagonalGaussian
+from ldm_lab.tasks import get_target
+from ldm_lab.tasks.evaluate import SamplingSettings
+
+
+@pytest.fixture(scope="module")
+def val_batch():
+    return validation_batch(8)
+
+
+def test_validation_batch_is_fixed_and_bounded(val_batch):
+    again = validation_batch(8)
+    assert torch.equal(val_batch["image"], again["image"]) and val_batch["image"].shape == (8, 3, 64, 64)
+    with pytest.raises(ValueError, match="at most"):
+        validation_batch(100_000)
+
+
+def test_latent_scale_is_one_over_std():
+    latents = torch.randn(64, 4, 8, 8, generator=torch.Generator().manual_seed(0)) / 0.18215  # SD's KL-f8 std
+    assert latent_scale(latents) == pytest.approx(0.18215, rel=0.02)
+
+
+@pytest.mark.parametrize("regularizer", list(Regularizer))
+def test_first_stage_row(regularizer, val_batch):
+    torch.manual_seed(0)
+    autoencoder = Autoencoder(lab_first_stage(regularizer, 8))
+    row = evaluate_first_stage(autoencoder, val_batch["image"], "lab-test", batch_size=5)
+    result = reconstruct(autoencoder, val_batch["image"], batch_size=3)
+    assert row.psnr == pytest.approx(psnr(val_batch["image"], result.reconstructions).mean().item(), rel=1e-5)
+    assert (row.f, row.latent_shape, row.compression) == (8, "8x8x4", 64 * 64 * 3 / (8 * 8 * 4))
+    assert row.scale_factor * row.latent_std == pytest.approx(1.0)
+    assert row.rfid > 0 and row.num_samples == 8 and row.feature_space == "lab-clip"
+    if regularizer is Regularizer.VQ:
+        used = result.codes.unique().numel()
+        assert row.codebook_usage == pytest.approx(used / 1024) and 1 <= row.perplexity <= used
+    else:
+        assert result.codes is None and math.isnan(row.codebook_usage)
+
+
+def test_a_perfect_first_stage_scores_perfectly(val_batch):
+    """An autoencoder whose posterior is a point mass on the image and whose decoder is the identity."""
+    autoencoder = Autoencoder(lab_first_stage(Regularizer.KL, 1))
+    certain = torch.full_like(val_batch["image"], -60.0)  # log-variance: std e^-30
+    autoencoder.encode = lambda x: DiagonalGaussian.from_moments(torch.cat([x, certain[:len(x)]], dim=1))
+    autoencoder.decode = lambda z: z
+    row = evaluate_first_stage(autoencoder, val_batch["image"], "identity")
+    assert row.psnr == math.inf and row.ssim == pytest.approx(1.0) and abs(row.rfid) < 1e-3
+
+
+def test_sample_quality_of_identical_and_shifted_features():
+    features = torch.randn(200, 16, generator=torch.Generator().manual_seed(0))
+    assert abs(sample_quality(features, features, num_resamples=20).fid.estimate) < 1e-6
+    shift = torch.full((16,), 0.5)
+    shifted = sample_quality(features, features + shift, num_resamples=20)
+    assert shifted.fid.estimate == pytest.approx(shift.square().sum().item(), rel=1e-4)  # equal covariances
+    assert shifted.fid.low <= shifted.fid.estimate <= shifted.fid.high
+    alike = sample_quality(features, torch.randn(200, 16, generator=torch.Generator().manual_seed(1)),
+                           num_resamples=20)
+    assert abs(alike.kid) < 3 * alike.kid_std + 0.01 < shifted.kid  # KID is unbiased: ~0 for one distribution
+
+
+@pytest.fixture(scope="module")
+def tiny_ldm(val_batch):
+    torch.manual_seed(0)
+    model = get_target(ablation_target(32)).build_model().eval()
+    model.set_latent_scale_from(val_batch["image"])
+    return model
+
+
+def test_generated_images_are_seeded_uint8(tiny_ldm, val_batch):
+    settings = SamplingSettings(sampler="ddim", steps=2, seed=3)
+    images = generate_images(tiny_ldm, val_batch, settings, batch_size=5, progress=False)
+    assert images.dtype == torch.uint8 and images.shape == (8, 3, 64, 64)
+    assert torch.equal(images, generate_images(tiny_ldm, val_batch, settings, batch_size=8, progress=False))
+    other = generate_images(tiny_ldm, val_batch, SamplingSettings(sampler="ddim", steps=2, seed=4), progress=False)
+    assert not torch.equal(images, other)
+
+
+def test_throughput_and_ablation_row(tmp_path):
+    settings = SamplingSettings(steps=1)
+    speed = measure_throughput(32, device="cpu", batch_size=2, settings=settings, repeats=1)
+    assert speed.target == "lab-ldm-32" and speed.train_samples_per_s > 0 and speed.sample_samples_per_s > 0
+    quality = sample_quality(torch.randn(20, 4), torch.randn(20, 4) + 1, num_resamples=10)
+    row = ablation_row(32, 500, quality, settings, speed, device="cpu")
+    assert (row.f, row.step, row.fid, row.train_samples_per_s) == (32, 500, quality.fid.estimate,
+                                                                   speed.train_samples_per_s)
+    assert row.fid_ci_low <= row.fid <= row.fid_ci_high and row.settings == settings.describe()
+    with pytest.raises(ValueError, match="not in the compression ablation"):
+        ablation_row(3, 500, quality)
+    path = append_rows([row], "ablation_test", tmp_path)
+    append_rows([ablation_row(16, 500, quality)], "ablation_test", tmp_path)
+    table = pd.read_csv(path)
+    assert list(table.f) == [32, 16] and math.isnan(table.train_samples_per_s[1])
+    assert list(table.columns[-6:]) == [f for f in Measured.__dataclass_fields__]  # metadata last
+
+
+def test_rows_frame_puts_metadata_last(val_batch):
+    row = evaluate_first_stage(Autoencoder(lab_first_stage(Regularizer.VQ, 32)), val_batch["image"], "x")
+    frame = rows_frame([row])
+    assert frame.columns[0] == "first_stage" and frame.columns[-1] == "timestamp"
+    assert AUTOENCODERS_TABLE == "autoencoders"
+
+
+# --- the paper's conclusions against tables --------------------------------------------------------------------
+
+PAPER_LIKE_FID = {1: (90, 60), 2: (70, 40), 4: (50, 22), 8: (48, 20), 16: (52, 26), 32: (60, 55)}  # steps 500, 1000
+PAPER_LIKE_SPEED = {1: (10, 4), 2: (20, 9), 4: (35, 15), 8: (40, 18), 16: (42, 19), 32: (43, 19)}  # train, sample
+
+
+def ablation_table(fids=PAPER_LIKE_FID, speeds=PAPER_LIKE_SPEED, steps=(500, 1000), ci=1.0) -> pd.DataFrame:
+    return pd.DataFrame([{"f": f, "step": step, "fid": fid, "fid_ci_low": fid - ci, "fid_ci_high": fid + ci,
+                          "train_samples_per_s": speeds[f][0], "sample_samples_per_s": speeds[f][1]}
+                         for f, values in fids.items() for step, fid in zip(steps, values)])
+
+
+def test_paper_like_numbers_bear_out_every_claim():
+    verdicts = check_conclusions(ablation_table())
+    assert [v.holds for v in verdicts] == [True, True, True, True], "\n".join(map(str, verdicts))
+    assert "LDM-8" in verdicts[0].evidence and "HOLDS" in str(verdicts[0])
+
+
+def test_a_best_pixel_model_refutes_the_balance_and_the_lag():
+    fids = {**PAPER_LIKE_FID, 1: (40, 15)}
+    assert not best_balance(ablation_table(fids)).holds
+    behind = pixel_model_behind(ablation_table(fids))
+    assert behind.holds is False and "LDM-1 15.00" in behind.evidence
+
+
+def test_overlapping_intervals_are_reported():
+    fids = {**PAPER_LIKE_FID, 1: (90, 21)}
+    assert "do overlap" in pixel_model_behind(ablation_table(fids, ci=3.0)).evidence
+
+
+def test_a_fast_pixel_model_is_not_slow():
+    speeds = {**PAPER_LIKE_SPEED, 1: (30, 15)}
+    assert pixel_model_slow(ablation_table(speeds=speeds)).holds is False
+
+
+def test_a_still_improving_ldm32_does_not_stall():
+    fids = {**PAPER_LIKE_FID, 32: (60, 19)}
+    assert large_factor_stalls(ablation_table(fids)).holds is False
+
+
+def test_missing_numbers_leave_claims_undecided():
+    single = ablation_table(steps=(500,), fids={f: v[:1] for f, v in PAPER_LIKE_FID.items()})
+    assert large_factor_stalls(single).holds is None
+    no_speed = ablation_table().assign(train_samples_per_s=math.nan, sample_samples_per_s=math.nan)
+    assert pixel_model_slow(no_speed).holds is None and best_balance(no_speed).holds is None
+
+
+def test_comparison_uses_the_last_step_every_model_reached():
+    table = ablation_table()
+    longer = pd.concat([table, pd.DataFrame([dict(table.iloc[-1]) | {"f": 8, "step": 1500, "fid": 1.0}])])
+    assert "step 1000" in best_balance(longer).evidence and "LDM-8 20.00" in best_balance(longer).evidence
+
+
+def test_reconstruction_trend_verdicts():
+    rows = [{"regularizer": r, "f": f, "psnr": 40 - 3 * i + (5 if (r, f) == ("vq", 16) else 0)}
+            for r in ("kl", "vq") for i, f in enumerate((1, 2, 4, 8, 16, 32))]
+    kl, vq = reconstruction_falls_with_f(pd.DataFrame(rows))
+    assert kl.holds and not vq.holds and "f=8 31 < f=16 33" in vq.evidence
+
+
+def test_final_checkpoints_at_different_steps_are_all_compared():
+    """Only final checkpoints, LDM-1 stopped early by a time limit: every model is judged, with its step."""
+    table = ablation_table()
+    finals = table[table.step == 1000].copy()
+    finals.loc[finals.f == 1, "step"] = 800
+    verdict = best_balance(finals)
+    assert verdict.holds and "800 (LDM-1)" in verdict.evidence and "1000 (LDM-8)" in verdict.evidence
+    assert pixel_model_behind(finals).holds
+    assert large_factor_stalls(finals).holds is None  # no halfway checkpoints
+
+
+def test_curve_measures_every_kept_checkpoint_of_ablation_runs(tmp_path, capsys):
+    from dataclasses import replace
+
+    from ldm_lab.compression.curve import main
+    from ldm_lab.tasks import train_target
+    from ldm_lab.tasks.targets import ABLATION_TRAIN
+    from ldm_lab.training import TrainConfig
+
+    train_target("lab-vq-f32", tmp_path / "vq", TrainConfig(steps=1, batch_size=2, device="cpu"))
+    config = replace(ABLATION_TRAIN, steps=2, batch_size=2, checkpoint_every=1, sample_every=0, device="cpu")
+    train_target("lab-ldm-32", tmp_path / "ldm", config, first_stage=tmp_path / "vq")
+    out = tmp_path / "curve.csv"
+    main([str(tmp_path / "ldm"), str(tmp_path / "vq"), "--out", str(out), "--num-samples", "6", "--steps", "1",
+          "--resamples", "3", "--device", "cpu"])
+    table = pd.read_csv(out)
+    assert list(zip(table.f, table.step)) == [(32, 1), (32, 2)] and set(table.num_samples) == {6}
+    assert (table.fid_ci_low <= table.fid_ci_high).all() and "skipped" in capsys.readouterr().err

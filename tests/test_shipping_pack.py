@@ -1,0 +1,43 @@
+"""Bringing a ship back through a narrow channel: whole files, most important first, installed only if intact."""
+
+import torch
+
+from ldm_lab.evaluation_models.shipped import ManifestEntry, read_manifest, save_checkpoint
+from ldm_lab.shipping.pack import Limits, install, pack_ship, plan_parts
+
+MiB = 2**20
+
+
+def test_parts_fill_first_fit_in_priority_order_and_leave_out_what_does_not_fit():
+    limits = Limits(max_files=2, max_file_bytes=10, max_total_bytes=18)
+    parts, left_out = plan_parts([6, 6, 3, 11, 4, 5, 1], limits)
+    # 6 opens part 0, 6 opens part 1, 3 joins part 0; 11 exceeds a part; 4 and 5 would exceed the total; 1 fits.
+    assert parts == [[0, 2, 6], [1]]
+    assert left_out == [3, 4, 5]
+
+
+def entry(name: str) -> ManifestEntry:
+    return ManifestEntry(file=f"{name}.safetensors", sha256="", size_bytes=0, command=f"ldm-lab ship {name}",
+                         git_commit="abc", data="test", metrics={}, config={}, training_seconds=1.0, device="cpu",
+                         target=name, steps=1)
+
+
+def test_only_returned_intact_checkpoints_are_installed_and_the_rest_keep_their_entries(tmp_path):
+    device, here, out, runs = tmp_path / "device", tmp_path / "here", tmp_path / "out", tmp_path / "runs"
+    for folder in (device, here, runs):
+        folder.mkdir()
+    (runs / "ship_summary.json").write_text("[]")
+    for name in ("kept", "big"):  # stand-ins here
+        save_checkpoint(name, {"w": torch.zeros(2)}, entry(name), here)
+    save_checkpoint("small", {"w": torch.ones(3)}, entry("small"), device)
+    save_checkpoint("big", {"w": torch.randn(300_000)}, entry("big"), device)  # 600 kB of noise: will not fit
+    before = read_manifest(here)
+    parts, left_out = pack_ship(out, runs, device, priority=["small"],
+                                limits=Limits(max_files=1, max_file_bytes=MiB // 4, max_total_bytes=MiB // 4))
+    assert len(parts) == 1 and left_out == ["checkpoints/big.safetensors"]
+    installed, missing = install(out, here, tmp_path / "returned")
+    assert (installed, missing) == (["small"], ["big"])
+    after = read_manifest(here)
+    assert after["small"].sha256 == read_manifest(device)["small"].sha256
+    assert after["big"] == before["big"] and after["kept"] == before["kept"]  # file and entry still agree
+    assert (tmp_path / "returned" / "ship_summary.json").is_file()
