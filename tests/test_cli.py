@@ -16,7 +16,7 @@ def test_data_info_json_is_one_object_per_dataset():
     result = run_cli("data", "info", "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert set(info) == {"emoji", "fashion_mnist", "shapes"}
+    assert set(info) == {"emoji", "fashion_mnist", "shapes", "shapes_multiscale"}  # multiscale: lab-sdxl's crops
     assert info["emoji"]["num_images"] == 3786 and info["fashion_mnist"]["num_images"] == 70_000
     assert info["fashion_mnist"]["splits"] == {"train": 60_000, "test": 10_000}
     assert sum(info["emoji"]["splits"].values()) == 3786

@@ -38,6 +38,11 @@ DATASETS: dict[str, DatasetSource] = {
                                    build=lambda split, size: FashionMNIST(split, _square("fashion_mnist", size))),
     "shapes": DatasetSource(lambda: None, shapes.info, held_out_split="val",
                             build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size))),
+    # SDXL's micro-conditioning needs images that were really resized and cropped: scenes "photographed" at 0.25x
+    # to 2x the target size (ShapesConfig.original_scale), resized to cover it and randomly cropped (lab-sdxl).
+    "shapes_multiscale": DatasetSource(
+        lambda: None, shapes.info, held_out_split="val",
+        build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size, original_scale=(0.25, 2.0)))),
 }
 
 

@@ -14,14 +14,23 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from ldm_lab.data import build_dataset, collate
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.nn.autoencoder import AutoencoderConfig, Regularizer
 from ldm_lab.nn.code_restarts import RestartingQuantizer
-from ldm_lab.presets import COMPRESSION_FACTORS, EMOJI_CATEGORIES, LAB_AUTOENCODER, get_preset, lab_first_stage
-from ldm_lab.presets import LAB_FMNIST_AUTOENCODER
-from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask
-from ldm_lab.data import DATASETS, DatasetSource, build_dataset, collate, shapes
-from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
+from ldm_lab.presets import (
+    COMPRESSION_FACTORS,
+    EMOJI_CATEGORIES,
+    LAB_AUTOENCODER,
+    LAB_FMNIST_AUTOENCODER,
+    get_preset,
+    lab_first_stage,
+)
+from ldm_lab.tasks.autoencoder import (
+    AutoencoderGAN,
+    AutoencoderLossConfig,
+    AutoencoderTask,
+)
 from ldm_lab.tasks.diffusion import DiffusionTask
 from ldm_lab.training import TrainConfig
 
@@ -189,13 +198,6 @@ TARGETS.update({t.name: t for t in [
 # --- end of compress's block ----------------------------------------------------------------------------------
 
 # --- cond: the conditioning models of issue 6 (notebook 04) and the Fashion-MNIST first stage ----------------------
-
-# SDXL's micro-conditioning needs images that were really resized and cropped: Shapes scenes "photographed" at
-# 0.25x .. 2x the target size (ShapesConfig.original_scale), then resized to cover it and randomly cropped.
-# (This dataset belongs in ldm_lab.data.DATASETS; registered here until it moves there.)
-DATASETS.setdefault("shapes_multiscale", DatasetSource(
-    lambda: None, shapes.info, held_out_split="val",
-    build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size, original_scale=(0.25, 2.0)))))
 
 _CONDITIONED_TRAIN = replace(_LATENT_TRAIN, batch_size=64)  # tiny U-Nets: a GPU step is cheap, batches can be big
 
