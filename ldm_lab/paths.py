@@ -46,8 +46,14 @@ def checkpoints_dir() -> Path:
     return _made(REPO_ROOT / "data" / "checkpoints")
 
 
+COMMIT_ENV = "LDM_LAB_GIT_COMMIT"  # the commit of a copied tree that has no .git (e.g. on a rented GPU machine)
+
+
 def git_commit(repo: Path = REPO_ROOT) -> str:
-    """The checked-out commit of ``repo`` (``"unknown"`` outside a git work tree); ``+dirty`` if files changed."""
+    """The checked-out commit of ``repo`` (``"unknown"`` outside a git work tree); ``+dirty`` if files changed.
+    ``$LDM_LAB_GIT_COMMIT``, when set, names it instead (code copied without its git history)."""
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -26,7 +25,6 @@ from ldm_lab.training.data import move_to_device
 from ldm_lab.training.trainer import CONFIG_FILE
 
 HELD_OUT_ITEMS = 256   # validation items the shipped scores are measured on
-COMMIT_ENV = "LDM_LAB_GIT_COMMIT"  # the commit, where the code runs outside a git work tree (a copied tree)
 
 
 def shipped_file(name: str) -> str:
@@ -113,7 +111,7 @@ def export_run(run_dir: Path, command: str, device_words: str, folder: Path | No
     model_config = target.autoencoder if isinstance(target, AutoencoderTarget) else target.model
     entry = ManifestEntry(
         file=shipped_file(name), sha256="", size_bytes=0, command=command,
-        git_commit=os.environ.get(COMMIT_ENV) or git_commit(), data=describe_data(target, held_out_count(target)),
+        git_commit=git_commit(), data=describe_data(target, held_out_count(target)),
         metrics=metrics, config={"model": json_fields(model_config), "train": train_config},
         training_seconds=round(seconds, 1), device=device_words,
         target=name, steps=run.step, first_stage=first_stage,
