@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 from torch import Tensor
 
 from ldm_lab.diffusion.parameterisation import add_noise, velocity
@@ -347,4 +348,5 @@ def quality_vs_speed(table: pd.DataFrame, *, save: str | Path | None = None) -> 
                     textcoords="offset points", xytext=(5, 4))
     ax.set(xscale="log", xlabel="sampling speed (samples / s, log)", ylabel=f"FID ({table['feature_space'].iloc[0]})",
            title=f"quality vs speed at {_steps_span(table)}")
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g")), ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
     return _finish(fig, save)

@@ -10,6 +10,7 @@ os.environ.setdefault("LDM_LAB_PROFILE", "smoke")
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures render headless
 # The tests' models are tiny: one thread avoids OpenMP start-up and contention costs (10x on a busy 2-core box).
 torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the same for the notebook kernels the tests start
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -9,9 +9,10 @@ from ldm_lab.data.shapes import (COLOURS, KINDS, Scene, Shape, ShapesConfig, Sha
                                  sample_scene)
 from ldm_lab.evaluation_models.shipped import read_manifest
 from ldm_lab.metrics import to_uint8
-from ldm_lab.metrics.adherence import (COLOUR_TOLERANCE, baseline_table, box_iou, box_ious, guidance_sweep,
-                                       layout_adherence, layout_report, mask_adherence, mask_box, mask_ious,
-                                       mask_report, palette_map, predicted_classes, shuffled)
+from ldm_lab.metrics.adherence import (CHROMA_THRESHOLD, COLOUR_TOLERANCE, baseline_table, box_iou, box_ious,
+                                       guidance_sweep, layout_adherence, layout_report, mask_adherence, mask_box,
+                                       mask_ious, mask_report, object_pixels, palette_map, predicted_classes,
+                                       shuffled)
 
 NUM_CLASSES = len(KINDS) + 1  # background + one per kind, as Shapes' segmentation
 
@@ -49,13 +50,19 @@ def test_palette_map_finds_each_colour_within_the_tolerance_and_nothing_else():
     assert palette_map(near).item() == 1 and palette_map(far).item() == 0
 
 
-def test_tolerance_separates_palette_colours_and_backgrounds():
+def test_thresholds_separate_palette_colours_and_backgrounds():
     palette = np.array(list(COLOURS.values()), float)
     pairwise = np.linalg.norm(palette[:, None] - palette[None], axis=-1)
     assert pairwise[~np.eye(len(palette), dtype=bool)].min() > 2 * COLOUR_TOLERANCE
     rng = np.random.default_rng(0)
     ends = np.array([end for _ in range(500) for end in sample_scene(rng).background], np.uint8)  # [1000, 3]
-    assert (palette_map(torch.from_numpy(ends.T.copy()).reshape(1, 3, 1, -1)) == 0).all()
+    backgrounds = torch.from_numpy(ends.T.copy()).reshape(1, 3, 1, -1)
+    assert (palette_map(backgrounds) == 0).all() and not object_pixels(backgrounds).any()
+    colours = torch.tensor(list(COLOURS.values()), dtype=torch.uint8).T.reshape(1, 3, 1, -1)
+    assert object_pixels(colours).all()
+    above, below = 100 + int(CHROMA_THRESHOLD) + 1, 100 + int(CHROMA_THRESHOLD) - 1
+    barely = torch.tensor([[100, above, 100], [100, below, 100]], dtype=torch.uint8)         # [2 pixels, RGB]
+    assert object_pixels(barely.T.reshape(1, 3, 1, 2)).tolist() == [[[True, False]]]
 
 
 # --------------------------------------------------------------------------------------------------- boxes
@@ -75,7 +82,7 @@ def test_real_scenes_match_their_own_layout_and_not_others(size, floor):
     images, boxes, colours, _ = shapes_batch(size)
     own = layout_adherence(images, boxes, colours)
     assert own.mean() > floor and len(own) == sum(len(b) for b in boxes)
-    assert layout_adherence(images, boxes).mean() > floor - 0.05                        # any palette colour
+    assert layout_adherence(images, boxes).mean() > floor - 0.05                        # any object colour
     shuffled = boxes[1:] + boxes[:1], colours[1:] + colours[:1]
     assert layout_adherence(images, *shuffled).mean() < 0.1
     assert layout_adherence(images, shuffled[0]).mean() < 0.2

@@ -1,20 +1,22 @@
 """Layout and mask adherence on Shapes: did the model put the requested objects where it was asked to?
 
 Shapes' ground truth is known, and its objects are painted in six saturated palette colours
-(``ldm_lab.data.shapes.COLOURS``) over a greyish gradient. So a generated pixel "belongs to an object" when it is
-within ``COLOUR_TOLERANCE`` (Euclidean RGB distance) of its nearest palette colour:
+(``ldm_lab.data.shapes.COLOURS``) over a grey gradient whose channels differ by at most 36 (a tint of +-18). So
+two pixel tests find objects in a generated image:
 
-* 40 is half the distance of the closest palette pair (yellow-orange, 80), so no pixel matches two colours;
-* it is 25 below the closest any Shapes background can come to a palette colour (green, 65.5), so no background
-  pixel is ever counted as an object.
+* **any object**: chroma (max - min RGB channel) above ``CHROMA_THRESHOLD`` = 80, between the backgrounds' 36 and
+  the least saturated palette colour's 126 (green). It accepts a model's off-palette but saturated colours;
+* **an object of a given colour**: within ``COLOUR_TOLERANCE`` = 40 (Euclidean RGB) of that palette colour and
+  nearer to it than to any other. 40 is half the distance of the closest palette pair (yellow-orange, 80) and 25
+  below the closest any background comes to a palette colour (green, 65.5).
 
-Measured against that *palette map*:
+Measured with them:
 
 * **Layout** (LDM §4.3.1, layout-to-image; boxes as Table 17's (l, b, c) tokens): for each requested box, the connected
-  region of its colour (or of any palette colour, when the layout names only the kind) with the most pixels
+  region of its colour (or of any object pixels, when the layout names only the kind) with the most pixels
   inside the box; the score is the IoU of that region's bounding box with the requested box, 0 when no region
-  reaches into it. Touching objects of one colour merge into one region, and star points thinner than a pixel
-  fade below the tolerance, so even the real image scores below 1 (mean 0.84 at 64x64, 0.91 at 128x128).
+  reaches into it. Touching objects merge into one region, and star points thinner than a pixel fade below the
+  thresholds, so even the real image scores below 1 (any object: mean 0.83 at 64x64).
 * **Segmentation** (LDM §4.3.2, semantic synthesis by concatenation): Shapes' segmentation encodes the *kind* of
   each pixel (0 background, 1 + kind index), not its colour, and a segmentation model chooses colours freely.
   So each generated object pixel is given the class of the nearest requested object pixel, background stays
@@ -47,6 +49,7 @@ from ldm_lab.metrics.features import extract_features
 from ldm_lab.metrics.fidelity import fid_interval
 from ldm_lab.metrics.images import check_uint8, to_uint8
 
+CHROMA_THRESHOLD = 80.0   # max - min RGB channel of an object pixel (backgrounds <= 36, palette colours >= 126)
 COLOUR_TOLERANCE = 40.0   # RGB distance to the nearest palette colour (see the module docstring for why 40)
 PALETTE = torch.tensor(list(COLOURS.values()), dtype=torch.float32)  # [6, 3], in COLOURS' order
 
@@ -61,6 +64,12 @@ def palette_map(images: Tensor, tolerance: float = COLOUR_TOLERANCE) -> Tensor:
     distance = torch.cdist(pixels.reshape(-1, 3), PALETTE).reshape(*pixels.shape[:3], len(PALETTE))
     nearest_distance, nearest = distance.min(-1)
     return torch.where(nearest_distance <= tolerance, nearest + 1, 0)
+
+
+def object_pixels(images: Tensor, threshold: float = CHROMA_THRESHOLD) -> Tensor:
+    """uint8 ``[N, 3, H, W]`` -> bool ``[N, H, W]``: pixels saturated enough to be an object, of any colour."""
+    pixels = check_uint8(images).float()
+    return pixels.amax(1) - pixels.amin(1) > threshold
 
 
 def colour_index(colour: str) -> int:
@@ -117,16 +126,17 @@ def box_ious(image: Tensor, boxes: Tensor, colours: Sequence[str | None] | None 
     """Layout adherence of one image ``[3, H, W]`` (uint8) to its requested ``boxes`` ``[n, 4]`` (top, left,
     bottom, right in [0, 1]): per box, the IoU of the generated object's bounding box with the request.
 
-    ``colours[i]`` names box i's palette colour; ``None`` (or no ``colours``) accepts any palette colour, for
-    layouts that name only the kind. Returns float ``[n]`` (empty for an empty layout)."""
+    ``colours[i]`` names box i's palette colour; ``None`` (or no ``colours``) accepts any object pixel
+    (``object_pixels``), for layouts that name only the kind. Returns float ``[n]`` (empty for an empty layout)."""
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     colours = [None] * len(boxes) if colours is None else list(colours)
     if len(colours) != len(boxes):
         raise ValueError(f"{len(boxes)} boxes but {len(colours)} colours; give one colour (or None) per box")
     labels = palette_map(image.unsqueeze(0), tolerance)[0].numpy()
+    objects = object_pixels(image.unsqueeze(0))[0].numpy()
     scores = []
     for box, colour in zip(boxes.tolist(), colours):
-        mask = labels > 0 if colour is None else labels == colour_index(colour)
+        mask = objects if colour is None else labels == colour_index(colour)
         found = mask_box(object_in_box(mask, box))
         scores.append(0.0 if found is None else box_iou(found, box))
     return torch.tensor(scores, dtype=torch.float32)
@@ -166,7 +176,7 @@ def class_ious(predicted: np.ndarray, requested: np.ndarray, num_classes: int) -
 
 
 def mask_ious(image: Tensor, segmentation: Tensor, num_classes: int,
-              tolerance: float = COLOUR_TOLERANCE) -> dict[str, float | np.ndarray]:
+              threshold: float = CHROMA_THRESHOLD) -> dict[str, float | np.ndarray]:
     """Mask adherence of one image ``[3, H, W]`` (uint8) to its requested class map ``[H, W]`` (0 background,
     1 + kind index, as Shapes' ``segmentation``; ``num_classes`` counts background). Returns ``per_class``
     (IoU ``[num_classes]``, NaN where a class is in neither map), ``mean_iou`` over the classes present, and
@@ -175,7 +185,7 @@ def mask_ious(image: Tensor, segmentation: Tensor, num_classes: int,
         raise ValueError(f"segmentation {list(segmentation.shape)} and image {list(image.shape[-2:])} differ in size; "
                          "resize the mask to the image with nearest-neighbour interpolation first")
     requested = segmentation.cpu().numpy()
-    objects = palette_map(image.unsqueeze(0), tolerance)[0].numpy() > 0
+    objects = object_pixels(image.unsqueeze(0), threshold)[0].numpy()
     per_class = class_ious(predicted_classes(objects, requested), requested, num_classes)
     foreground = class_ious(objects.astype(np.int64), (requested > 0).astype(np.int64), 2)[1]
     return {"per_class": per_class, "mean_iou": float(np.nanmean(per_class)),
@@ -183,12 +193,12 @@ def mask_ious(image: Tensor, segmentation: Tensor, num_classes: int,
 
 
 def mask_adherence(images: Tensor, segmentations: Tensor, num_classes: int,
-                   tolerance: float = COLOUR_TOLERANCE) -> dict[str, Tensor]:
+                   threshold: float = CHROMA_THRESHOLD) -> dict[str, Tensor]:
     """``mean_iou`` and ``foreground_iou`` per image ``[N]`` of a batch ``[N, 3, H, W]`` against class maps
     ``[N, H, W]``."""
     if len(images) != len(segmentations):
         raise ValueError(f"{len(images)} images but {len(segmentations)} masks; pass one mask per image")
-    scores = [mask_ious(image, mask, num_classes, tolerance) for image, mask in zip(check_uint8(images), segmentations)]
+    scores = [mask_ious(image, mask, num_classes, threshold) for image, mask in zip(check_uint8(images), segmentations)]
     return {key: torch.tensor([s[key] for s in scores], dtype=torch.float32) for key in ("mean_iou", "foreground_iou")}
 
 
@@ -212,7 +222,7 @@ def shuffled(conditions: Sequence) -> list:
 
 
 def layout_report(generated: Tensor, real: Tensor, boxes: Sequence[Tensor]) -> pd.DataFrame:
-    """Box IoU (``layout_adherence``, any palette colour) of the real images (the metric's ceiling), of the
+    """Box IoU (``layout_adherence``, any object colour) of the real images (the metric's ceiling), of the
     images generated from ``boxes``, and of the same generated images against shuffled layouts (chance).
     ``num_samples`` counts boxes."""
     return baseline_table({"real images": layout_adherence(real, boxes),
