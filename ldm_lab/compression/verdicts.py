@@ -88,7 +88,8 @@ def pixel_model_slow(table: pd.DataFrame) -> Verdict:
 
 
 def pixel_model_behind(table: pd.DataFrame) -> Verdict:
-    """LDM-1's FID at the common step is worse than the best of LDM-{4..16}; separated if the intervals are."""
+    """LDM-1's FID at the common step is worse than the best of LDM-{4..16} with the intervals apart ("far"
+    behind); worse within overlapping intervals is undecided; as good or better does not hold."""
     claim = "after the same training steps, LDM-1 is far behind LDM-{4..16}"
     _, rows = at_common_step(table)
     middle = rows.loc[[f for f in MIDDLE if f in rows.index]]
@@ -98,7 +99,8 @@ def pixel_model_behind(table: pd.DataFrame) -> Verdict:
     separated = rows.fid_ci_low[1] > middle.fid_ci_high[best]
     evidence = (f"FID {_when(rows.loc[[1, best]])}: LDM-1 {_fid(rows.loc[1])} vs LDM-{best} "
                 f"{_fid(middle.loc[best])}; the intervals {'do not' if separated else 'do'} overlap")
-    return Verdict(claim, bool(rows.fid[1] > middle.fid[best]), evidence)
+    holds = True if separated else (False if rows.fid[1] <= middle.fid[best] else None)
+    return Verdict(claim, holds, evidence)
 
 
 def relative_improvement(table: pd.DataFrame, f: int, step: int) -> float:
