@@ -5,6 +5,7 @@ Images are tensors [N, C, H, W] in [-1, 1] (C = 1 or 3).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
+from PIL import Image
 from torch import Tensor
 
 from ldm_lab.diffusion.parameterisation import add_noise, velocity
@@ -24,9 +26,18 @@ from ldm_lab.diffusion.schedules import NoiseSchedule
 def _finish(fig: Figure, save: str | Path | None) -> Figure:
     fig.tight_layout()
     if save is not None:
-        Path(save).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(save, dpi=120, bbox_inches="tight")
+        save_png(fig, save)
     return fig
+
+
+def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> None:
+    """Save ``fig`` as a 256-colour PNG: grids of generated images are a third of their true-colour size, and the
+    committed figures (and the repository) stay small."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    image = Image.open(buffer).convert("RGB")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def to_display(image: Tensor) -> np.ndarray:
