@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ldm_lab.bench import BenchRow, bench_target
 from ldm_lab.compression.rows import Measured
-from ldm_lab.data import build_dataset, collate
+from ldm_lab.data import held_out_sample, split_batch
 from ldm_lab.metrics import Interval, fid_interval, kid_from_features, to_uint8
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.presets import check_factor
@@ -34,16 +34,7 @@ FIG6_SAMPLING = SamplingSettings()  # DPM-Solver++(2M), 20 steps, no guidance (F
 def validation_batch(num_samples: int, dataset: str = "emoji", resolution: tuple[int, int] = (64, 64),
                      seed: int = 0) -> dict:
     """The first ``num_samples`` held-out items in a fixed shuffled order (as ``ldm-lab eval``), collated."""
-    data = build_dataset(dataset, "val", resolution)
-    if num_samples > len(data):
-        raise ValueError(f"asked for {num_samples} images, but {dataset}'s held-out split has {len(data)}; "
-                         f"ask for at most {len(data)}.")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
-    return collate([data[i] for i in order.tolist()])
-
-
-def _slice(batch: dict, start: int, stop: int) -> dict:
-    return {key: value[start:stop] for key, value in batch.items()}
+    return held_out_sample(dataset, resolution, num_samples, seed)
 
 
 def cycle_batch(batch: dict, num_samples: int) -> dict:
@@ -59,10 +50,10 @@ def generate_images(model: LatentDiffusion, batch: dict, settings: SamplingSetti
                     batch_size: int = 64, progress: bool = True) -> Tensor:
     """One uint8 image ``[N, C, H, W]`` per item of ``batch``, drawn with the item's category (noise seeded by
     ``settings.seed``, so reruns and other devices draw the same images)."""
-    generator, num = torch.Generator().manual_seed(settings.seed), len(batch["image"])
-    chunks = [generate_like(model.eval(), _slice(batch, i, i + batch_size), sampler=settings.sampler,
+    generator = torch.Generator().manual_seed(settings.seed)
+    chunks = [generate_like(model.eval(), part, sampler=settings.sampler,
                             steps=settings.steps, guidance_scale=settings.guidance_scale, generator=generator)
-              for i in tqdm(range(0, num, batch_size), desc="generate", disable=not progress)]
+              for part in tqdm(list(split_batch(batch, batch_size)), desc="generate", disable=not progress)]
     return to_uint8(torch.cat([chunk.cpu() for chunk in chunks]))
 
 

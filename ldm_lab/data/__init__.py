@@ -7,10 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 
 from ldm_lab.data import emoji, fashion_mnist, shapes
-from ldm_lab.data.batching import collate
+from ldm_lab.data.batching import collate, split_batch
 from ldm_lab.data.download import DatasetMissingError
 from ldm_lab.data.emoji import EmojiDataset
 from ldm_lab.data.fashion_mnist import FashionMNIST, load_fashion_mnist
@@ -60,6 +61,17 @@ def build_dataset(name: str, split: str, size: tuple[int, int]) -> Dataset:
     return source.build(source.held_out_split if split == "val" else split, tuple(size))
 
 
+def held_out_sample(name: str, size: tuple[int, int], num_samples: int, seed: int = 0) -> dict:
+    """The first ``num_samples`` items of the held-out split in a fixed shuffled order, collated: the real images
+    every evaluation here (``ldm-lab eval``, the notebooks' FIDs) compares against."""
+    data = build_dataset(name, "val", size)
+    if num_samples > len(data):
+        raise ValueError(f"asked for {num_samples} images, but {name}'s held-out split has {len(data)}; "
+                         f"ask for at most {len(data)}.")
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    return collate([data[i] for i in order.tolist()])
+
+
 def fetch_datasets(names: Sequence[str] | None = None) -> dict[str, Path | None]:
     """Fetch and verify the named datasets (all by default); returns name -> its folder (None: procedural)."""
     names = list(names or DATASETS)
@@ -73,4 +85,5 @@ def dataset_info() -> dict[str, dict]:
 
 
 __all__ = ["DATASETS", "DatasetMissingError", "EmojiDataset", "FashionMNIST", "ShapesConfig", "ShapesDataset",
-           "build_dataset", "collate", "dataset_info", "fetch_datasets", "load_fashion_mnist"]
+           "build_dataset", "collate", "dataset_info", "fetch_datasets", "held_out_sample", "load_fashion_mnist",
+           "split_batch"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -22,3 +22,9 @@ def collate(items: Sequence[dict]) -> dict:
         else:
             batch[key] = values
     return batch
+
+
+def split_batch(batch: dict, batch_size: int) -> Iterator[dict]:
+    """A collated batch in pieces of at most ``batch_size`` items (stacked tensors and lists alike)."""
+    for start in range(0, len(batch["image"]), batch_size):
+        yield {key: value[start:start + batch_size] for key, value in batch.items()}

@@ -5,13 +5,14 @@ training loss and cheap held-out scores)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 import json
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ldm_lab.data import DATASETS, build_dataset, collate
+from ldm_lab.data import DATASETS, build_dataset, held_out_sample, split_batch
 from ldm_lab.data.materialise import describe_training_data
 from ldm_lab.evaluation_models.shipped import ManifestEntry, read_manifest, save_checkpoint
 from ldm_lab.metrics import psnr, ssim
@@ -32,12 +33,10 @@ def shipped_file(name: str) -> str:
     return f"{name.replace('-', '_')}.safetensors"
 
 
-def held_out_batches(target: TrainTarget, batch_size: int = 64):
-    """The first ``HELD_OUT_ITEMS`` items of the target's held-out split, collated."""
-    data = build_dataset(target.dataset, "val", target.resolution)
-    count = min(HELD_OUT_ITEMS, len(data))
-    for start in range(0, count, batch_size):
-        yield collate([data[i] for i in range(start, min(start + batch_size, count))])
+def held_out_batches(target: TrainTarget, batch_size: int = 64) -> Iterator[dict]:
+    """``HELD_OUT_ITEMS`` held-out items (all, if the split is smaller), drawn as every evaluation draws them."""
+    count = min(HELD_OUT_ITEMS, len(build_dataset(target.dataset, "val", target.resolution)))
+    return split_batch(held_out_sample(target.dataset, target.resolution, count), batch_size)
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ldm_lab.data import build_dataset, collate
+from ldm_lab.data import held_out_sample, split_batch
 from ldm_lab.metrics import ResultRecord, fidelity_metrics, fidelity_records, psnr, rfid, ssim, to_uint8
 from ldm_lab.tasks.diffusion import generate_like
 from ldm_lab.tasks.runs import Run
@@ -39,13 +39,7 @@ class SamplingSettings:
 
 def validation_batches(run: Run, num_samples: int, batch_size: int) -> Iterator[dict]:
     """The first ``num_samples`` items of the validation split (in a fixed shuffled order), in batches."""
-    data = build_dataset(run.target.dataset, "val", run.target.resolution)
-    if num_samples > len(data):
-        raise ValueError(f"--num-samples {num_samples} is more than the {len(data)} validation images of "
-                         f"{run.target.dataset}; ask for at most {len(data)}.")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:num_samples].tolist()
-    for start in range(0, num_samples, batch_size):
-        yield collate([data[i] for i in order[start:start + batch_size]])
+    return split_batch(held_out_sample(run.target.dataset, run.target.resolution, num_samples), batch_size)
 
 
 @torch.no_grad()
