@@ -193,7 +193,8 @@ def lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderConfig:
     vq = regularizer is Regularizer.VQ
     channels = (LAB_VQ_CHANNELS if vq else LAB_KL_CHANNELS)[check_factor(f)]
     return replace(LAB_AUTOENCODER, ch_mult=LAB_FIRST_STAGE_CH_MULT[f], z_channels=channels, embed_dim=channels,
-                   regularizer=regularizer, codebook_size=LAB_VQ_CODEBOOK[f] if vq else None)
+                   regularizer=regularizer, codebook_size=LAB_VQ_CODEBOOK[f] if vq else None,
+                   restart_idle_codes=vq)  # LDM's codebook init leaves ours mostly dead over a run of minutes
 
 
 # LDM-f, the ablation's diffusion models: class-conditional on emoji's categories, as the paper's ImageNet models,

@@ -2,6 +2,7 @@
 training targets; each trains a step on the CPU."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -165,10 +166,12 @@ def test_idle_codes_restart_onto_latents_in_training_only():
     assert quantizer.state_dict().keys() == VectorQuantizer(8, 2).state_dict().keys()
 
 
-def test_vq_targets_train_with_restarts_and_ship_plain_weights():
+def test_vq_first_stages_train_with_restarts_and_ship_plain_weights():
     model = get_target(first_stage_target(Regularizer.VQ, 16)).build_model()
     assert isinstance(model.autoencoder.quantizer, RestartingQuantizer)
-    plain = Autoencoder(lab_first_stage(Regularizer.VQ, 16))
+    plain = Autoencoder(replace(lab_first_stage(Regularizer.VQ, 16), restart_idle_codes=False))
     plain.load_state_dict(model.autoencoder.state_dict())  # strict: the same keys
-    assert not isinstance(get_target(first_stage_target(Regularizer.KL, 16)).build_model().autoencoder.quantizer,
-                          RestartingQuantizer)
+    assert not isinstance(plain.quantizer, RestartingQuantizer)
+    assert get_target(first_stage_target(Regularizer.KL, 16)).build_model().autoencoder.quantizer is None
+    with pytest.raises(ValueError, match="KL autoencoder has none"):
+        replace(lab_first_stage(Regularizer.KL, 16), restart_idle_codes=True)

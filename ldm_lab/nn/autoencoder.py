@@ -17,6 +17,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ldm_lab.nn.distributions import DiagonalGaussian
+from ldm_lab.nn.code_restarts import RestartingQuantizer
 from ldm_lab.nn.quantize import QuantizerInfo, VectorQuantizer
 from ldm_lab.nn.resnet import Downsample, ResBlock, Upsample, group_norm
 
@@ -46,6 +47,8 @@ class AutoencoderConfig:
     regularizer: Regularizer = Regularizer.KL
     codebook_size: int | None = None  # VQ only: number of codes K
     commitment_beta: float = 0.25  # VQ only: weight of the commitment term (VQ-VAE eq. 3)
+    restart_idle_codes: bool = False  # VQ only: while training, move codes left unchosen onto latents of the
+                                      # batch (ldm_lab.nn.code_restarts; short runs on small data). LDM: False
     mid_attention: bool = True  # self-attention in the middle blocks (False: LDM's vq-f4-noattn)
     dropout: float = 0.0  # dropout inside the ResBlocks
 
@@ -56,6 +59,8 @@ class AutoencoderConfig:
         if vq != (self.codebook_size is not None):
             raise ValueError(f"codebook_size={self.codebook_size} with regularizer={self.regularizer.name}: "
                              "a VQ autoencoder needs codebook_size (e.g. 8192) and a KL one must leave it None.")
+        if self.restart_idle_codes and not vq:
+            raise ValueError("restart_idle_codes applies to a VQ codebook; a KL autoencoder has none: leave it False.")
         unused = set(self.attn_resolutions) - {self.resolution // 2**i for i in range(len(self.ch_mult))}
         if unused:
             raise ValueError(f"attn_resolutions {sorted(unused)} match no level; with resolution={self.resolution} "
@@ -208,7 +213,8 @@ class Autoencoder(nn.Module):
         moments = 2 if config.double_z else 1  # KL latents carry a mean and a log-variance
         self.encoder = Encoder(config)
         self.quant_conv = nn.Conv2d(moments * config.z_channels, moments * config.embed_dim, 1)
-        self.quantizer = (VectorQuantizer(config.codebook_size, config.embed_dim, config.commitment_beta)
+        quantizer = RestartingQuantizer if config.restart_idle_codes else VectorQuantizer
+        self.quantizer = (quantizer(config.codebook_size, config.embed_dim, config.commitment_beta)
                           if config.regularizer is Regularizer.VQ else None)
         self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
         self.decoder = Decoder(config)

@@ -4,8 +4,8 @@ A code that no latent pixel chooses gets no gradient and stays dead, and LDM's c
 codes, uniform in +-1/K) leaves all but a handful dead for the first thousands of steps. The lab first stages
 train for minutes on ~3.4k images, so their quantisers move a code that has been idle for a while onto a random
 latent pixel of the current batch (Dhariwal et al. 2020, Jukebox §2.2 "random restarts"; Zeghidour et al. 2021,
-SoundStream §3.3). Restarts happen in training mode only; the state dict is the plain ``VectorQuantizer``'s, so
-trained weights load into an ordinary ``Autoencoder``. (Several processes would restart different codes: train
+SoundStream §3.3). ``AutoencoderConfig.restart_idle_codes`` selects it. Restarts happen in training mode only;
+the state dict is the plain ``VectorQuantizer``'s, so the weights also load where restarts are off. (Several processes would restart different codes: train
 it on one.)
 """
 
@@ -26,14 +26,6 @@ class RestartingQuantizer(VectorQuantizer):
         super().__init__(num_codes, dim, beta)
         self.idle_limit = idle_factor * num_codes
         self.register_buffer("idle", torch.zeros(num_codes), persistent=False)  # latent pixels since last chosen
-
-    @classmethod
-    def replacing(cls, quantizer: VectorQuantizer, idle_factor: float = 8.0) -> RestartingQuantizer:
-        """A restarting quantizer with ``quantizer``'s codebook and beta (on its device)."""
-        num_codes, dim = quantizer.codebook.weight.shape
-        restarting = cls(num_codes, dim, quantizer.beta, idle_factor).to(quantizer.codebook.weight.device)
-        restarting.load_state_dict(quantizer.state_dict())
-        return restarting
 
     def forward(self, z: Tensor) -> tuple[Tensor, QuantizerInfo]:
         z_q, info = super().forward(z)

@@ -17,7 +17,6 @@ import torch
 from ldm_lab.data import build_dataset, collate
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.nn.autoencoder import AutoencoderConfig, Regularizer
-from ldm_lab.nn.code_restarts import RestartingQuantizer
 from ldm_lab.presets import (
     COMPRESSION_FACTORS,
     EMOJI_CATEGORIES,
@@ -152,17 +151,6 @@ ABLATION_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 6000}  # optimizer steps o
 ABLATION_TRAIN = replace(_LATENT_TRAIN, checkpoint_every=500, keep_checkpoints=100)
 
 
-@dataclass(frozen=True)
-class RestartingVQTarget(AutoencoderTarget):
-    """A VQ first stage whose quantiser restarts idle codes while training (``ldm_lab.nn.code_restarts``): LDM's
-    codebooks stay mostly dead over a run of minutes. The weights are a plain ``Autoencoder``'s."""
-
-    def build_model(self) -> AutoencoderGAN:
-        model = super().build_model()
-        model.autoencoder.quantizer = RestartingQuantizer.replacing(model.autoencoder.quantizer)
-        return model
-
-
 def first_stage_target(regularizer: Regularizer, f: int) -> str:
     """The target that trains the lab first stage ``lab_first_stage(regularizer, f)``."""
     return "lab-autoencoder" if (regularizer, f) == LAB_EMOJI_FIRST_STAGE else f"lab-{regularizer.value}-f{f}"
@@ -174,8 +162,7 @@ def ablation_target(f: int) -> str:
 
 
 def _lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderTarget:
-    kind = RestartingVQTarget if regularizer is Regularizer.VQ else AutoencoderTarget
-    return kind(first_stage_target(regularizer, f), f"lab first stage {regularizer.name}-f{f} on 64x64 emoji, "
+    return AutoencoderTarget(first_stage_target(regularizer, f), f"lab first stage {regularizer.name}-f{f} on 64x64 emoji, "
                 "trained as lab-autoencoder (LDM Tab. 8 in miniature)", "emoji", lab_first_stage(regularizer, f),
                 AutoencoderLossConfig(), TARGETS["lab-autoencoder"].train)
 
