@@ -20,11 +20,18 @@ from ldm_lab.diffusion.schedules import NoiseSchedule
 
 def min_snr_weight(snr: Tensor, prediction: Prediction | str, gamma: float) -> Tensor:
     """Min-SNR-gamma (Hang et al. 2023, §3.4): weight the loss so that its x0-space weight is min(SNR, gamma).
-    An eps loss already carries weight SNR in x0 space, a v loss SNR + 1, an x0 loss 1; divide accordingly."""
+    An eps loss already carries weight SNR in x0 space, a v loss SNR + 1, an x0 loss 1; divide accordingly.
+
+    At SNR = 0 (the last timestep of a zero-terminal-SNR schedule, Lin et al. 2023) every weight is 1, as in the
+    Min-SNR repository (``guided_diffusion/gaussian_diffusion.py``: ``mse_loss_weight[snr == 0] = 1.0``): the
+    formula would give 0 for v and x0, and a network that never learns its first sampling step (there x0 = -v,
+    the data mean) starts every sample from an untrained prediction."""
     clipped = snr.clamp(max=gamma)
     if check_prediction(prediction) == "eps":
-        return (gamma / snr).clamp(max=1.0)          # = min(SNR, gamma) / SNR, and 1 at SNR = 0
-    return clipped / (snr + 1) if prediction == "v" else clipped
+        weight = (gamma / snr).clamp(max=1.0)        # = min(SNR, gamma) / SNR, and 1 at SNR = 0
+    else:
+        weight = clipped / (snr + 1) if prediction == "v" else clipped
+    return torch.where(snr == 0, torch.ones_like(weight), weight)
 
 
 def per_sample_mse(output: Tensor, target: Tensor) -> Tensor:
