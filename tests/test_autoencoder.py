@@ -122,7 +122,7 @@ def test_straight_through_gradient_reaches_the_encoder_unchanged():
 def test_commitment_loss_value_and_where_its_gradients_go():
     torch.manual_seed(0)
     beta = 0.25
-    vq = VectorQuantizer(num_codes=8, dim=4, beta=beta)
+    vq = VectorQuantizer(num_codes=8, dim=4, beta=beta, legacy=False)  # VQ-VAE eq. 3
     z = torch.randn(2, 4, 3, 3, requires_grad=True)
     _, info = vq(z)
     codes = vq.lookup(info.indices).detach()

@@ -17,6 +17,7 @@ from ldm_lab.tasks import (
     generate,
     generator_loss,
 )
+from ldm_lab.tasks.autoencoder import max_adaptive_weight
 from ldm_lab.tasks.gan import frozen_call
 
 TINY_AE = AutoencoderConfig(ch=32, ch_mult=(1, 2), num_res_blocks=1, resolution=16)
@@ -66,7 +67,7 @@ def test_one_backward_gives_each_player_exactly_its_own_gradient():
     model.zero_grad()
     torch.manual_seed(5)
     output = model.autoencoder(batch["image"])
-    (c.disc_weight * discriminator_loss(model.discriminator, batch["image"], output.reconstruction)).backward()
+    (c.disc_factor * discriminator_loss(model.discriminator, batch["image"], output.reconstruction)).backward()
     for name, p in model.discriminator.named_parameters():
         torch.testing.assert_close(full[f"discriminator.{name}"], p.grad)
 
@@ -76,8 +77,10 @@ def test_one_backward_gives_each_player_exactly_its_own_gradient():
     output = model.autoencoder(batch["image"])
     reconstruction = task.reconstruction_loss(model, batch["image"], output)
     g_loss = generator_loss(model.discriminator, output.reconstruction)
-    weight = adaptive_weight(reconstruction, g_loss, model.autoencoder.decoder.conv_out.weight)
-    (reconstruction + task.regularizer_loss(model, batch["image"], output) + c.disc_weight * weight * g_loss).backward()
+    weight = adaptive_weight(reconstruction, g_loss, model.autoencoder.decoder.conv_out.weight,
+                             max_adaptive_weight(batch["image"], model.config.regularizer))
+    (reconstruction + task.regularizer_loss(model, batch["image"], output)
+     + c.disc_factor * c.disc_weight * weight * g_loss).backward()
     for name, p in model.autoencoder.named_parameters():
         torch.testing.assert_close(full[f"autoencoder.{name}"], p.grad)
     assert all(p.grad is None for p in model.discriminator.parameters())

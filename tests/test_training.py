@@ -75,7 +75,7 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor():
 def test_ema_is_the_exponential_moving_average_with_litema_warm_up():
     model = nn.Linear(2, 1)
     ema = EMA(model, decay=0.9)
-    assert [ema.decay_at(n) for n in (0, 1, 80, 10_000)] == [0.1, 2 / 11, 81 / 90, 0.9]
+    assert [ema.decay_at(n) for n in (0, 1, 79, 10_000)] == [2 / 11, 3 / 12, 81 / 90, 0.9]  # LitEma's n + 1
     start = model.weight.detach().clone()
     with torch.no_grad():
         model.weight.fill_(1.0)
@@ -83,8 +83,8 @@ def test_ema_is_the_exponential_moving_average_with_litema_warm_up():
     ema.update(model, num_updates=101)
     # two steps (past the warm-up) towards a constant target: ema = 0.9^2 * start + (1 - 0.9^2) * 1
     torch.testing.assert_close(ema.model.weight, 0.81 * start + 0.19, rtol=0, atol=1e-6)
-    ema.update(model, num_updates=0)  # at the start the average follows the weights closely: d = 0.1
-    torch.testing.assert_close(ema.model.weight, 0.1 * (0.81 * start + 0.19) + 0.9, rtol=0, atol=1e-6)
+    ema.update(model, num_updates=0)  # at the start the average follows the weights closely: d = 2/11 (LitEma)
+    torch.testing.assert_close(ema.model.weight, 2 / 11 * (0.81 * start + 0.19) + 9 / 11, rtol=0, atol=1e-6)
     assert not any(p.requires_grad for p in ema.model.parameters())
 
 

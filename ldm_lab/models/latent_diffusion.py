@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import torch
@@ -36,6 +37,13 @@ REQUEST_NAMES = {"caption": "prompts", "label": "class labels", "boxes": "boxes"
                  "segmentation": "segmentation maps"}  # how error messages name a batch key
 
 
+class VQLatents(Enum):
+    """Which latent of a VQ first stage the diffusion model learns."""
+
+    PRE_QUANTISATION = "pre_quantisation"  # quant_conv(encoder(x)), as LDM; the decoder quantises (LDM §3.1)
+    QUANTISED = "quantised"                # the codebook vectors the quantiser snaps them to
+
+
 @dataclass(frozen=True)
 class LatentDiffusionConfig:
     """A trainable latent (or pixel) diffusion model built from a preset."""
@@ -45,6 +53,8 @@ class LatentDiffusionConfig:
                                      # network also learns the unconditional model CFG needs (Ho & Salimans 2022)
     train_text_encoder: bool = True  # LDM §4.3 trains its text transformer jointly; SD freezes CLIP (False)
     snr_gamma: float | None = None   # min-SNR-gamma loss weighting (Hang et al. 2023); None: DDPM's plain loss
+    vq_latents: VQLatents = VQLatents.PRE_QUANTISATION  # VQ first stages only: latents before quantisation
+                                     # (LDM's LatentDiffusion on a VQModelInterface) or the quantised codes
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.condition_dropout < 1.0:
@@ -106,8 +116,13 @@ class LatentDiffusion(nn.Module):
 
     @torch.no_grad()
     def raw_latents(self, images: Tensor) -> Tensor:
-        """E(x): a posterior sample (KL, as LDM's ``get_first_stage_encoding``) or the quantised latent (VQ)."""
-        encoded = self.first_stage.encode(images)
+        """E(x): a posterior sample (KL, as LDM's ``get_first_stage_encoding``). VQ: by default the latent before
+        quantisation, ``quant_conv(encoder(x))``, as LDM's ``VQModelInterface.encode`` (``decode`` quantises);
+        ``vq_latents=VQLatents.QUANTISED``: the codes."""
+        first_stage = self.first_stage
+        if first_stage.quantizer is not None and self.config.vq_latents is VQLatents.PRE_QUANTISATION:
+            return first_stage.quant_conv(first_stage.encoder(images))
+        encoded = first_stage.encode(images)
         return encoded.sample() if isinstance(encoded, DiagonalGaussian) else encoded[0]
 
     @torch.no_grad()

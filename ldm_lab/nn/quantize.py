@@ -15,7 +15,7 @@ class QuantizerInfo:
     """What one quantisation step did."""
 
     indices: Tensor  # (batch, height, width): the code chosen for each latent pixel
-    loss: Tensor  # scalar: codebook term + beta * commitment term (VQ-VAE eq. 3)
+    loss: Tensor  # scalar: codebook + commitment terms, beta on one of them (see VectorQuantizer)
     perplexity: Tensor  # scalar: exp(entropy of code use) in this batch; 1 = a single code, K = all used evenly
     usage: Tensor  # scalar: fraction of the K codes used at least once in this batch
 
@@ -31,14 +31,17 @@ def code_usage(indices: Tensor, num_codes: int) -> tuple[Tensor, Tensor]:
 class VectorQuantizer(nn.Module):
     """Snap every latent pixel to its nearest of ``num_codes`` learned vectors of width ``dim``.
 
-    The loss is VQ-VAE's eq. 3, ``||sg[z] - e||^2 + beta ||z - sg[e]||^2``; the gradient reaches the encoder
-    through the straight-through estimator. (LDM's ``VectorQuantizer2(legacy=True)`` puts beta on the first
-    term instead; its pretrained checkpoints load here unchanged, only fine-tuning would differ.)
+    The loss is a codebook term ``||sg[z] - e||^2`` (moves the codes) plus a commitment term ``||z - sg[e]||^2``
+    (moves the encoder), with beta on one of them; the gradient reaches the encoder through the straight-through
+    estimator. ``legacy=True`` (default, for LDM replicas) is taming's ``VectorQuantizer2(legacy=True)``, which
+    LDM's VQ first stages train with: ``||z - sg[e]||^2 + beta ||sg[z] - e||^2``, beta on the codebook term.
+    ``legacy=False`` is VQ-VAE's eq. 3: ``||sg[z] - e||^2 + beta ||z - sg[e]||^2``, beta on the commitment term.
+    The flag adds no parameter or buffer: checkpoints load either way.
     """
 
-    def __init__(self, num_codes: int, dim: int, beta: float = 0.25) -> None:
+    def __init__(self, num_codes: int, dim: int, beta: float = 0.25, legacy: bool = True) -> None:
         super().__init__()
-        self.beta = beta
+        self.beta, self.legacy = beta, legacy
         self.codebook = nn.Embedding(num_codes, dim)
         nn.init.uniform_(self.codebook.weight, -1.0 / num_codes, 1.0 / num_codes)
 
@@ -52,11 +55,16 @@ class VectorQuantizer(nn.Module):
         """Code vectors for indices: ``(b, h, w) -> (b, c, h, w)``."""
         return rearrange(self.codebook(indices), "b h w c -> b c h w")
 
+    def codebook_and_commitment_loss(self, z: Tensor, z_q: Tensor) -> Tensor:
+        """The VQ loss of latents ``z`` and their codes ``z_q``, beta placed by ``legacy`` (class docstring)."""
+        codebook, commitment = F.mse_loss(z_q, z.detach()), F.mse_loss(z, z_q.detach())
+        return commitment + self.beta * codebook if self.legacy else codebook + self.beta * commitment
+
     def forward(self, z: Tensor) -> tuple[Tensor, QuantizerInfo]:
         """Quantise ``z`` ``(b, c, h, w)``; the result has z's values replaced by codes, z's gradient."""
         indices = self.nearest_code(z)
         z_q = self.lookup(indices)
-        loss = F.mse_loss(z_q, z.detach()) + self.beta * F.mse_loss(z, z_q.detach())
+        loss = self.codebook_and_commitment_loss(z, z_q)
         perplexity, usage = code_usage(indices, self.codebook.num_embeddings)
         z_q = z + (z_q - z).detach()  # straight-through: forward uses the codes, backward is the identity
         return z_q, QuantizerInfo(indices, loss, perplexity, usage)

@@ -1,12 +1,22 @@
 """Training a first stage (LDM §3.1, App. G): reconstruction + perceptual + adversarial + KL (or VQ) terms.
 
-    L = |x - D(E(x))|_1 + w_p d_perc + lambda * w_adv * L_G + w_kl KL(q(z|x) || N(0, I))   (or + L_VQ)
-        + w_adv * L_D                                   (the discriminator's own term; see ``ldm_lab.tasks.gan``)
+    L = |x - D(E(x))|_1 + w_p d_perc + lambda * w_adv * f_d * L_G + w_kl KL(q(z|x) || N(0, I))   (or + L_VQ)
+        + f_d * L_D                             (the discriminator's own term; see ``ldm_lab.tasks.gan``)
 
-LDM sums its reconstruction and KL terms over pixels; we divide the whole objective by the pixel count C*H*W,
-so every weight keeps LDM's meaning (kl_weight=1e-6 is LDM's) while the loss stays about 1. The adversarial
-terms switch on after ``disc_start`` training batches, as LDM's ``disc_start``: a discriminator facing
-blurry early reconstructions only destabilises them.
+with w_adv = ``disc_weight`` on the generator's term only and f_d = ``disc_factor`` on both (LDM's
+``LPIPSWithDiscriminator``, ldm/modules/losses/contperceptual.py; taming's ``VQLPIPSWithDiscriminator``).
+LDM sums its KL-autoencoder reconstruction and KL terms over pixels; we divide the whole objective by the pixel
+count C*H*W, so every weight keeps LDM's meaning (kl_weight=1e-6 is LDM's) while the loss stays about 1 (taming's
+VQ objective already averages over pixels). The adversarial terms switch on after ``disc_start`` training
+batches, as LDM's ``disc_start``: a discriminator facing blurry early reconstructions only destabilises them.
+
+Optimisation (:func:`ldm_first_stage_train_config`): LDM's ``AutoencoderKL.configure_optimizers`` (and taming's
+``VQModel``) use two ``Adam(betas=(0.5, 0.9))``, one per player, at the same learning rate, without weight decay
+or gradient clipping. Adam is elementwise, so one AdamW with weight_decay 0 and no global gradient-norm clip over
+both players' parameters is the same optimizer, provided each player's gradient comes from its own loss only
+(``ldm_lab.tasks.gan`` ensures that). The one difference left: PyTorch Lightning's LDM steps the generator
+before it computes the discriminator's loss on the same batch (the discriminator then sees reconstructions of
+the updated autoencoder); we compute both losses on the same reconstructions.
 """
 
 from __future__ import annotations
@@ -17,9 +27,25 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ldm_lab.nn.autoencoder import Autoencoder, AutoencoderConfig
+from ldm_lab.nn.autoencoder import Autoencoder, AutoencoderConfig, Regularizer
 from ldm_lab.tasks.gan import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from ldm_lab.tasks.perceptual import LabClipPerceptual
+from ldm_lab.training.config import TrainConfig
+
+# LDM's AutoencoderKL.configure_optimizers / taming's VQModel: Adam(betas=(0.5, 0.9)), no decay, no clipping, and
+# no learning-rate schedule (constant lr, no warm-up). See the module docstring for why one optimizer suffices.
+LDM_FIRST_STAGE_OPTIM = dict(betas=(0.5, 0.9), weight_decay=0.0, max_grad_norm=None, warmup_steps=0,
+                             min_lr_ratio=1.0)
+LDM_MAX_ADAPTIVE_WEIGHT = 1e4  # LDM/taming clamp the adaptive weight to [0, 1e4] (in their loss units)
+KL_DISC_WEIGHT = 0.5   # LDM's models/first_stage_models/kl-f*/config.yaml
+VQ_DISC_WEIGHT = 0.75  # LDM's vq-f* and taming's VQGAN configs
+
+
+def ldm_first_stage_train_config(batch_size: int, lr: float, **overrides) -> TrainConfig:
+    """A :class:`TrainConfig` that optimises an :class:`AutoencoderGAN` as LDM does its first stages: one AdamW
+    over both players with ``LDM_FIRST_STAGE_OPTIM`` equals LDM's two ``Adam(betas=(0.5, 0.9))`` (module
+    docstring). ``overrides`` sets any other field (steps, checkpoint_every, ...) or replaces these."""
+    return TrainConfig(**{**LDM_FIRST_STAGE_OPTIM, "batch_size": batch_size, "lr": lr, **overrides})
 
 
 @dataclass(frozen=True)
@@ -29,11 +55,20 @@ class AutoencoderLossConfig:
     reconstruction: Literal["l1", "l2"] = "l1"  # pixel distance; LDM uses L1
     perceptual_weight: float = 1.0    # lab-clip perceptual distance (LDM: LPIPS, weight 1.0); 0 turns it off
     kl_weight: float = 1e-6           # KL autoencoders: LDM's 1e-6, in its summed-over-pixels units
-    disc_weight: float = 0.5          # w_adv: LDM's kl-f* configs use 0.5; 0 turns the GAN off
+    disc_weight: float = KL_DISC_WEIGHT  # w_adv, on the generator's term only: LDM's kl-f* configs 0.5, VQ configs
+                                      # 0.75 (use for_regularizer); 0 turns the GAN off
+    disc_factor: float = 1.0          # f_d, on both GAN terms once they are on (LDM's disc_factor: 1.0)
     disc_start: int = 2000            # training batches before the GAN terms switch on (LDM: 50001, longer runs)
     adaptive_weight: bool = True      # scale L_G by VQGAN's adaptive weight lambda; False: lambda = 1
     disc_width: int = 64              # channels of the discriminator's first conv
     disc_layers: int = 2              # its strided layers; 2 judges 34x34-pixel patches (LDM at 256 px: 3, 70x70)
+
+    @classmethod
+    def for_regularizer(cls, regularizer: Regularizer, **overrides) -> AutoencoderLossConfig:
+        """LDM's weights for a KL (disc_weight 0.5) or VQ (taming's 0.75) first stage; ``overrides`` sets any
+        other field, e.g. ``disc_start``."""
+        return cls(**{"disc_weight": VQ_DISC_WEIGHT if regularizer is Regularizer.VQ else KL_DISC_WEIGHT,
+                      **overrides})
 
 
 class AutoencoderGAN(nn.Module):
@@ -51,7 +86,15 @@ class AutoencoderGAN(nn.Module):
     def adversarial(self) -> bool:
         """Whether the GAN terms are on for the current batch."""
         c = self.loss_config
-        return c.disc_weight > 0 and int(self.batches_seen) >= c.disc_start
+        return c.disc_weight > 0 and c.disc_factor > 0 and int(self.batches_seen) >= c.disc_start
+
+
+def max_adaptive_weight(images: Tensor, regularizer: Regularizer) -> float:
+    """LDM's clamp of the adaptive weight, 1e4, in our units. LDM's KL objective sums the reconstruction over
+    pixels, ours averages it: our gradient ratio is C*H*W times smaller, so the clamp is 1e4 / (C*H*W). Taming's
+    VQ objective (``VQLPIPSWithDiscriminator``) already averages over pixels: its clamp is 1e4 unchanged."""
+    per_pixel = images[0].numel() if regularizer is Regularizer.KL else 1
+    return LDM_MAX_ADAPTIVE_WEIGHT / per_pixel
 
 
 def pixel_distance(x: Tensor, y: Tensor, kind: str) -> Tensor:
@@ -98,10 +141,18 @@ class AutoencoderTask:
             return loss
         c = model.loss_config
         g_loss = generator_loss(model.discriminator, output.reconstruction)
-        weight = (adaptive_weight(reconstruction, g_loss, model.autoencoder.decoder.conv_out.weight)
-                  if c.adaptive_weight and model.training else 1.0)
+        weight = self.generator_weight(model, images, reconstruction, g_loss)
         d_loss = discriminator_loss(model.discriminator, images, output.reconstruction)
-        return loss + c.disc_weight * (weight * g_loss + d_loss)
+        return loss + c.disc_factor * (c.disc_weight * weight * g_loss + d_loss)
+
+    def generator_weight(self, model: AutoencoderGAN, images: Tensor, reconstruction: Tensor,
+                         g_loss: Tensor) -> Tensor | float:
+        """lambda: VQGAN's adaptive weight at the decoder's last layer, clamped as LDM (``max_adaptive_weight``);
+        1 when ``adaptive_weight`` is off or in eval mode."""
+        if not (model.loss_config.adaptive_weight and model.training):
+            return 1.0
+        return adaptive_weight(reconstruction, g_loss, model.autoencoder.decoder.conv_out.weight,
+                               max_adaptive_weight(images, model.config.regularizer))
 
     @torch.no_grad()
     def sample(self, model: AutoencoderGAN) -> Tensor:

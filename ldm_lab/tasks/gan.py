@@ -9,7 +9,8 @@ own player as trainable:
 * ``discriminator_loss`` sees *detached* reconstructions: its gradient reaches the discriminator only.
 
 Summing the two and calling ``backward`` once therefore gives each parameter exactly its own player's gradient,
-as two optimizers would (the global gradient-norm clip is the one thing they share).
+as two optimizers would. A global gradient-norm clip would couple them (LDM clips neither): train with
+``ldm_lab.tasks.autoencoder.ldm_first_stage_train_config``, which turns it off.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def discriminator_loss(discriminator: nn.Module, real: Tensor, fake: Tensor) -> 
 def adaptive_weight(reconstruction_loss: Tensor, adversarial_loss: Tensor, last_layer: Tensor,
                     max_weight: float = 1e4) -> Tensor:
     """VQGAN's eq. 7 (LDM's ``calculate_adaptive_weight``): ||grad_L rec|| / (||grad_L adv|| + 1e-4) at the
-    decoder's last layer L, so the adversarial term pulls about as hard as the reconstruction; clamped, detached."""
+    decoder's last layer L, so the adversarial term pulls about as hard as the reconstruction; clamped to
+    [0, max_weight], detached. LDM's 1e4 holds for its summed-over-pixels loss; see
+    ``ldm_lab.tasks.autoencoder.max_adaptive_weight`` for our per-pixel means."""
     rec_grad, = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)
     adv_grad, = torch.autograd.grad(adversarial_loss, last_layer, retain_graph=True)
     return (rec_grad.norm() / (adv_grad.norm() + 1e-4)).clamp(0.0, max_weight).detach()

@@ -11,7 +11,8 @@ from torch import nn
 class EMA:
     """A frozen copy of a model whose parameters track ``ema <- d * ema + (1 - d) * w``.
 
-    ``d`` warms up as in LDM's ``LitEma``: ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so a young
+    ``d`` warms up as in LDM's ``LitEma``: ``d = min(decay, (1 + n) / (10 + n))`` with ``n`` counting this update
+    (LitEma increments its counter before computing d, so the first update uses 2/11), so a young
     average is not dominated by the random initialisation (with decay 0.999 a plain average would still be 37%
     initial weights after 1,000 steps). Buffers (e.g. norm statistics) are copied, not averaged. ``ema.model`` is
     an ordinary module: sample with it, or save it with the rest of the checkpoint (``ema.safetensors``).
@@ -22,8 +23,10 @@ class EMA:
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
     def decay_at(self, num_updates: int) -> float:
-        """The decay used for update number ``num_updates`` (counting from 0)."""
-        return min(self.decay, (1 + num_updates) / (10 + num_updates))
+        """The decay of the update that follows ``num_updates`` earlier ones: LitEma's count n = num_updates + 1,
+        so d = min(decay, (2 + num_updates) / (11 + num_updates)); the first is 2/11."""
+        n = num_updates + 1
+        return min(self.decay, (1 + n) / (10 + n))
 
     @torch.no_grad()
     def update(self, model: nn.Module, num_updates: int) -> None:
