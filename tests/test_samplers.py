@@ -127,6 +127,33 @@ def test_karras_style_samplers_match_diffusers(name, scheduler_class, steps, spa
     assert_parity(ours, theirs)
 
 
+@pytest.mark.parametrize("spacing,steps", [("trailing", 9), ("trailing", 23), ("trailing", 50), ("linspace", 9)])
+def test_euler_on_diffusers_own_timesteps_differs_only_by_diffusers_starting_noise(spacing, steps):
+    """Handed EulerDiscreteScheduler's own timesteps (fractional for linspace 9), our Euler agrees with it to
+    1e-5 once both start from the same x_T. Started from the same *noise* they differ by 2.3e-3 relative at any
+    step count: diffusers starts linspace/trailing runs at sigma_max * noise (its init_noise_sigma), we at
+    sqrt(sigma_max^2 + 1) * noise, the sigma-space x_T of unit-variance x_T, as SGM's samplers
+    (prepare_sampling_loop) and LDM's DDIM (x_T = noise). Sigma interpolation, timestep rounding and the final
+    sigma play no part. With zero-mean data the exact predictor makes the sampler linear in x_T, so the gap is
+    exactly the ratio of the two starts, sqrt(sigma_max^2 + 1) / sigma_max = 1 + 1 / (2 sigma_max^2)."""
+    schedule = make_schedule("scaled_linear")
+    oracle = GaussianOracle(schedule, mean=0.0, std=0.25, prediction="eps")
+    noise = initial_noise()
+    scheduler = EulerDiscreteScheduler(**SD_BETAS, timestep_spacing=spacing)
+    theirs = run_diffusers(scheduler, oracle, noise, steps=steps)
+    timesteps = [float(t) for t in scheduler.timesteps]
+    sigma_max = float(scheduler.sigmas.max())
+    start_ratio = math.sqrt(sigma_max**2 + 1) / sigma_max
+
+    def ours(start):
+        return sample(oracle, start, sampler="euler", timesteps=timesteps, schedule=schedule, progress=False)
+
+    assert_parity(ours(noise / start_ratio), theirs)
+    assert_parity(ours(noise), theirs * start_ratio)
+    gap = ((ours(noise) - theirs).norm() / theirs.norm()).item()
+    assert gap == pytest.approx(start_ratio - 1, rel=1e-2) and 2.3e-3 < gap < 2.4e-3
+
+
 @parity_grid
 def test_dpm_solver_pp_2m_matches_diffusers(steps, spacing, prediction):
     """DPMSolverMultistepScheduler spaces linspace and leading its own way (over steps + 1 points); we use one
