@@ -94,21 +94,49 @@ def test_ddpm_matches_diffusers(steps, spacing, prediction):
 
 @parity_grid
 def test_ddim_matches_diffusers(steps, spacing, prediction):
-    """DDIMScheduler steps from t to t - T // steps, which is the next timestep it visits only for leading
-    spacing and for trailing when steps divides T; otherwise we compare with EulerDiscreteScheduler on the
-    same integer timesteps — DDIM (eta = 0) is Euler in sigma space (Song et al. 2021, §4.3)."""
+    """Our "ddim" ends as LDM's DDIMSampler and SD's scheduler config (set_alpha_to_one=False): its last step lands
+    on ab_0 and returns that x_t. DDIMScheduler steps from t to t - T // steps, which is the next timestep it
+    visits only for leading spacing and for trailing when steps divides T; otherwise we compare with
+    EulerDiscreteScheduler on the same integer timesteps and final_sigmas_type="sigma_min" — DDIM (eta = 0) is
+    Euler in sigma space (Song et al. 2021, §4.3); Euler returns sigma-space x, x_t * sqrt(sigma_0^2 + 1)."""
     model_fn, noise = toy_model(), initial_noise()
     ours = run_ours("ddim", model_fn, noise, steps=steps, spacing=spacing, prediction=prediction)
     if spacing == "leading" or (spacing == "trailing" and 1000 % steps == 0):
-        scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=True,
+        scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=False,
                                   prediction_type=PREDICTIONS[prediction], timestep_spacing=spacing)
         theirs = run_diffusers(scheduler, model_fn, noise, steps=steps, eta=0.0)
     else:
         scheduler = EulerDiscreteScheduler(**SD_BETAS, prediction_type=PREDICTIONS[prediction],
-                                           timestep_spacing="leading")   # leading: init sigma sqrt(s^2 + 1)
+                                           timestep_spacing="leading",   # leading: init sigma sqrt(s^2 + 1)
+                                           final_sigmas_type="sigma_min")
         theirs = run_diffusers(scheduler, model_fn, noise, steps=steps,
                                timesteps=spaced_timesteps(1000, steps, spacing))
+        theirs = theirs / math.sqrt(make_schedule("scaled_linear").sigma_min ** 2 + 1)
     assert_parity(ours, theirs)
+
+
+@pytest.mark.parametrize("steps,spacing", [(10, "leading"), (50, "leading"), (10, "trailing"), (50, "trailing")])
+@pytest.mark.parametrize("prediction", PREDICTIONS)
+def test_ddim_ends_at_alpha_bar_0_or_at_the_clean_sample(steps, spacing, prediction):
+    """Both ends of DDIM, against DDIMScheduler: final_sigma="sigma_min" is set_alpha_to_one=False (SD's config,
+    LDM's DDIMSampler; our "ddim" default), "zero" is set_alpha_to_one=True. They differ by ~0.9 % relative."""
+    model_fn, noise = toy_model(), initial_noise()
+    results = {}
+    for final, alpha_to_one in (("sigma_min", False), ("zero", True)):
+        scheduler = DDIMScheduler(**SD_BETAS, clip_sample=False, set_alpha_to_one=alpha_to_one,
+                                  prediction_type=PREDICTIONS[prediction], timestep_spacing=spacing,
+                                  steps_offset=1 if spacing == "leading" else 0)
+        theirs = run_diffusers(scheduler, model_fn, noise, steps=steps, eta=0.0)
+        ours = sample(model_fn, noise, sampler="ddim", steps=steps, timestep_spacing=spacing,
+                      steps_offset=scheduler.config.steps_offset, prediction=prediction, final_sigma=final,
+                      progress=False)
+        assert_parity(ours, theirs)
+        results[final] = ours
+    assert torch.equal(results["sigma_min"], run_ours("ddim", model_fn, noise, steps=steps, spacing=spacing,
+                                                      prediction=prediction,
+                                                      steps_offset=1 if spacing == "leading" else 0))
+    gap = ((results["sigma_min"] - results["zero"]).norm() / results["zero"].norm()).item()
+    assert gap > 1e-3
 
 
 @pytest.mark.parametrize("name,scheduler_class", [

@@ -1,7 +1,8 @@
 """Diffusion engine: schedules, parameterisations, losses, samplers, guidance and editing (LDM §3)."""
 
 from ldm_lab.diffusion.denoiser import Denoiser
-from ldm_lab.diffusion.discretisation import TIMESTEP_SPACINGS, karras_sigmas, spaced_sigmas, spaced_timesteps
+from ldm_lab.diffusion.discretisation import (TIMESTEP_SPACINGS, FinalSigma, karras_sigmas, spaced_sigmas,
+                                              spaced_timesteps)
 from ldm_lab.diffusion.editing import concat_inpainting_model
 from ldm_lab.diffusion.guidance import classifier_free_guidance, guided_model, rescale_guidance
 from ldm_lab.diffusion.losses import DiffusionLoss, RectifiedFlowLoss, min_snr_weight
@@ -14,7 +15,7 @@ from ldm_lab.diffusion.schedules import BETA_SCHEDULES, NoiseSchedule, Schedule,
 
 __all__ = [
     "BETA_SCHEDULES", "SAMPLERS", "TIMESTEP_SPACINGS", "DPMSolverPP2M", "Denoiser", "DiffusionLoss", "Euler",
-    "EulerAncestral", "FewStep", "GaussianOracle", "Heun", "NoiseSchedule", "Prediction", "RectifiedFlowLoss",
+    "EulerAncestral", "FewStep", "FinalSigma", "GaussianOracle", "Heun", "NoiseSchedule", "Prediction", "RectifiedFlowLoss",
     "SamplerSpec", "Schedule",
     "classifier_free_guidance", "compare_samplers", "concat_inpainting_model", "guided_model", "karras_sigmas",
     "make_schedule", "min_snr_weight", "rescale_guidance", "run_sampler", "sample", "spaced_sigmas",

@@ -1,11 +1,13 @@
 """Which noise levels a sampler visits: timestep spacing (Lin et al. 2023, Table 2) and Karras sigmas.
 
 A discretisation returns the sampler's noise levels as a decreasing float64 tensor ``sigmas`` [steps + 1]
-that ends in 0 (the clean sample).
+that ends in 0 (the clean sample), or in sigma_0, the first training level, where the official DDIM stops
+(:class:`FinalSigma`).
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Literal
 
 import numpy as np
@@ -47,18 +49,43 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
     return (max_inv_rho + ramp * (min_inv_rho - max_inv_rho)) ** rho
 
 
+class FinalSigma(str, Enum):
+    """Where the last step lands (diffusers' ``final_sigmas_type``). A plain string works too."""
+
+    ZERO = "zero"            # sigma = 0 (ab = 1), the clean sample: k-diffusion, SGM, DDIMScheduler(set_alpha_to_one=True)
+    SIGMA_MIN = "sigma_min"  # sigma_0, the level of the first training timestep (ab_0): LDM's DDIMSampler (its last
+                             # "previous" alpha is alphas_cumprod[0]) and SD's DDIMScheduler(set_alpha_to_one=False)
+
+
+FINAL_SIGMAS: tuple[str, ...] = tuple(f.value for f in FinalSigma)
+
+
 def append_zero(sigmas: Tensor) -> Tensor:
     """The last step lands on sigma = 0, the clean sample."""
     return torch.cat([sigmas, sigmas.new_zeros(1)])
 
 
+def append_final_sigma(sigmas: Tensor, schedule: NoiseSchedule, final: FinalSigma | str) -> Tensor:
+    """[n] visited levels -> [n + 1] with the last step's target: 0, or sigma_0. When the levels already end at
+    sigma_0 (linspace spacing visits t = 0) the official DDIM's last step goes from ab_0 to ab_0, which changes
+    nothing; it is left out."""
+    if final not in FINAL_SIGMAS:
+        raise ValueError(f"unknown final sigma {final!r}; choose one of {', '.join(FINAL_SIGMAS)} "
+                         "('sigma_min' is diffusers' set_alpha_to_one=False)")
+    if FinalSigma(final) is FinalSigma.ZERO:
+        return append_zero(sigmas)
+    sigma_min = sigmas.new_tensor([schedule.sigma_min])
+    return sigmas if torch.isclose(sigmas[-1], sigma_min[0]) else torch.cat([sigmas, sigma_min])
+
+
 def spaced_sigmas(schedule: NoiseSchedule, steps: int, spacing: TimestepSpacing | str = "trailing",
-                  steps_offset: int = 0) -> Tensor:
-    """[steps + 1] the schedule's sigmas at the spaced timesteps, then 0."""
+                  steps_offset: int = 0, final: FinalSigma | str = FinalSigma.ZERO) -> Tensor:
+    """[steps + 1] the schedule's sigmas at the spaced timesteps, then 0 (or sigma_0, see :class:`FinalSigma`)."""
     timesteps = spaced_timesteps(schedule.num_train_timesteps, steps, spacing, steps_offset)
-    return append_zero(schedule.sigma_at(timesteps))
+    return append_final_sigma(schedule.sigma_at(timesteps), schedule, final)
 
 
-def karras_schedule_sigmas(schedule: NoiseSchedule, steps: int, rho: float = 7.0) -> Tensor:
+def karras_schedule_sigmas(schedule: NoiseSchedule, steps: int, rho: float = 7.0,
+                           final: FinalSigma | str = FinalSigma.ZERO) -> Tensor:
     """[steps + 1] Karras sigmas spanning the schedule's whole range [sigma_0, sigma_{T-1}], then 0."""
-    return append_zero(karras_sigmas(schedule.sigma_min, schedule.sigma_max, steps, rho))
+    return append_final_sigma(karras_sigmas(schedule.sigma_min, schedule.sigma_max, steps, rho), schedule, final)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ldm_lab.diffusion.discretisation import FinalSigma
 from ldm_lab.diffusion.noise import standard_normal
 
 DenoiseFn = Callable[[Tensor, float], Tensor]     # D(x; sigma) -> x0 estimate, see denoiser.Denoiser
@@ -125,11 +126,12 @@ class SamplerSpec:
 
     step: SamplerStep             # the update rule
     karras_sigmas: bool = False   # visit Karras et al.'s rho = 7 levels instead of the spaced timesteps' sigmas
+    final_sigma: FinalSigma = FinalSigma.ZERO  # where the last step lands: 0, or sigma_0 as the official DDIM
 
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "ddpm": SamplerSpec(EulerAncestral(eta=1.0)),
-    "ddim": SamplerSpec(EulerAncestral(eta=0.0)),
+    "ddim": SamplerSpec(EulerAncestral(eta=0.0), final_sigma=FinalSigma.SIGMA_MIN),   # LDM's DDIMSampler, SD's config
     "euler": SamplerSpec(Euler()),
     "euler_ancestral": SamplerSpec(EulerAncestral(eta=1.0)),
     "heun": SamplerSpec(Heun()),

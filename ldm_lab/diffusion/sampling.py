@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from ldm_lab.diffusion.denoiser import Denoiser, ModelFn
-from ldm_lab.diffusion.discretisation import TimestepSpacing, append_zero, karras_schedule_sigmas, spaced_sigmas
+from ldm_lab.diffusion.discretisation import (FinalSigma, TimestepSpacing, append_final_sigma, karras_schedule_sigmas,
+                                              spaced_sigmas)
 from ldm_lab.diffusion.editing import mask_blending, noised_image, strength_sigmas
 from ldm_lab.diffusion.guidance import Cond, guided_model
 from ldm_lab.diffusion.parameterisation import Prediction
@@ -34,15 +35,23 @@ from ldm_lab.diffusion.schedules import NoiseSchedule, as_schedule
 
 def sampler_sigmas(spec: SamplerSpec, schedule: NoiseSchedule, steps: int,
                    timestep_spacing: TimestepSpacing | str = "trailing", steps_offset: int = 0,
-                   timesteps: Sequence[int] | None = None) -> Tensor:
-    """[steps + 1] the decreasing noise levels the sampler visits, ending in 0. Explicit ``timesteps`` win."""
+                   timesteps: Sequence[int] | None = None, final_sigma: FinalSigma | str | None = None) -> Tensor:
+    """[steps + 1] the decreasing noise levels the sampler visits, ending in 0 or sigma_0 (``final_sigma``,
+    default the sampler's own). Explicit ``timesteps`` win over steps and spacing."""
+    final = spec.final_sigma if final_sigma is None else final_sigma
     if timesteps is not None:
         if list(timesteps) != sorted(timesteps, reverse=True):
             raise ValueError(f"timesteps must decrease (noisiest first), got {list(timesteps)}")
-        return append_zero(schedule.sigma_at(torch.tensor(timesteps)))
+        return append_final_sigma(schedule.sigma_at(torch.tensor(timesteps)), schedule, final)
     if spec.karras_sigmas:
-        return karras_schedule_sigmas(schedule, steps)
-    return spaced_sigmas(schedule, steps, timestep_spacing, steps_offset)
+        return karras_schedule_sigmas(schedule, steps, final=final)
+    return spaced_sigmas(schedule, steps, timestep_spacing, steps_offset, final)
+
+
+def model_scaling(x: Tensor, sigma: float) -> Tensor:
+    """The sampler's x = x_t / sqrt(ab) back in the model's scaling x_t = x / sqrt(sigma^2 + 1); x itself at
+    sigma = 0. The official DDIM returns x_t at ab_0 (LDM's DDIMSampler, SD's DDIMScheduler)."""
+    return x if sigma == 0 else x / (sigma**2 + 1) ** 0.5
 
 
 @torch.no_grad()
@@ -51,7 +60,7 @@ def sample(model_fn: ModelFn, noise: Tensor, *,
            schedule: NoiseSchedule | str = "scaled_linear", prediction: Prediction | str = "eps",
            clip_x0: float | None = None,
            timestep_spacing: TimestepSpacing | str = "trailing", steps_offset: int = 0,
-           timesteps: Sequence[int] | None = None,
+           timesteps: Sequence[int] | None = None, final_sigma: FinalSigma | str | None = None,
            guidance_scale: float = 1.0, guidance_rescale: float = 0.0, cond: Cond | None = None,
            uncond: Cond | None = None,
            image: Tensor | None = None, strength: float = 1.0, mask: Tensor | None = None,
@@ -63,13 +72,16 @@ def sample(model_fn: ModelFn, noise: Tensor, *,
     timestep_spacing / steps_offset: which timesteps the steps visit (see ``spaced_timesteps``).
     timesteps: explicit timesteps, overriding steps and spacing — e.g. SDXL-Turbo's official demo takes
         (999, 899, 799, 699) where diffusers' trailing spacing gives (999, 749, 499, 249).
+    final_sigma: where the last step lands, "zero" (the clean sample) or "sigma_min" (x_t at the first training
+        level ab_0, returned in the model's scaling, as LDM's DDIMSampler and SD's set_alpha_to_one=False do);
+        None: the sampler's own choice ("ddim": "sigma_min", every other sampler: "zero").
     guidance_scale / guidance_rescale / cond / uncond: classifier-free guidance (``uncond`` may be a negative prompt).
     image / strength: SDEdit — start from ``image`` noised to the level of the last ``int(steps * strength)`` steps.
     mask: with ``image``, inpaint by blending: 1 = generate, 0 = keep the image.
     """
     spec = get_sampler(sampler)
     schedule = as_schedule(schedule)
-    sigmas = sampler_sigmas(spec, schedule, steps, timestep_spacing, steps_offset, timesteps)
+    sigmas = sampler_sigmas(spec, schedule, steps, timestep_spacing, steps_offset, timesteps, final_sigma)
     model = guided_model(model_fn, cond=cond or {}, uncond=uncond, scale=guidance_scale, rescale=guidance_rescale)
     denoiser = Denoiser(model, schedule, prediction, clip_x0)
     if image is None:
@@ -80,7 +92,8 @@ def sample(model_fn: ModelFn, noise: Tensor, *,
         sigmas = strength_sigmas(sigmas, strength)
         x = noised_image(image, noise, float(sigmas[0]))
     after_step = mask_blending(image, mask, noise) if mask is not None else None
-    return run_sampler(spec.step, denoiser, x, sigmas, generator=generator, after_step=after_step, progress=progress)
+    x = run_sampler(spec.step, denoiser, x, sigmas, generator=generator, after_step=after_step, progress=progress)
+    return model_scaling(x, float(sigmas[-1]))
 
 
 def compare_samplers(model_fn: ModelFn, noise: Tensor, samplers: Sequence[str], *, seed: int = 0,
