@@ -21,8 +21,10 @@ from safetensors.torch import load_file, save_file
 from ldm_lab.data.download import sha256_of
 from ldm_lab.paths import checkpoints_dir, runs_dir
 from ldm_lab.training import TrainConfig, TrainResult, train
+from ldm_lab.training.checkpoint import atomic_write_text, file_lock
 
 MANIFEST_FILE = "manifest.json"
+MANIFEST_LOCK_FILE = "manifest.json.lock"  # flocked while a process reads, changes and rewrites the manifest
 
 
 class CheckpointError(RuntimeError):
@@ -79,16 +81,23 @@ def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], entry: Manif
     save_file(half, str(path), metadata={"name": name, "git_commit": entry.git_commit})
     path.chmod(0o644)  # a shipped file: readable by everyone who checks the repository out
     entry = dataclasses.replace(entry, sha256=sha256_of(path), size_bytes=path.stat().st_size)
-    write_manifest({**read_manifest(folder), name: entry}, folder)
+    update_manifest({name: entry}, folder)
     return entry
 
 
+def update_manifest(entries: dict[str, ManifestEntry], folder: Path) -> None:
+    """Add (or replace) ``entries`` in ``folder``'s manifest, keeping every other entry. Read, merge and write
+    happen under an exclusive ``fcntl.flock`` on ``manifest.json.lock``, so processes shipping at the same time
+    queue up instead of dropping each other's entries."""
+    with file_lock(folder / MANIFEST_LOCK_FILE):
+        write_manifest({**read_manifest(folder), **entries}, folder)
+
+
 def write_manifest(entries: dict[str, ManifestEntry], folder: Path) -> None:
-    """Replace ``folder``'s manifest atomically (a killed process leaves the old one or the new one)."""
+    """Replace ``folder``'s manifest atomically (a killed process leaves the old one or the new one), through a
+    temporary file of its own. To change some entries while others may be shipping, use :func:`update_manifest`."""
     fields = {name: entry_fields(entry) for name, entry in entries.items()}
-    partial = folder / f"{MANIFEST_FILE}.partial"
-    partial.write_text(json.dumps(fields, indent=2, sort_keys=True) + "\n")
-    partial.replace(folder / MANIFEST_FILE)
+    atomic_write_text(folder / MANIFEST_FILE, json.dumps(fields, indent=2, sort_keys=True) + "\n")
 
 
 def verified_file(name: str, folder: Path | None = None) -> tuple[Path, ManifestEntry]:

@@ -27,7 +27,7 @@ from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
-from ldm_lab.training.checkpoint import EMA_FILE
+from ldm_lab.training.checkpoint import EMA_FILE, run_dir_lock
 
 RUN_FILE = "run.json"
 
@@ -146,8 +146,17 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: st
 
 def train_target(name: str, run_dir: str | Path, config: TrainConfig, *, resume: bool = False,
                  first_stage: str | Path | None = None) -> TrainResult:
-    """Train target ``name`` into ``run_dir`` (``resume``: continue its newest checkpoint)."""
+    """Train target ``name`` into ``run_dir`` (``resume``: continue its newest checkpoint). The run directory is
+    locked from before ``run.json`` is written to the end of training: a second process training into it gets
+    :class:`~ldm_lab.training.checkpoint.RunDirLockedError` instead of mixing its run into this one."""
     target, run_dir = get_target(name), Path(run_dir)
+    with run_dir_lock(run_dir):
+        return _train_locked(target, run_dir, config, resume, first_stage)
+
+
+def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resume: bool,
+                  first_stage: str | Path | None) -> TrainResult:
+    name = target.name
     model, existing = target.build_model(), latest_checkpoint(run_dir)
     if existing is not None and not resume:
         raise FileExistsError(f"{run_dir} already holds a run (newest checkpoint {existing.name}): pass --resume to "

@@ -8,14 +8,21 @@
 
 A checkpoint is assembled in a hidden temporary folder beside its final place, every file is fsynced, and the
 folder is renamed into place with ``os.replace`` (atomic on POSIX). A crash at any moment leaves either the
-complete new checkpoint or none, and the previous one untouched.
+complete new checkpoint or none, and the previous one untouched (plus, after a kill, a ``.tmp-step_*`` folder,
+removed when the run is next locked).
+
+One process at a time trains in a run directory: :func:`run_dir_lock` holds an exclusive ``fcntl.flock`` on
+``run_dir/.lock`` (released by the kernel when the process dies, so a killed run never leaves a stale lock).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,12 +34,79 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 CHECKPOINTS = "checkpoints"
+LOCK_FILE = ".lock"          # run_dir/.lock: flocked by the process training in the run directory
+TEMPORARY_PREFIX = ".tmp-"   # checkpoints/.tmp-step_000500-XXXX: a checkpoint being written
 MODEL_FILE, EMA_FILE = "model.safetensors", "ema.safetensors"
 STATE_TENSORS_FILE, STATE_JSON_FILE = "trainer_state.safetensors", "trainer_state.json"
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model it is being loaded into."""
+
+
+class RunDirLockedError(RuntimeError):
+    """Another process is training in this run directory."""
+
+
+# ---------------------------------------------------------------------------------------------------- locks
+@contextmanager
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[None]:
+    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the ``with`` block. Blocking: wait
+    for the holder; else raise ``BlockingIOError`` at once. The kernel drops the lock if the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_HELD_RUN_DIRS: set[Path] = set()  # run directories this process holds the lock of
+
+
+def _is_main_process() -> bool:
+    """Rank 0 (or no launcher): ``torchrun`` and ``accelerate launch`` set ``RANK`` for every process they start."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@contextmanager
+def run_dir_lock(run_dir: str | Path) -> Iterator[None]:
+    """Train in ``run_dir`` alone: flock ``run_dir/.lock`` or raise :class:`RunDirLockedError` at once.
+
+    Re-entrant within a process (the CLI locks before writing ``run.json``, the trainer again), and taken by the
+    main process of a multi-process run only. Once locked, every ``.tmp-*`` folder under ``checkpoints/`` is the
+    leftover of a killed writer and is removed."""
+    key = Path(run_dir).resolve()
+    if not _is_main_process() or key in _HELD_RUN_DIRS:  # rank 0 holds it for the job / we hold it already
+        yield
+        return
+    try:
+        with file_lock(key / LOCK_FILE, blocking=False):
+            _HELD_RUN_DIRS.add(key)
+            try:
+                remove_orphaned_temporaries(key)
+                yield
+            finally:
+                _HELD_RUN_DIRS.discard(key)
+    except BlockingIOError:
+        raise RunDirLockedError(
+            f"another process is training in {key} (it holds {key / LOCK_FILE}). Wait for it to finish, stop it, "
+            "or choose another --out folder; two runs in one folder would overwrite each other's checkpoints, "
+            "config and metrics.") from None
+
+
+def remove_orphaned_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the half-written checkpoint folders a killed process left (call only while holding the run's
+    lock: then no live writer owns them); return what was removed."""
+    folder = Path(run_dir) / CHECKPOINTS
+    orphans = sorted(folder.glob(f"{TEMPORARY_PREFIX}*")) if folder.is_dir() else []
+    for orphan in orphans:
+        if orphan.is_dir():
+            shutil.rmtree(orphan, ignore_errors=True)
+        else:
+            orphan.unlink(missing_ok=True)
+    return orphans
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
@@ -68,9 +142,8 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
     On an exception the temporary folder is removed and ``final`` is untouched.
     """
-    temporary = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir(parents=True)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f"{TEMPORARY_PREFIX}{final.name}-", dir=final.parent))
     try:
         yield temporary
         for file in temporary.iterdir():
@@ -86,13 +159,20 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file through a temporary file in the same folder, fsync and ``os.replace``."""
-    temporary = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Write a small text file through a uniquely named temporary file in the same folder (two writers never
+    share one), fsync it and ``os.replace`` it onto ``path``: readers see the old text or the new, never a mix."""
+    temporary = path.with_name(f"{TEMPORARY_PREFIX}{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        # O_EXCL: never another writer's file; mode 0o666 less the umask, as a plain open() would give.
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def write_checkpoint(run_dir: str | Path, step: int, *, model: nn.Module, ema_model: nn.Module | None,

@@ -16,12 +16,14 @@ class GracefulStop:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signal_name: str | None = None   # the first signal received ("SIGTERM"), for the exit status
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+        self.signal_name = self.signal_name or signal.Signals(signum).name
         print(f"\n{signal.Signals(signum).name}: finishing this step and writing a checkpoint "
               "(Ctrl-C again to abort without one).", file=sys.stderr, flush=True)
 

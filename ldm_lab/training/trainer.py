@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 from ldm_lab.device import resolve_device
 from ldm_lab.training.checkpoint import (
     EMA_FILE, MODEL_FILE, atomic_write_text, checkpoint_path, latest_checkpoint, load_checked,
-    optimizer_state_from_safe, optimizer_state_to_safe, prune_checkpoints, read_trainer_state, write_checkpoint)
+    optimizer_state_from_safe, optimizer_state_to_safe, prune_checkpoints, read_trainer_state, run_dir_lock,
+    write_checkpoint)
 from ldm_lab.training.config import TrainConfig
 from ldm_lab.training.data import move_to_device, resumable_loader
 from ldm_lab.training.ema import EMA
@@ -44,6 +45,7 @@ from ldm_lab.training.schedule import lr_at
 from ldm_lab.training.task import LossModule, SamplingTask, TrainingTask, as_task
 
 CONFIG_FILE, METRICS_FILE, SAMPLES = "config.json", "metrics.jsonl", "samples"
+TIME_LIMIT = "time_limit"  # TrainResult.stopped_by when config.time_limit_s ran out
 
 
 @dataclasses.dataclass
@@ -55,6 +57,7 @@ class TrainResult:
     step: int                     # optimizer steps done in the whole run
     run_dir: Path                 # config.json, metrics.jsonl, samples/, checkpoints/
     interrupted: bool             # stopped early by SIGINT/SIGTERM or the time limit (``step`` was checkpointed)
+    stopped_by: str | None = None  # why it stopped early: TIME_LIMIT or a signal's name ("SIGTERM"); None if not
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -125,7 +128,7 @@ class Trainer:
         self.ema = EMA(self.model, config.ema_decay) if config.ema_decay > 0 else None
         optimizer = build_optimizer(self.model, config)
         self.step, self.samples_seen, self.elapsed_before = 0, 0, 0.0
-        self.session_start = time.perf_counter()
+        self.session_start, self.stopped_by = time.perf_counter(), None
         checkpoint = self._checkpoint_to_resume(resume)
         if checkpoint is not None:
             self._load(checkpoint, optimizer)
@@ -163,7 +166,8 @@ class Trainer:
             if self.saved_step != self.step:
                 self.save_checkpoint()
         return TrainResult(self.model, self.ema.model if self.ema else None, self.step, self.run_dir,
-                           interrupted=self.step < self.config.steps)
+                           interrupted=self.step < self.config.steps,
+                           stopped_by=self.stopped_by if self.step < self.config.steps else None)
 
     def _batches(self) -> Iterator[Any]:
         loader = resumable_loader(self.data, batch_size=self.config.batch_size, seed=self.config.seed,
@@ -206,7 +210,9 @@ class Trainer:
         """Stop on a signal or when the time limit is spent; all processes stop at the same step if any of them
         wants to."""
         limit = self.config.time_limit_s
-        requested = stop.requested or (limit is not None and time.perf_counter() - self.session_start > limit)
+        out_of_time = limit is not None and time.perf_counter() - self.session_start > limit
+        requested = stop.requested or out_of_time
+        self.stopped_by = stop.signal_name or (TIME_LIMIT if out_of_time else None)
         if self.accelerator.num_processes == 1:
             return requested
         flag = torch.tensor([float(requested)], device=self.accelerator.device)
@@ -331,8 +337,10 @@ class Trainer:
 def train(model: nn.Module, task: TrainingTask | Callable[[nn.Module, Any], Tensor], data: Dataset | DataLoader,
           config: TrainConfig, run_dir: str | Path, *, resume: bool = False,
           collate_fn: Callable[[list], Any] | None = None) -> TrainResult:
-    """``Trainer(...).fit()`` in one call; see :class:`Trainer` for the arguments."""
-    return Trainer(model, task, data, config, run_dir, resume=resume, collate_fn=collate_fn).fit()
+    """``Trainer(...).fit()`` in one call, holding ``run_dir``'s lock (another process training there is an
+    error, not a silent mix of two runs); see :class:`Trainer` for the arguments."""
+    with run_dir_lock(run_dir):
+        return Trainer(model, task, data, config, run_dir, resume=resume, collate_fn=collate_fn).fit()
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, float]]:
