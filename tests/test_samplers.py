@@ -220,14 +220,14 @@ def test_karras_sigmas_match_diffusers(steps, prediction):
 # standard error is 0.0028 for the mean and 0.002 for the std. Tolerances: |mean error| < 0.01, |std error| < 0.01
 # (4 % of 0.25). Steps: enough for each method — first-order ODE steps converge like 1/steps, the ancestral
 # (DDPM) chain needs all 1000, DPM-Solver++(2M) overshoots on linspace's uneven last steps until ~400.
-# few_step presumes a distilled model: with the undistilled posterior-mean oracle it loses ~30 % of the std at
-# any step count, so it is tested against the distilled oracle, in 1 and 4 steps, below.
+# consistency and turbo_euler_ancestral presume a distilled model: with the undistilled posterior-mean oracle
+# consistency loses ~30 % of the std at any step count, so both are tested against the distilled oracle below.
 ORACLE_STEPS = {"ddpm": 1000, "ddim": 400, "euler": 400, "euler_ancestral": 1000, "heun": 100, "dpmpp_2m": 400,
                 "dpmpp_2m_karras": 100, "euler_karras": 400}
 
 
 def test_oracle_covers_every_registered_sampler():
-    assert set(ORACLE_STEPS) | {"few_step"} == set(SAMPLERS)
+    assert set(ORACLE_STEPS) | {"consistency", "turbo_euler_ancestral"} == set(SAMPLERS)
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
@@ -244,12 +244,13 @@ def test_every_sampler_reproduces_gaussian_data(name, prediction):
 
 
 @pytest.mark.parametrize("steps", [1, 4])
-def test_few_step_sampler_reproduces_gaussian_data_with_a_distilled_model(steps):
+@pytest.mark.parametrize("name", ["consistency", "turbo_euler_ancestral"])
+def test_few_step_samplers_reproduce_gaussian_data_with_a_distilled_model(name, steps):
     schedule = make_schedule("scaled_linear", zero_terminal_snr=True)
     student = GaussianOracle(schedule, mean=0.5, std=0.25, prediction="v", distilled=True)
     generator = torch.Generator().manual_seed(3)
     noise = torch.randn(8, 1, 32, 32, generator=generator)
-    x0 = sample(student, noise, sampler="few_step", steps=steps, schedule=schedule, prediction="v",
+    x0 = sample(student, noise, sampler=name, steps=steps, schedule=schedule, prediction="v",
                 generator=generator, progress=False)
     error = gaussian_fit_error(x0, mean=0.5, std=0.25)
     assert abs(error["mean_error"]) < 0.01 and abs(error["std_error"]) < 0.01, error
@@ -263,13 +264,13 @@ def test_few_steps_of_an_ode_sampler_shrink_the_variance():
     assert gaussian_fit_error(x0, 0.5, 0.25)["std_error"] < -0.05
 
 
-@pytest.mark.parametrize("name", ["ddpm", "euler_ancestral", "dpmpp_2m", "few_step"])
+@pytest.mark.parametrize("name", ["ddpm", "euler_ancestral", "dpmpp_2m", "consistency"])
 def test_same_seed_gives_bit_identical_samples(name):
     model_fn = toy_model()
     runs = [run_ours(name, model_fn, initial_noise(), steps=6, spacing="trailing", prediction="v", seed=11)
             for _ in range(2)]
     assert torch.equal(runs[0], runs[1])
-    if name in ("ddpm", "euler_ancestral", "few_step"):   # and the seed matters
+    if name in ("ddpm", "euler_ancestral", "consistency"):   # and the seed matters
         other = run_ours(name, model_fn, initial_noise(), steps=6, spacing="trailing", prediction="v", seed=12)
         assert not torch.equal(runs[0], other)
 
@@ -288,14 +289,14 @@ def test_explicit_timesteps_override_the_spacing():
         seen.append(round(float(t[0]), 3))
         return model_fn(x, t)
 
-    trailing = run_ours("few_step", recording, initial_noise(), steps=4, spacing="trailing", prediction="v", seed=1)
+    trailing = run_ours("consistency", recording, initial_noise(), steps=4, spacing="trailing", prediction="v", seed=1)
     assert seen == [999, 749, 499, 249]
-    explicit = sample(model_fn, initial_noise(), sampler="few_step", timesteps=[999, 749, 499, 249],
+    explicit = sample(model_fn, initial_noise(), sampler="consistency", timesteps=[999, 749, 499, 249],
                       schedule=make_schedule("scaled_linear"), prediction="v",
                       generator=torch.Generator().manual_seed(1), progress=False)
     assert torch.equal(trailing, explicit)
     seen.clear()
-    sample(recording, initial_noise(), sampler="few_step", timesteps=[999, 899, 799, 699], progress=False)
+    sample(recording, initial_noise(), sampler="consistency", timesteps=[999, 899, 799, 699], progress=False)
     assert seen == [999, 899, 799, 699]
     with pytest.raises(ValueError, match="must decrease"):
         sample(model_fn, initial_noise(), timesteps=[249, 999], progress=False)
@@ -314,3 +315,54 @@ def test_clipped_ddpm_matches_diffusers_clip_sample(prediction):
     unclipped = run_ours("ddpm", model_fn, noise, steps=10, spacing="trailing", prediction=prediction, seed=7)
     assert_parity(ours, theirs)
     assert not torch.allclose(ours, unclipped)
+
+
+def run_turbo_demo_in_diffusers(model_fn, noise, steps: int, seed: int) -> torch.Tensor:
+    """SDXL-Turbo's demo (generative-models scripts/demo/turbo.py) on diffusers' EulerAncestralDiscreteScheduler:
+    the demo's sigmas (timesteps 999, 899, 799, 699 then sigma 0, from LegacyDDPMDiscretization) and start
+    x_T * sqrt(1 + sigma_0^2) (SGM's prepare_sampling_loop; diffusers' "leading" init_noise_sigma) set by hand,
+    since that scheduler takes no custom timesteps. Its step is the demo's EulerAncestralSampler(eta=1)."""
+    scheduler = EulerAncestralDiscreteScheduler(**SD_BETAS, prediction_type="v_prediction", timestep_spacing="leading")
+    scheduler.set_timesteps(steps)
+    timesteps = torch.tensor([999, 899, 799, 699][:steps], dtype=torch.float32)
+    table = ((1 - scheduler.alphas_cumprod) / scheduler.alphas_cumprod).sqrt()
+    scheduler.timesteps = timesteps
+    scheduler.sigmas = torch.cat([table[timesteps.long()], torch.zeros(1)])
+    generator = torch.Generator().manual_seed(seed)
+    x = noise * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        x = scheduler.step(model_fn(scheduler.scale_model_input(x, t), t), t, x, generator=generator).prev_sample
+    return x
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3, 4])
+def test_turbo_euler_ancestral_is_the_official_turbo_demo(steps):
+    model_fn, noise = toy_model(), initial_noise()
+    seen = []
+
+    def recording(x, t):
+        seen.append(round(float(t[0]), 3))
+        return model_fn(x, t)
+
+    ours = sample(recording, noise, sampler="turbo_euler_ancestral", steps=steps, prediction="v",
+                  generator=torch.Generator().manual_seed(5), progress=False)
+    assert seen == [999, 899, 799, 699][:steps]
+    assert_parity(ours, run_turbo_demo_in_diffusers(model_fn, noise, steps, seed=5))
+    consistency = sample(model_fn, noise, sampler="consistency", timesteps=[999, 899, 799, 699][:steps],
+                         prediction="v", generator=torch.Generator().manual_seed(5), progress=False)
+    if steps == 1:   # one step: both are the jump to the clean estimate
+        torch.testing.assert_close(ours, consistency)
+    else:            # more: consistency sampling forgets the current noise, Euler-ancestral keeps part of it
+        assert ((ours - consistency).norm() / consistency.norm()).item() > 1e-2
+
+
+def test_turbo_euler_ancestral_takes_one_to_four_steps():
+    with pytest.raises(ValueError, match="takes 1 to 4 steps, not 5"):
+        sample(toy_model(), initial_noise(), sampler="turbo_euler_ancestral", steps=5, progress=False)
+
+
+def test_the_old_few_step_name_still_means_consistency_sampling_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="now called 'consistency'"):
+        old = run_ours("few_step", toy_model(), initial_noise(), steps=4, spacing="trailing", prediction="v", seed=2)
+    new = run_ours("consistency", toy_model(), initial_noise(), steps=4, spacing="trailing", prediction="v", seed=2)
+    assert torch.equal(old, new)

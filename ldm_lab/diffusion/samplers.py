@@ -10,6 +10,7 @@ levels they visit.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -110,10 +111,12 @@ class DPMSolverPP2M:
 
 
 @dataclass(frozen=True)
-class FewStep:
-    """Multistep sampling for distilled one-to-four-step models (ADD, Sauer et al. 2023; consistency models,
-    Song et al. 2023, Alg. 1): jump to the clean estimate, then re-noise to the next level with fresh noise.
-    Use trailing timesteps so that the first step starts from pure noise (t = T-1)."""
+class ConsistencyMultistep:
+    """Multistep consistency sampling (Song et al. 2023, Alg. 1): jump to the clean estimate, then re-noise it to
+    the next level with fresh noise, forgetting the current noise entirely. Meant for distilled one-to-four-step
+    students; use trailing timesteps so that the first step starts from pure noise (t = T-1). At one step it is
+    SDXL-Turbo's sampler; at two or more, the official Turbo demo uses Euler-ancestral
+    (``turbo_euler_ancestral``), which keeps part of the current noise."""
 
     def step(self, denoise: DenoiseFn, x: Tensor, sigma: float, sigma_next: float, state: SamplerState) -> Tensor:
         x0 = denoise(x, sigma)
@@ -127,7 +130,13 @@ class SamplerSpec:
     step: SamplerStep             # the update rule
     karras_sigmas: bool = False   # visit Karras et al.'s rho = 7 levels instead of the spaced timesteps' sigmas
     final_sigma: FinalSigma = FinalSigma.ZERO  # where the last step lands: 0, or sigma_0 as the official DDIM
+    timesteps: tuple[int, ...] | None = None   # fixed timesteps: n steps visit the first n, then the final sigma
 
+
+# SDXL-Turbo's official demo (generative-models, scripts/demo/turbo.py): SubstepSampler picks entries
+# [0, 100, 200, 300][:n] of LegacyDDPMDiscretization's 1000 descending sigmas, i.e. timesteps 999, 899, 799, 699,
+# then 0, and steps them with EulerAncestralSampler(eta=1), without guidance.
+TURBO_DEMO_TIMESTEPS: tuple[int, ...] = (999, 899, 799, 699)
 
 SAMPLERS: dict[str, SamplerSpec] = {
     "ddpm": SamplerSpec(EulerAncestral(eta=1.0)),
@@ -138,7 +147,13 @@ SAMPLERS: dict[str, SamplerSpec] = {
     "dpmpp_2m": SamplerSpec(DPMSolverPP2M()),
     "dpmpp_2m_karras": SamplerSpec(DPMSolverPP2M(), karras_sigmas=True),
     "euler_karras": SamplerSpec(Euler(), karras_sigmas=True),
-    "few_step": SamplerSpec(FewStep()),
+    "consistency": SamplerSpec(ConsistencyMultistep()),
+    "turbo_euler_ancestral": SamplerSpec(EulerAncestral(eta=1.0), timesteps=TURBO_DEMO_TIMESTEPS),
+}
+
+# Old names that still work, with a warning, and the registered sampler they mean.
+DEPRECATED_SAMPLERS: dict[str, str] = {
+    "few_step": "consistency",   # renamed: it is consistency-model sampling, not SDXL-Turbo's multistep sampler
 }
 
 
@@ -148,6 +163,10 @@ def get_sampler(sampler: str | SamplerSpec | SamplerStep) -> SamplerSpec:
         return sampler
     if not isinstance(sampler, str):
         return SamplerSpec(sampler)
+    if sampler in DEPRECATED_SAMPLERS:
+        warnings.warn(f"sampler {sampler!r} is now called {DEPRECATED_SAMPLERS[sampler]!r}; for SDXL-Turbo's own "
+                      "multistep sampler use 'turbo_euler_ancestral'.", DeprecationWarning, stacklevel=3)
+        return SAMPLERS[DEPRECATED_SAMPLERS[sampler]]
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)} "
                          "or pass an update rule such as EulerAncestral(eta=0.5)")

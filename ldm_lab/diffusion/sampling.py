@@ -39,6 +39,8 @@ def sampler_sigmas(spec: SamplerSpec, schedule: NoiseSchedule, steps: int,
     """[steps + 1] the decreasing noise levels the sampler visits, ending in 0 or sigma_0 (``final_sigma``,
     default the sampler's own). Explicit ``timesteps`` win over steps and spacing."""
     final = spec.final_sigma if final_sigma is None else final_sigma
+    if timesteps is None and spec.timesteps is not None:
+        timesteps = fixed_timesteps(spec.timesteps, steps, schedule)
     if timesteps is not None:
         if list(timesteps) != sorted(timesteps, reverse=True):
             raise ValueError(f"timesteps must decrease (noisiest first), got {list(timesteps)}")
@@ -46,6 +48,17 @@ def sampler_sigmas(spec: SamplerSpec, schedule: NoiseSchedule, steps: int,
     if spec.karras_sigmas:
         return karras_schedule_sigmas(schedule, steps, final=final)
     return spaced_sigmas(schedule, steps, timestep_spacing, steps_offset, final)
+
+
+def fixed_timesteps(timesteps: tuple[int, ...], steps: int, schedule: NoiseSchedule) -> tuple[int, ...]:
+    """The first ``steps`` of a sampler's fixed timesteps (SDXL-Turbo's demo: 999, 899, 799, 699)."""
+    if not 1 <= steps <= len(timesteps):
+        raise ValueError(f"this sampler visits the fixed timesteps {timesteps}, so it takes 1 to {len(timesteps)} "
+                         f"steps, not {steps}; pass steps=1..{len(timesteps)}, or timesteps=... of your own.")
+    if max(timesteps) >= schedule.num_train_timesteps:
+        raise ValueError(f"the fixed timesteps {timesteps} need a schedule of at least {max(timesteps) + 1} "
+                         f"training timesteps; this one has {schedule.num_train_timesteps}. Pass timesteps=...")
+    return timesteps[:steps]
 
 
 def model_scaling(x: Tensor, sigma: float) -> Tensor:
@@ -71,7 +84,8 @@ def sample(model_fn: ModelFn, noise: Tensor, *,
     clip_x0: clamp every x0 estimate to [-clip_x0, clip_x0] (1.0 for pixel models; None for latents).
     timestep_spacing / steps_offset: which timesteps the steps visit (see ``spaced_timesteps``).
     timesteps: explicit timesteps, overriding steps and spacing — e.g. SDXL-Turbo's official demo takes
-        (999, 899, 799, 699) where diffusers' trailing spacing gives (999, 749, 499, 249).
+        (999, 899, 799, 699) where diffusers' trailing spacing gives (999, 749, 499, 249). The sampler
+        "turbo_euler_ancestral" is that demo: its first ``steps`` (1 to 4) of them, Euler-ancestral, no guidance.
     final_sigma: where the last step lands, "zero" (the clean sample) or "sigma_min" (x_t at the first training
         level ab_0, returned in the model's scaling, as LDM's DDIMSampler and SD's set_alpha_to_one=False do);
         None: the sampler's own choice ("ddim": "sigma_min", every other sampler: "zero").
