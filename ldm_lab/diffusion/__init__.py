@@ -14,9 +14,9 @@ from ldm_lab.diffusion.parameterisation import Prediction
 from ldm_lab.diffusion.schedules import BETA_SCHEDULES, NoiseSchedule, Schedule, make_schedule
 
 __all__ = [
-    "BETA_SCHEDULES", "SAMPLERS", "TIMESTEP_SPACINGS", "TURBO_DEMO_TIMESTEPS", "ConsistencyMultistep", "DPMSolverPP2M", "Denoiser", "DiffusionLoss", "Euler",
-    "EulerAncestral", "FinalSigma", "GaussianOracle", "Heun", "NoiseSchedule", "Prediction", "RectifiedFlowLoss",
-    "SamplerSpec", "Schedule",
+    "BETA_SCHEDULES", "SAMPLERS", "TIMESTEP_SPACINGS", "TURBO_DEMO_TIMESTEPS", "ConsistencyMultistep",
+    "DPMSolverPP2M", "Denoiser", "DiffusionLoss", "Euler", "EulerAncestral", "FinalSigma", "GaussianOracle", "Heun",
+    "NoiseSchedule", "Prediction", "RectifiedFlowLoss", "SamplerSpec", "Schedule",
     "classifier_free_guidance", "compare_samplers", "concat_inpainting_model", "guided_model", "karras_sigmas",
     "make_schedule", "min_snr_weight", "rescale_guidance", "run_sampler", "sample", "spaced_sigmas",
     "spaced_timesteps",

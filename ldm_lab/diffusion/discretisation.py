@@ -52,7 +52,8 @@ def karras_sigmas(sigma_min: float, sigma_max: float, steps: int, rho: float = 7
 class FinalSigma(str, Enum):
     """Where the last step lands (diffusers' ``final_sigmas_type``). A plain string works too."""
 
-    ZERO = "zero"            # sigma = 0 (ab = 1), the clean sample: k-diffusion, SGM, DDIMScheduler(set_alpha_to_one=True)
+    ZERO = "zero"            # sigma = 0 (ab = 1), the clean sample: k-diffusion, SGM,
+                             # DDIMScheduler(set_alpha_to_one=True)
     SIGMA_MIN = "sigma_min"  # sigma_0, the level of the first training timestep (ab_0): LDM's DDIMSampler (its last
                              # "previous" alpha is alphas_cumprod[0]) and SD's DDIMScheduler(set_alpha_to_one=False)
 
