@@ -21,6 +21,7 @@ from ldm_lab.conditioning import (
     conditioner_config,
     layout_tokens,
 )
+from ldm_lab.conditioning.presets import CONDITIONERS
 from ldm_lab.nn.embeddings import fourier_features
 from ldm_lab.nn.text import TINY, TextEncoderConfig, tokenize
 from ldm_lab.presets import count_parameters, get_preset
@@ -156,7 +157,11 @@ def test_sdxl_conditioners_build_the_paper_widths_on_the_meta_device(name, conte
         conditioner = Conditioner(config)
     towers = {"sdxl-base": 123_060_480 + 694_659_840, "sdxl-refiner": 694_659_840}[name]  # CLIP-L + bigG (DESIGN §5)
     assert count_parameters(conditioner) == towers
-    assert [s.null for s in config.conditions if s.keys == ("caption",)] == [Null.ZEROS] * len(preset.text_encoders)
+    # SGM zeroes the base's unconditional text (force_uc_zero_embeddings=["txt"]); the refiner ("legacy") encodes
+    # the negative prompt
+    text_null = {"sdxl-base": Null.ZEROS, "sdxl-refiner": Null.NULL_INPUT}[name]
+    assert [(s.dropped, s.null) for s in config.conditions if s.keys == ("caption",)] == [
+        (text_null, text_null)] * len(preset.text_encoders)
 
 
 def test_outputs_are_concatenated_as_sgm_does():
@@ -207,6 +212,72 @@ def test_each_condition_drops_at_its_own_rate_independently():
     both = rates[0] * rates[1]
     assert abs((dropped[0] & dropped[1]).float().mean().item() - both) < 4 * math.sqrt(both * (1 - both) / n)
     assert not (conditioner(batch, n)["y"] == null).all(dim=1).any()  # without dropout every condition is kept
+
+
+def test_the_refiner_is_guided_away_from_aesthetic_score_2_5_and_the_encoded_empty_or_negative_prompt():
+    """SGM's refiner sampling (inference/api.py refiner(), scripts/demo/sampling.py apply_refiner): aesthetic score
+    6.0, negative aesthetic score 2.5, the negative prompt encoded (no force_uc_zero_embeddings); sizes and crop
+    the same in both branches. Built with lab-sdxl's small text tower in place of bigG."""
+    torch.manual_seed(0)
+    conditioner = Conditioner(CONDITIONERS["sdxl-refiner"](get_preset("lab-sdxl"), 0.1, False)).eval()
+    batch = {"caption": ["a red circle", "a blue square"]}
+    with torch.no_grad():
+        cond, uncond = conditioner(batch, 2), conditioner.unconditional(batch, 2)
+        empty = conditioner({"caption": ["", ""]}, 2)
+        negative = conditioner.unconditional(batch, 2, negative={"caption": ["blurry", "blurry"]})
+        blurry = conditioner({"caption": ["blurry", "blurry"]}, 2)
+    score = slice(-256, None)   # the aesthetic score's Fourier features close y
+    torch.testing.assert_close(cond["y"][:, score], fourier_features(torch.tensor([[6.0], [6.0]]), 256))
+    torch.testing.assert_close(uncond["y"][:, score], fourier_features(torch.tensor([[2.5], [2.5]]), 256))
+    torch.testing.assert_close(uncond["context"], empty["context"])          # the empty prompt, encoded
+    torch.testing.assert_close(uncond["y"][:, :score.start], empty["y"][:, :score.start])  # pooled + size/crop
+    assert uncond["context"].abs().sum() > 0
+    torch.testing.assert_close(negative["context"], blurry["context"])
+    torch.testing.assert_close(negative["y"][:, score], uncond["y"][:, score])
+
+
+def test_an_unconditional_value_is_checked_and_a_missing_one_says_what_to_give():
+    with pytest.raises(ValueError, match=r"unconditional \(2.5, 1.0\) has 2 values; give 1"):
+        FourierEmbedderConfig(1, unconditional=(2.5, 1.0))
+    with pytest.raises(ValueError, match=r"FourierEmbedderConfig\(unconditional=...\)"):
+        FourierEmbedderConfig(1).build().null_input(1)
+
+
+def drop_statistics(dropped: Null, n: int = 1000, rate: float = 0.3) -> tuple[float, float, float]:
+    """Fractions of items whose context, pooled vector, and both were dropped, for one text condition."""
+    config = ConditionerConfig((ConditionSpec("bigg", ("caption",), SMALL_TEXT, dropout=rate, dropped=dropped),))
+    torch.manual_seed(0)
+    conditioner = Conditioner(config).eval()
+    batch = {"caption": ["a cat"] * n}
+    with torch.no_grad():
+        out, null = conditioner(batch, n, dropout=True), conditioner.unconditional(batch, n)
+    context = (out["context"] == null["context"]).flatten(1).all(dim=1)
+    pooled = (out["y"] == null["y"]).all(dim=1)
+    return context.float().mean().item(), pooled.float().mean().item(), (context & pooled).float().mean().item()
+
+
+def test_zero_dropout_draws_bigg_context_and_pooled_vector_separately_as_sgm():
+    """SGM's GeneralConditioner multiplies each output of an embedder by its own Bernoulli(1 - ucg_rate) draw."""
+    n, rate = 1000, 0.3
+    context, pooled, both = drop_statistics(Null.ZEROS, n, rate)
+    for fraction, p in ((context, rate), (pooled, rate), (both, rate**2)):
+        assert abs(fraction - p) < 4 * math.sqrt(p * (1 - p) / n), (context, pooled, both)
+
+
+def test_null_input_dropout_drops_all_outputs_together():
+    """The empty prompt replaces the prompt (SGM's legacy_ucg_value): context and pooled vector go together."""
+    context, pooled, both = drop_statistics(Null.NULL_INPUT)
+    assert context == pooled == both and abs(context - 0.3) < 0.06
+
+
+@pytest.mark.parametrize("name, dropped", [("sdxl-base", Null.ZEROS), ("sdxl-turbo", Null.ZEROS),
+                                           ("sdxl-refiner", Null.NULL_INPUT), ("lab-sdxl", Null.NULL_INPUT)])
+def test_sdxl_training_drops_the_prompt_to_what_sampling_uses(name, dropped):
+    """sdxl-base samples with zeros for the unconditional text, so it trains with zeros; the refiner and the lab
+    replica use the empty prompt in both."""
+    config = CONDITIONERS[name](get_preset("lab-sdxl"), 0.1, False)
+    text = [spec for spec in config.conditions if spec.keys == ("caption",)]
+    assert text and all(spec.dropped is dropped and spec.null is dropped for spec in text)
 
 
 @pytest.mark.parametrize("change, message", [

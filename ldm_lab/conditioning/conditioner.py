@@ -8,7 +8,10 @@
 Outputs of one kind are concatenated as SGM does: context tokens along the feature axis (SDXL: 768 + 1280 =
 2048), vectors and concat channels along dim 1. During training each condition is independently replaced by
 "no condition" with its own probability (SGM's ``ucg_rate``), so the one network also learns the unconditional
-model classifier-free guidance needs (Ho & Salimans 2022, Alg. 1).
+model classifier-free guidance needs (Ho & Salimans 2022, Alg. 1). As in SGM's ``GeneralConditioner``, a
+condition dropped to zeros draws each of its outputs separately (bigG's context and its pooled vector are zeroed
+independently: SGM multiplies every output by its own Bernoulli draw), while a condition dropped to its null
+input (the empty prompt; SGM's ``legacy_ucg_value``) drops all its outputs together.
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ class ConditionSpec:
     keys: tuple[str, ...]            # batch keys passed to the embedder, in order (e.g. ("boxes", "box_labels"))
     embedder: EmbedderConfig
     dropout: float = 0.0             # training: probability that an item's condition is replaced by ``dropped``
-    dropped: Null = Null.NULL_INPUT  # what a dropped condition becomes (text: the empty prompt; SGM else: zeros)
-    unconditional: Null | None = None  # CFG's unconditional branch; None: the same as ``dropped``
+    dropped: Null = Null.NULL_INPUT  # what a dropped condition becomes (text: the empty prompt; SGM else: zeros);
+                                     # zeros are drawn per output, a null input for all outputs at once
+    unconditional: Null | None = None  # CFG's unconditional branch; None: the same as ``dropped``. The null input
+                                       # is the embedder's (the empty prompt, the refiner's aesthetic score 2.5)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -123,15 +128,35 @@ class Conditioner(nn.Module):
         for spec in self.config.conditions:
             embedding = self.embed(spec, batch, num)
             if dropout and spec.dropout > 0:
-                keep = torch.rand(num) >= spec.dropout  # drawn on the CPU: the same draw on every device
-                embedding = _where(keep, embedding, self.null(spec, spec.dropped, embedding, num))
+                embedding = self.drop(spec, embedding, num)
             parts.append(embedding)
         return assemble(parts)
 
-    def unconditional(self, batch: Mapping[str, Any], num: int) -> dict[str, Tensor]:
-        """CFG's unconditional inputs: each condition replaced by its ``unconditional`` null."""
-        return assemble([self.null(spec, spec.null, self.embed(spec, batch, num), num)
-                         for spec in self.config.conditions])
+    def drop(self, spec: ConditionSpec, embedding: dict[Output, Tensor], num: int) -> dict[Output, Tensor]:
+        """Replace each item's condition by ``spec.dropped`` with probability ``spec.dropout`` (SGM's ucg_rate).
+        Zeros: one draw per output, as SGM's GeneralConditioner; a null input: one draw for the condition."""
+        null = self.null(spec, spec.dropped, embedding, num)
+        # drawn on the CPU: the same draws on every device
+        if spec.dropped is Null.ZEROS:   # SGM multiplies every output by its own Bernoulli draw
+            keeps = {kind: torch.rand(num) >= spec.dropout for kind in embedding}
+        else:                            # the null input replaces the condition: all its outputs go together
+            keeps = dict.fromkeys(embedding, torch.rand(num) >= spec.dropout)
+        return {kind: _where(keeps[kind], value, null[kind]) for kind, value in embedding.items()}
+
+    def unconditional(self, batch: Mapping[str, Any], num: int,
+                      negative: Mapping[str, Any] | None = None) -> dict[str, Tensor]:
+        """CFG's unconditional inputs: each condition replaced by its ``unconditional`` null. ``negative`` holds
+        batch fields for this branch (SGM's ``batch_uc``), e.g. ``{"caption": [negative prompt] * num}``: a
+        condition whose keys it holds embeds them instead, whatever its null (as diffusers encodes a given
+        negative prompt even where the empty one is zeros)."""
+        negative = negative or {}
+        parts = []
+        for spec in self.config.conditions:
+            if all(key in negative for key in spec.keys):
+                parts.append(self.embed(spec, negative, num))
+            else:
+                parts.append(self.null(spec, spec.null, self.embed(spec, batch, num), num))
+        return assemble(parts)
 
     def embed(self, spec: ConditionSpec, batch: Mapping[str, Any], num: int) -> dict[Output, Tensor]:
         """One condition's embedding of the batch (its default input when the batch lacks its keys)."""
@@ -170,10 +195,9 @@ class Conditioner(nn.Module):
         return {kind: value.to(self.anchor.device) for kind, value in embedding.items()}
 
 
-def _where(keep: Tensor, embedding: dict[Output, Tensor], null: dict[Output, Tensor]) -> dict[Output, Tensor]:
-    """Per item: the embedding where ``keep`` (b,) is true, the null elsewhere."""
-    return {kind: torch.where(keep.to(value.device).reshape(-1, *[1] * (value.ndim - 1)), value, null[kind])
-            for kind, value in embedding.items()}
+def _where(keep: Tensor, value: Tensor, null: Tensor) -> Tensor:
+    """Per item: the value where ``keep`` (b,) is true, the null elsewhere."""
+    return torch.where(keep.to(value.device).reshape(-1, *[1] * (value.ndim - 1)), value, null)
 
 
 CONCAT_DIM = {Output.CONTEXT: 2, Output.VECTOR: 1, Output.LABEL: 0, Output.CONCAT: 1}  # SGM's KEY2CATDIM

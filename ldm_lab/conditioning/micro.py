@@ -5,6 +5,8 @@ Each scalar gets 256 sinusoidal features (``ldm_lab.nn.embeddings.fourier_featur
 ``ConcatTimestepEmbedderND``): original size (h, w) and crop top-left (top, left) tell the model how the image
 was made, target size (h, w) what is asked for; the refiner replaces target size by an aesthetic score. At
 sampling time SDXL passes original size = target size = the image size and crop (0, 0): the default inputs.
+A scalar may also have its own value for classifier-free guidance's unconditional branch: the refiner is guided
+away from aesthetic score 2.5 towards 6.0 (SGM's ``negative_aesthetic_score``).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ class FourierEmbedderConfig:
     num_values: int = 2                       # 2 for (h, w) or (top, left); 1 for the aesthetic score
     dim: int = 256                            # features per scalar (SDXL: 256)
     default: tuple[float, ...] | None = None  # used when the batch lacks the key (sampling); None: required
+    unconditional: tuple[float, ...] | None = None  # the null input, embedded in CFG's unconditional branch by a
+                                                    # condition with Null.NULL_INPUT (refiner: aesthetic score 2.5)
 
     def __post_init__(self) -> None:
-        if self.default is not None and len(self.default) != self.num_values:
-            raise ValueError(f"default {self.default} has {len(self.default)} values; give {self.num_values}.")
+        for name, values in (("default", self.default), ("unconditional", self.unconditional)):
+            if values is not None and len(values) != self.num_values:
+                raise ValueError(f"{name} {values} has {len(values)} values; give {self.num_values}.")
 
     @property
     def outputs(self) -> dict[Output, int]:
@@ -55,3 +60,11 @@ class FourierEmbedder(Embedder):
 
     def default_input(self, num: int) -> tuple[Tensor] | None:
         return None if self.config.default is None else (torch.tensor([self.config.default] * num),)
+
+    def null_input(self, num: int) -> tuple[Tensor]:
+        """The unconditional value, e.g. the refiner's negative aesthetic score."""
+        if self.config.unconditional is None:
+            raise ValueError("this scalar has no unconditional value: give FourierEmbedderConfig(unconditional=...) "
+                             "(the refiner's aesthetic score: (2.5,)), or keep it (Null.KEEP) or zero it (Null.ZEROS) "
+                             "in the unconditional branch.")
+        return (torch.tensor([self.config.unconditional] * num),)

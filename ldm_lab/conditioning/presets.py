@@ -18,27 +18,32 @@ from ldm_lab.conditioning.segmentation import SegmentationEmbedderConfig
 from ldm_lab.conditioning.text import TextEmbedderConfig
 from ldm_lab.presets import SHAPES_KINDS, Preset
 
-AESTHETIC_SCORE = 6.0  # the refiner's default aesthetic score at sampling (SGM's sampling helpers)
+AESTHETIC_SCORE = 6.0           # the refiner's aesthetic score at sampling (SGM's inference api.py refiner() and
+NEGATIVE_AESTHETIC_SCORE = 2.5  # scripts/demo/sampling.py apply_refiner; diffusers' SDXL img2img defaults) and the
+                                # one its unconditional branch is guided away from
 FASHION_MNIST_CLASSES = 10  # lab-fmnist's labels 0..9 (10: the null class)
 
 
-def text_conditions(preset: Preset, dropout: float, trainable: bool, unconditional: Null | None = None
+def text_conditions(preset: Preset, dropout: float, trainable: bool, null: Null = Null.NULL_INPUT
                     ) -> tuple[ConditionSpec, ...]:
     """One prompt condition per text tower of the preset (SDXL: CLIP-L, then bigG), all reading ``caption``.
-    A dropped prompt is the empty prompt. Towers with pretrained weights (``preset.text_weights``) stay frozen."""
+    ``null`` is what both a dropped prompt (training) and the unconditional branch (sampling) become: the empty
+    prompt, or zeros. Towers with pretrained weights (``preset.text_weights``) stay frozen."""
     trainable = trainable and preset.text_weights is None
     return tuple(ConditionSpec(name, ("caption",), TextEmbedderConfig(config, trainable,
                                                                       pretrained=preset.text_weights),
-                               dropout, Null.NULL_INPUT, unconditional)
+                               dropout, null)
                  for name, config in preset.text_encoders.items())
 
 
 def size_conditions(preset: Preset, refiner: bool = False) -> tuple[ConditionSpec, ...]:
-    """SDXL §2.2: original size and crop top-left, then target size (base) or aesthetic score (refiner). Kept as
-    they are in the unconditional branch, as SDXL's sampling does; never dropped."""
+    """SDXL §2.2: original size and crop top-left, then target size (base) or aesthetic score (refiner). Never
+    dropped in training. Sizes and crop are kept as they are in the unconditional branch, as SGM's sampling does
+    (its batch_uc copies them); the refiner's aesthetic score is 6.0 there and 2.5 in the unconditional branch."""
     size = tuple(float(s) for s in preset.resolution)
-    last = (ConditionSpec("aesthetic_score", ("aesthetic_score",),
-                          FourierEmbedderConfig(1, default=(AESTHETIC_SCORE,)), dropped=Null.KEEP) if refiner else
+    score = FourierEmbedderConfig(1, default=(AESTHETIC_SCORE,), unconditional=(NEGATIVE_AESTHETIC_SCORE,))
+    last = (ConditionSpec("aesthetic_score", ("aesthetic_score",), score, dropped=Null.KEEP,
+                          unconditional=Null.NULL_INPUT) if refiner else
             ConditionSpec("target_size", ("target_size",), FourierEmbedderConfig(2, default=size), dropped=Null.KEEP))
     return (ConditionSpec("original_size", ("original_size",), FourierEmbedderConfig(2, default=size),
                           dropped=Null.KEEP),
@@ -47,23 +52,25 @@ def size_conditions(preset: Preset, refiner: bool = False) -> tuple[ConditionSpe
             last)
 
 
-def _sdxl(preset: Preset, dropout: float, trainable: bool, unconditional_text: Null | None = Null.ZEROS
-          ) -> ConditionerConfig:
-    """SDXL base (and Turbo): both towers' prompts, the pooled prompt and size/crop. Its sampling zeroes the text embedding in
-    the unconditional branch (SGM's force_uc_zero_embeddings=["txt"])."""
-    conditions = text_conditions(preset, dropout, trainable, unconditional_text) + size_conditions(preset)
+def _sdxl(preset: Preset, dropout: float, trainable: bool, text_null: Null = Null.ZEROS) -> ConditionerConfig:
+    """SDXL base (and Turbo): both towers' prompts, the pooled prompt and size/crop. Its sampling zeroes the text
+    embeddings in the unconditional branch (SGM's force_uc_zero_embeddings=["txt"]), so training drops them to
+    zeros too, CLIP-L's context, bigG's context and bigG's pooled vector each drawn separately (SGM's ucg)."""
+    conditions = text_conditions(preset, dropout, trainable, text_null) + size_conditions(preset)
     return ConditionerConfig(conditions, "prompt, pooled prompt and SDXL size/crop micro-conditioning")
 
 
 def _lab_sdxl(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
     """The lab replica trains with empty-prompt dropout, so it samples with the empty prompt it learned."""
-    return _sdxl(preset, dropout, trainable, unconditional_text=None)
+    return _sdxl(preset, dropout, trainable, text_null=Null.NULL_INPUT)
 
 
 def _sdxl_refiner(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
-    """SDXL refiner: bigG's prompt and pooled prompt, size/crop and the aesthetic score (SDXL §2.5)."""
-    return ConditionerConfig(text_conditions(preset, dropout, trainable, Null.ZEROS) +
-                             size_conditions(preset, refiner=True), "prompt, pooled prompt, size/crop, aesthetic score")
+    """SDXL refiner: bigG's prompt and pooled prompt, size/crop and the aesthetic score (SDXL §2.5). SGM samples it
+    as a "legacy" model: no force_uc_zero_embeddings, so its unconditional branch encodes the negative (by default
+    empty) prompt, with aesthetic score 2.5."""
+    return ConditionerConfig(text_conditions(preset, dropout, trainable) + size_conditions(preset, refiner=True),
+                             "prompt, pooled prompt, size/crop, aesthetic score")
 
 
 def _class_token(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
