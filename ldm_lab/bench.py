@@ -206,8 +206,11 @@ def bench_target(name: str, *, device: str | torch.device | None = None, batch_s
     real data) on ``device``, at ``batch_size`` (default: the target's training batch size)."""
     from ldm_lab.tasks import DiffusionTarget, get_target
 
+    for option, value in (("batch_size", batch_size), ("sample_steps", sample_steps), ("repeats", repeats)):
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be >= 1, not {value} (leave batch_size out for the target's own)")
     target, device = get_target(name), resolve_device(device)
-    batch_size = batch_size or target.train.batch_size
+    batch_size = target.train.batch_size if batch_size is None else batch_size
     samples = isinstance(target, DiffusionTarget)
     guidance = target.task.guidance_scale if samples else 1.0  # the target's own (1 for unconditional models)
     batch = _first_batch(target, batch_size, device)  # before measuring: the dataset is not the model's memory

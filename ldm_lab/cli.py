@@ -15,8 +15,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import signal
 import sys
 from collections.abc import Sequence
+
+
+# ---- argument types: a count of 0 or a NaN is a mistake to report, never "use the default" ----------------------
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    value = int(text)  # a ValueError becomes argparse's "invalid positive_int value"
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text} (leave the option out for the "
+                                         "default)")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a real number (``nan`` and ``inf`` are refused: they silently turn images black)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (seconds)."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text}")
+    return value
 
 
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +92,7 @@ def _add_notebook_commands(sub: argparse._SubParsersAction) -> None:
                     help="notebook file names or number prefixes (default: all under notebooks/)")
     nb.add_argument("--profile", choices=PROFILES, default=None, help="default: $LDM_LAB_PROFILE or laptop")
     nb.add_argument("--out", default="build/notebooks", help="folder for the executed copies")
-    nb.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    nb.add_argument("--timeout", type=positive_int, default=3600, help="seconds allowed per cell")
     nb.set_defaults(func=_notebooks_run)
 
 
@@ -118,12 +146,12 @@ def _add_device_argument(parser: argparse.ArgumentParser) -> None:
 def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a lab model (or its first stage) into a run directory")
     train.add_argument("target", metavar="TARGET", help=TARGETS_HELP)
-    train.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's, "
+    train.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (default: the profile's, "
                        "$LDM_LAB_PROFILE: smoke 20, laptop 3000, gpu 50000)")
     train.add_argument("--out", default=None, help="run directory (default: build/runs/TARGET)")
     train.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
-    train.add_argument("--batch-size", type=int, default=None, help="samples per step (default: the target's)")
-    train.add_argument("--time-limit", type=float, default=None, metavar="S",
+    train.add_argument("--batch-size", type=positive_int, default=None, help="samples per step (default: the target's)")
+    train.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
                        help="stop after S seconds, checkpointed (continue later with --resume)")
     train.add_argument("--first-stage", default=None, metavar="RUN_DIR",
                        help="latent targets: the lab-autoencoder run whose autoencoder to train on")
@@ -135,24 +163,30 @@ def _train(args: argparse.Namespace) -> int:
     from ldm_lab.paths import runs_dir
     from ldm_lab.tasks import get_target, run_config, train_target
     from ldm_lab.training import read_metrics
+    from ldm_lab.training.trainer import TIME_LIMIT
 
     config = run_config(get_target(args.target), steps=args.steps, batch_size=args.batch_size, device=args.device,
                         time_limit_s=args.time_limit)
     out = args.out or str(runs_dir() / args.target)
     result = train_target(args.target, out, config, resume=args.resume, first_stage=args.first_stage)
-    last = read_metrics(out)[-1]
-    print(f"{args.target}: step {result.step}/{config.steps}, loss {last['loss']:.4g}, "
-          f"{last['samples_per_s']:.1f} samples/s, {last['elapsed_s']:.0f} s in all -> {out}")
-    if result.interrupted:
-        print(f"stopped early (time limit or signal); continue with: ldm-lab train {args.target} --out {out} --resume")
+    metrics = read_metrics(out)
+    summary = (f", loss {metrics[-1]['loss']:.4g}, {metrics[-1]['samples_per_s']:.1f} samples/s, "
+               f"{metrics[-1]['elapsed_s']:.0f} s in all" if metrics else "")
+    print(f"{args.target}: step {result.step}/{config.steps}{summary} -> {out}")
+    resume = f"continue with: ldm-lab train {args.target} --out {out} --resume"
+    if result.stopped_by == TIME_LIMIT:  # a planned, checkpointed end: success
+        print(f"stopped at time limit ({config.time_limit_s:g} s), checkpointed; {resume}")
+    elif result.stopped_by is not None:  # killed by a signal: checkpointed, but the caller must see it failed
+        print(f"stopped by {result.stopped_by}, checkpointed; {resume}", file=sys.stderr)
+        return 128 + signal.Signals[result.stopped_by].value  # the shell's code for death by that signal
     return 0
 
 
 def _add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", default=None, help="a sampler of ldm_lab.diffusion.SAMPLERS "
                         "(default: the target's, dpmpp_2m)")
-    parser.add_argument("--steps", type=int, default=None, help="sampler steps (default: the target's, 20)")
-    parser.add_argument("--guidance-scale", type=float, default=None,
+    parser.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: the target's, 20)")
+    parser.add_argument("--guidance-scale", type=finite_float, default=None,
                         help="classifier-free guidance scale (default: the target's; 1 = none)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise")
     parser.add_argument("--raw-weights", action="store_true",
@@ -167,7 +201,7 @@ def _add_sample_command(sub: argparse._SubParsersAction) -> None:
     condition.add_argument("--prompt", default=None, help="text models: the prompt (default: the target's list)")
     condition.add_argument("--class", dest="label", type=int, default=None,
                            help="class models: the label (default: every class in turn)")
-    sample.add_argument("--num", type=int, default=16, help="number of images")
+    sample.add_argument("--num", type=positive_int, default=16, help="number of images")
     sample.add_argument("--out", default=None, help="PNG file (default: RUN_DIR/samples/sample_seed<SEED>.png)")
     _add_sampling_arguments(sample)
     sample.set_defaults(func=_sample)
@@ -178,8 +212,9 @@ def _sampling_settings(args: argparse.Namespace, run):
     from ldm_lab.tasks.evaluate import SamplingSettings, default_settings
 
     default = default_settings(run)
-    guidance = default.guidance_scale if args.guidance_scale is None else args.guidance_scale
-    return SamplingSettings(args.sampler or default.sampler, args.steps or default.steps, guidance, args.seed)
+    return SamplingSettings(default.sampler if args.sampler is None else args.sampler,
+                            default.steps if args.steps is None else args.steps,
+                            default.guidance_scale if args.guidance_scale is None else args.guidance_scale, args.seed)
 
 
 def _load_diffusion_run(args: argparse.Namespace):
@@ -207,7 +242,9 @@ def _sample_condition(run, args: argparse.Namespace) -> dict:
 def _sample(args: argparse.Namespace) -> int:
     import torch
 
+    from ldm_lab.metrics.fidelity import check_finite_images
     from ldm_lab.tasks import generate
+    from ldm_lab.tasks.evaluate import DIVERGED
     from ldm_lab.training import save_image_grid
 
     run = _load_diffusion_run(args)
@@ -215,6 +252,7 @@ def _sample(args: argparse.Namespace) -> int:
     images = generate(run.model, args.num, **_sample_condition(run, args), sampler=settings.sampler,
                       steps=settings.steps, guidance_scale=settings.guidance_scale,
                       generator=torch.Generator().manual_seed(settings.seed), progress=True)
+    check_finite_images(images, "generated images", DIVERGED)
     out = save_image_grid(images, args.out or f"{args.run_dir}/samples/sample_seed{args.seed}.png")
     print(f"{len(images)} images from {run.target.name} step {run.step} ({settings.describe()}) -> {out}")
     return 0
@@ -223,8 +261,11 @@ def _sample(args: argparse.Namespace) -> int:
 def _add_eval_command(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval", help="score a run against the validation split; appends to eval.csv")
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of an `ldm-lab train` run")
-    evaluate.add_argument("--num-samples", type=int, default=500,
+    evaluate.add_argument("--num-samples", type=positive_int, default=500,
                           help="generated and real images (FID is biased at small N: compare equal N only)")
+    evaluate.add_argument("--min-samples", type=positive_int, default=None,
+                          help="refuse fewer samples than this (default 50: smaller sets score noise; never below "
+                          "the metrics' hard floor of 5)")
     evaluate.add_argument("--feature-space", default=None, help="fmnist-classifier, lab-clip or "
                           "inception-v3-compat (default: the dataset's: fmnist-classifier or lab-clip)")
     _add_sampling_arguments(evaluate)
@@ -239,7 +280,8 @@ def _eval(args: argparse.Namespace) -> int:
 
     run = load_run(args.run_dir, resolve_device(args.device), ema=not args.raw_weights)
     settings = _sampling_settings(args, run) if isinstance(run.target, DiffusionTarget) else None
-    records = evaluate_run(run, args.num_samples, args.feature_space, settings)
+    minimum = {} if args.min_samples is None else {"min_samples": args.min_samples}
+    records = evaluate_run(run, args.num_samples, args.feature_space, settings, **minimum)
     path = append_csv(records, "eval")
     for record in records:
         print(f"{record.metric:10s} {record.value:12.4f}  ({record.feature_space}, n={record.num_samples})")
@@ -250,11 +292,11 @@ def _eval(args: argparse.Namespace) -> int:
 def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="train and sample throughput and peak memory; appends to bench.csv")
     bench.add_argument("targets", nargs="*", metavar="TARGET", help=f"default: all. {TARGETS_HELP}")
-    bench.add_argument("--batch-size", type=int, default=None,
+    bench.add_argument("--batch-size", type=positive_int, default=None,
                        help="samples per train step and per sampling call (default: each target's training batch)")
     bench.add_argument("--sampler", default="dpmpp_2m", help="sampler timed for sample throughput")
-    bench.add_argument("--steps", type=int, default=20, help="sampler steps")
-    bench.add_argument("--repeats", type=int, default=3, help="timed repetitions (the median is reported)")
+    bench.add_argument("--steps", type=positive_int, default=20, help="sampler steps")
+    bench.add_argument("--repeats", type=positive_int, default=3, help="timed repetitions (the median is reported)")
     _add_device_argument(bench)
     bench.set_defaults(func=_bench)
 
@@ -280,10 +322,10 @@ def _add_ship_command(sub: argparse._SubParsersAction) -> None:
                       "(all but ldm_lab.shipping.plan.NOT_SHIPPED)")
     ship.add_argument("--profile", default=None, help="smoke, laptop or gpu: each run's steps (default: "
                       "$LDM_LAB_PROFILE or laptop)")
-    ship.add_argument("--steps", type=int, default=None, help="optimizer steps of every run (default: the profile's)")
-    ship.add_argument("--jobs", type=int, default=2, help="training runs at a time")
-    ship.add_argument("--budget-s", type=float, default=3600, help="wall-clock seconds for everything")
-    ship.add_argument("--scenes", type=int, default=20_000, help="Shapes scenes materialised for training")
+    ship.add_argument("--steps", type=positive_int, default=None, help="optimizer steps of every run (default: the profile's)")
+    ship.add_argument("--jobs", type=positive_int, default=2, help="training runs at a time")
+    ship.add_argument("--budget-s", type=positive_float, default=3600, help="wall-clock seconds for everything")
+    ship.add_argument("--scenes", type=positive_int, default=20_000, help="Shapes scenes materialised for training")
     ship.add_argument("--no-materialise", dest="materialise", action="store_false",
                       help="train on the datasets as they are (render and decode on the fly)")
     ship.add_argument("--checkpoints", default=None, metavar="DIR", help="default: data/checkpoints")

@@ -35,7 +35,7 @@ def test_sample_writes_a_grid(class_run, tmp_path):
 
 
 def test_eval_appends_fid_and_kid_rows(class_run):
-    assert main(["eval", str(class_run), "--num-samples", "8", "--steps", "2"]) == 0
+    assert main(["eval", str(class_run), "--num-samples", "8", "--min-samples", "8", "--steps", "2"]) == 0
     table = pd.read_csv(results_dir() / "eval.csv")
     rows = table[table.settings.str.contains(f"run={class_run.name} ")]
     assert set(rows.metric) == {"fid", "kid", "kid_std", "precision", "recall"}
@@ -45,7 +45,8 @@ def test_eval_appends_fid_and_kid_rows(class_run):
 
 
 def test_eval_can_use_the_raw_weights(class_run):
-    assert main(["eval", str(class_run), "--num-samples", "4", "--steps", "1", "--raw-weights"]) == 0
+    assert main(["eval", str(class_run), "--num-samples", "8", "--min-samples", "8", "--steps", "1",
+                 "--raw-weights"]) == 0
     table = pd.read_csv(results_dir() / "eval.csv")
     assert table.settings.str.contains("weights=raw sampler=dpmpp_2m steps=1").sum() == 5
 

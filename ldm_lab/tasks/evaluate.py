@@ -2,8 +2,9 @@
 
 Diffusion runs: FID / KID / precision / recall of N generated images against N validation images, generated
 with the validation items' own labels or captions (so both sets have the same class mix), in the feature space
-of the dataset (``fmnist-classifier`` for Fashion-MNIST, ``lab-clip`` for emoji and shapes).
-Autoencoder runs: PSNR, SSIM and rFID of the reconstructions of N validation images (LDM Tab. 8).
+of the dataset (its ``DATASETS`` entry's ``feature_space``: ``fmnist-classifier`` for Fashion-MNIST, ``lab-clip``
+for emoji and shapes). Autoencoder runs: PSNR, SSIM and rFID of the reconstructions of N validation images (LDM
+Tab. 8). N must reach ``MIN_SAMPLES`` (50) unless ``min_samples`` lowers it: smaller sets score noise.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ldm_lab.data import held_out_sample, split_batch
+from ldm_lab.data import DATASETS, held_out_sample, split_batch
 from ldm_lab.metrics import ResultRecord, fidelity_metrics, fidelity_records, psnr, rfid, ssim, to_uint8
+from ldm_lab.metrics.fidelity import MIN_SAMPLES, check_finite_images, check_sample_count
 from ldm_lab.tasks.diffusion import generate_like
 from ldm_lab.tasks.runs import Run
 from ldm_lab.tasks.targets import DiffusionTarget
 
-FEATURE_SPACE_OF_DATASET = {"fashion_mnist": "fmnist-classifier", "emoji": "lab-clip", "shapes": "lab-clip"}
+DIVERGED = ("the sampler diverged. Likely causes: a huge --guidance-scale (the guided prediction overflows), a "
+            "sampler or --steps that is unstable for this model, or weights that went NaN in training (look for a "
+            "NaN loss in the run's metrics.jsonl); nothing was saved or scored.")
+
+
+def default_feature_space(run: Run) -> str:
+    """The feature space the run's dataset is scored in (``DATASETS[dataset].feature_space``)."""
+    return DATASETS[run.target.dataset].feature_space
 
 
 @dataclass(frozen=True)
@@ -44,33 +53,40 @@ def validation_batches(run: Run, num_samples: int, batch_size: int) -> Iterator[
 
 @torch.no_grad()
 def evaluate_diffusion(run: Run, num_samples: int, feature_space: str | None = None,
-                       settings: SamplingSettings = SamplingSettings(), batch_size: int = 64) -> list[ResultRecord]:
+                       settings: SamplingSettings = SamplingSettings(), batch_size: int = 64,
+                       min_samples: int = MIN_SAMPLES) -> list[ResultRecord]:
     """FID, KID, precision and recall of the run's samples against the validation split."""
-    feature_space = feature_space or FEATURE_SPACE_OF_DATASET[run.target.dataset]
+    feature_space = default_feature_space(run) if feature_space is None else feature_space
+    check_sample_count(num_samples, num_samples, min_samples=min_samples)  # before minutes of sampling
     generator = torch.Generator().manual_seed(settings.seed)
     real, fake = [], []
     for batch in tqdm(list(validation_batches(run, num_samples, batch_size)), desc="eval"):
         real.append(to_uint8(batch["image"]))
         images = generate_like(run.model, batch, sampler=settings.sampler, steps=settings.steps,
                                guidance_scale=settings.guidance_scale, generator=generator)
-        fake.append(to_uint8(images.cpu()))
+        fake.append(to_uint8(check_finite_images(images.cpu(), "generated images", DIVERGED)))
     device = run.model.latent_scale.device
-    result = fidelity_metrics(torch.cat(real), torch.cat(fake), feature_space, device=device)
+    result = fidelity_metrics(torch.cat(real), torch.cat(fake), feature_space, device=device,
+                              min_samples=min_samples)
     return fidelity_records(result, experiment="eval", settings=f"{describe_run(run)} {settings.describe()}")
 
 
 @torch.no_grad()
 def evaluate_autoencoder(run: Run, num_samples: int, feature_space: str | None = None,
-                         batch_size: int = 64) -> list[ResultRecord]:
+                         batch_size: int = 64, min_samples: int = MIN_SAMPLES) -> list[ResultRecord]:
     """PSNR and SSIM (pixels) and rFID (``feature_space``) of validation reconstructions."""
-    feature_space = feature_space or FEATURE_SPACE_OF_DATASET[run.target.dataset]
+    feature_space = default_feature_space(run) if feature_space is None else feature_space
+    check_sample_count(num_samples, num_samples, min_samples=min_samples, neighborhood=None)
     device = next(run.model.parameters()).device
     originals, reconstructions = [], []
     for batch in validation_batches(run, num_samples, batch_size):
         images = batch["image"].to(device)
         originals.append(images.cpu())
         output = run.model.autoencoder(images, sample_posterior=False)
-        reconstructions.append(output.reconstruction.clamp(-1, 1).cpu())
+        reconstructions.append(check_finite_images(
+            output.reconstruction.cpu(), "reconstructions",
+            "the autoencoder's weights or its input went NaN (look for a NaN loss in the run's metrics.jsonl)"
+        ).clamp(-1, 1))
     x, y = torch.cat(originals), torch.cat(reconstructions)
     context = {"num_samples": len(x), "experiment": "eval", "settings": describe_run(run)}
     return [ResultRecord("psnr", float(psnr(x, y).mean()), "pixels", **context),
@@ -84,11 +100,13 @@ def describe_run(run: Run) -> str:
 
 
 def evaluate_run(run: Run, num_samples: int, feature_space: str | None = None,
-                 settings: SamplingSettings | None = None) -> list[ResultRecord]:
-    """The metrics of a diffusion or an autoencoder run (``settings``: sampling, for diffusion runs)."""
+                 settings: SamplingSettings | None = None, min_samples: int = MIN_SAMPLES) -> list[ResultRecord]:
+    """The metrics of a diffusion or an autoencoder run (``settings``: sampling, for diffusion runs; each set
+    needs ``min_samples`` images, see :func:`ldm_lab.metrics.fidelity.check_sample_count`)."""
     if isinstance(run.target, DiffusionTarget):
-        return evaluate_diffusion(run, num_samples, feature_space, settings or default_settings(run))
-    return evaluate_autoencoder(run, num_samples, feature_space)
+        settings = default_settings(run) if settings is None else settings
+        return evaluate_diffusion(run, num_samples, feature_space, settings, min_samples=min_samples)
+    return evaluate_autoencoder(run, num_samples, feature_space, min_samples=min_samples)
 
 
 def default_settings(run: Run) -> SamplingSettings:

@@ -25,6 +25,7 @@ from ldm_lab.data.materialise import training_dataset
 from ldm_lab.evaluation_models.shipped import read_manifest
 from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
+from ldm_lab.tasks.latent_cache import LatentCache
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
 from ldm_lab.training.checkpoint import EMA_FILE, run_dir_lock
@@ -119,7 +120,11 @@ def load_first_stage(model: nn.Module, target: DiffusionTarget, first_stage: str
 def run_config(target: TrainTarget, *, steps: int | None = None, batch_size: int | None = None,
                device: str | None = None, time_limit_s: float | None = None) -> TrainConfig:
     """The target's training defaults with the command line's overrides (steps default to the profile's)."""
-    overrides = {"steps": steps or target.steps[current_profile()], "device": device, "time_limit_s": time_limit_s}
+    for option, value in (("steps", steps), ("batch_size", batch_size), ("time_limit_s", time_limit_s)):
+        if value is not None and not value > 0:  # "not >": NaN is refused too
+            raise ValueError(f"{option} must be > 0, not {value}; leave it out (None) for the target's default")
+    steps = target.steps[current_profile()] if steps is None else steps
+    overrides = {"steps": steps, "device": device, "time_limit_s": time_limit_s}
     if batch_size is not None:
         overrides["batch_size"] = batch_size
     return replace(target.train, **overrides)
@@ -168,4 +173,8 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
     else:
         _start(run_dir, target, model, first_stage)
     data = training_dataset(target.dataset, target.resolution)
+    if getattr(target, "cache_latents", False):
+        if existing is not None:
+            load_weights(model, existing)  # the first stage that encodes must be the run's own, not a fresh one
+        data = LatentCache(model, data)
     return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)
