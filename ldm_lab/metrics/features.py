@@ -31,7 +31,9 @@ from ldm_lab.metrics.images import check_uint8, to_rgb, to_unit_range
 from ldm_lab.paths import cache_dir
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity v0.2.0 release asset
-INCEPTION_SHA256_PREFIX = "6726825d"                          # torch.hub's convention: the name carries it
+# The whole SHA-256 of that asset (95,628,359 bytes; the name carries only its first 8 digits, torch.hub's
+# convention). torch-fidelity unpickles the file, which can run code, so nothing short of this exact file is used.
+INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 INCEPTION_ENV = "LDM_LAB_INCEPTION_WEIGHTS"
 
 
@@ -135,21 +137,31 @@ def inception_candidates() -> list[Path]:
 
 
 def inception_weights() -> Path:
-    """The local Inception-v3 weights, checked against the SHA-256 prefix in their name; never downloads.
+    """The local Inception-v3 weights, checked against their full SHA-256; never downloads.
 
     torch-fidelity reads this file with a full unpickle, so we only hand it the exact file it publishes."""
     for path in inception_candidates():
         if path.is_file():
-            if not hashlib.sha256(path.read_bytes()).hexdigest().startswith(INCEPTION_SHA256_PREFIX):
+            if (actual := _sha256_of_file(path)) != INCEPTION_SHA256:
                 raise FeatureSpaceUnavailable(
-                    f"{path} is not torch-fidelity's {INCEPTION_FILE} (its SHA-256 does not start with "
-                    f"{INCEPTION_SHA256_PREFIX}); replace it with the original file")
+                    f"{path} is not torch-fidelity's {INCEPTION_FILE}: its SHA-256 is {actual}, the release "
+                    f"asset's is {INCEPTION_SHA256}. It is truncated or another file, and it is unpickled when "
+                    "loaded, so it is refused; replace it with the original (or remove it and use another "
+                    "feature space).")
             return path
     places = "\n  ".join(map(str, inception_candidates()))
     raise FeatureSpaceUnavailable(
         f"the inception-v3-compat feature space needs {INCEPTION_FILE} (torch-fidelity's v0.2.0 release asset), "
         f"which is not on this machine and is never downloaded here. Copy it to one of:\n  {places}\n"
         f"or set {INCEPTION_ENV} to its path. Until then use feature_space='fmnist-classifier' or 'lab-clip'.")
+
+
+def _sha256_of_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def inception_available() -> bool:
