@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import signal
@@ -370,13 +371,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OS_ERROR_FIXES = {  # errno -> what to do about it
+    errno.EACCES: "make that folder writable, or choose another output folder (--out)",
+    errno.EPERM: "make that folder writable, or choose another output folder (--out)",
+    errno.EROFS: "that file system is read-only: choose an output folder elsewhere (--out)",
+    errno.ENOSPC: "the disk is full: free space (df -h shows where), then run the command again",
+    errno.EDQUOT: "your disk quota is spent: free space, then run the command again",
+}
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for the user: our own errors already say what to change; an operating-system error gets the
+    file it concerns and the usual fix."""
+    if isinstance(error, OSError) and error.errno in OS_ERROR_FIXES:
+        where = f": {error.filename}" if error.filename else ""
+        return f"{error.strerror}{where}; {OS_ERROR_FIXES[error.errno]}"
+    return str(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from safetensors import SafetensorError  # small: the Rust extension only
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:
-        # Our own errors say what to change; a traceback would only hide that.
-        print(f"ldm-lab: error: {error}", file=sys.stderr)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        # Our own errors say what to change (and name the file); a traceback would only hide that.
+        print(f"ldm-lab: error: {describe_error(error)}", file=sys.stderr)
         return 2
 
 

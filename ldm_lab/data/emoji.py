@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ldm_lab.data.download import DatasetMissingError, has_checksum
+from ldm_lab.json_files import read_json
 from ldm_lab.paths import cache_dir
 
 PACKAGE = "emoji-datasource-google"
@@ -106,11 +108,36 @@ def _verified_tarball() -> Path:
     return fetched
 
 
+def damaged_files(folder: Path) -> list[str]:
+    """What is wrong with an unpacked cache: ``emoji.json`` that does not parse, a wrong number of PNGs, PNGs that
+    do not decode (truncated by a full disk or a copy cut short). Empty when all is well (decodes every image:
+    about a second)."""
+    try:
+        json.loads((folder / "emoji.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return [f"emoji.json: {error}"]
+    pngs = sorted((folder / IMAGE_DIR).glob("*.png"))
+    problems = [] if len(pngs) == NUM_IMAGES else [f"{len(pngs)} PNGs instead of {NUM_IMAGES}"]
+    for png in pngs:
+        try:
+            with Image.open(png) as image:
+                image.load()
+        except (OSError, SyntaxError) as error:  # PIL: truncated or not an image
+            problems.append(f"{png.name}: {error}")
+    return problems
+
+
 def fetch() -> Path:
-    """Fetch, verify and unpack ``emoji.json`` and the 64x64 PNGs into the cache; return that folder."""
+    """Fetch, verify and unpack ``emoji.json`` and the 64x64 PNGs into the cache; return that folder. A cache
+    already unpacked is checked file by file (:func:`damaged_files`) and unpacked again if anything is damaged."""
     folder = _folder()
     if is_available():
-        return folder
+        problems = damaged_files(folder)
+        if not problems:
+            return folder
+        warnings.warn(f"the emoji cache {folder} is damaged ({len(problems)} problem(s), first: {problems[0]}); "
+                      "unpacking it again", stacklevel=2)
+        (folder / ".complete").unlink()
     tarball = _verified_tarball()
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
         with tarfile.open(tarball) as archive:
@@ -118,9 +145,9 @@ def fetch() -> Path:
                 m.name == "package/emoji.json" or m.name.startswith(f"package/{IMAGE_DIR}/"))]
             archive.extractall(tmp, members=members, filter="data")
         unpacked = Path(tmp) / "package"
-        if len(list((unpacked / IMAGE_DIR).glob("*.png"))) != NUM_IMAGES:
-            raise DatasetMissingError(f"{TARBALL} unpacked to an unexpected number of images; delete "
-                                      f"{tarball} and run the fetch again")
+        if problems := damaged_files(unpacked):
+            raise DatasetMissingError(f"{TARBALL} unpacked badly ({problems[0]}); delete {tarball} and run the "
+                                      "fetch again")
         (unpacked / ".complete").touch()
         shutil.rmtree(folder, ignore_errors=True)
         unpacked.rename(folder)
@@ -159,7 +186,8 @@ def load_records() -> tuple[EmojiRecord, ...]:
 
 @lru_cache(maxsize=2)
 def _records_in(folder: Path) -> tuple[EmojiRecord, ...]:
-    return tuple(_records_from_json(json.loads((folder / "emoji.json").read_text())))
+    entries = read_json(folder / "emoji.json", "Run `ldm-lab data fetch emoji` to unpack it again.")
+    return tuple(_records_from_json(entries))
 
 
 def in_val_split(base_key: str, val_fraction: float = 0.1) -> bool:
@@ -186,8 +214,16 @@ def rgba_images() -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=1)
 def _rgba_images_in(folder: Path) -> dict[str, np.ndarray]:
-    return {r.key: np.asarray(Image.open(folder / IMAGE_DIR / r.image_file).convert("RGBA"))
-            for r in _records_in(folder)}
+    return {r.key: _read_rgba(folder / IMAGE_DIR / r.image_file) for r in _records_in(folder)}
+
+
+def _read_rgba(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGBA"))
+    except (OSError, SyntaxError) as error:
+        raise DatasetMissingError(f"{path} is damaged ({error}); run `ldm-lab data fetch emoji`, which checks "
+                                  "every file and unpacks damaged ones again") from None
 
 
 def composite(rgba: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ldm_lab.data.download import sha256_of
+from ldm_lab.json_files import read_json
 from ldm_lab.paths import checkpoints_dir, runs_dir
 from ldm_lab.training import TrainConfig, TrainResult, train
 from ldm_lab.training.checkpoint import atomic_write_text, file_lock
@@ -67,7 +69,8 @@ def read_manifest(folder: Path | None = None) -> dict[str, ManifestEntry]:
     path = (folder or checkpoints_dir()) / MANIFEST_FILE
     if not path.is_file():
         return {}
-    return {name: ManifestEntry(**fields) for name, fields in json.loads(path.read_text()).items()}
+    entries = read_json(path, "Restore it with `git checkout data/checkpoints/manifest.json` (or from your copy).")
+    return {name: ManifestEntry(**fields) for name, fields in entries.items()}
 
 
 def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], entry: ManifestEntry,
@@ -78,7 +81,11 @@ def save_checkpoint(name: str, state_dict: dict[str, torch.Tensor], entry: Manif
     path = folder / entry.file
     half = {key: (value.half() if value.is_floating_point() else value).detach().cpu().contiguous()
             for key, value in state_dict.items()}
-    save_file(half, str(path), metadata={"name": name, "git_commit": entry.git_commit})
+    try:
+        save_file(half, str(path), metadata={"name": name, "git_commit": entry.git_commit})
+    except SafetensorError as error:
+        raise CheckpointError(f"could not write {path} ({error}). Is the disk full (df -h {folder}) or the folder "
+                              "read-only? Fix that and ship again.") from error
     path.chmod(0o644)  # a shipped file: readable by everyone who checks the repository out
     entry = dataclasses.replace(entry, sha256=sha256_of(path), size_bytes=path.stat().st_size)
     update_manifest({name: entry}, folder)

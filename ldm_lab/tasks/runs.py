@@ -23,6 +23,7 @@ from torch import nn
 from ldm_lab.data import collate
 from ldm_lab.data.materialise import training_dataset
 from ldm_lab.evaluation_models.shipped import read_manifest
+from ldm_lab.json_files import read_json
 from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.latent_cache import LatentCache
@@ -57,7 +58,7 @@ def read_run_record(run_dir: str | Path) -> dict:
             f"{run_dir} is not an ldm-lab run directory (it has no {RUN_FILE}). Pass the --out folder of an "
             "`ldm-lab train` run, e.g. `ldm-lab train lab-class --out runs/lab-class` makes runs/lab-class, or the "
             f"name of a shipped model ({', '.join(read_manifest()) or 'none shipped yet'}).")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path, "Restore it from a copy, or train again into a new --out folder.")
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bool = True) -> Run:

@@ -23,15 +23,18 @@ import os
 import secrets
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
+
+from ldm_lab.json_files import read_json
 
 CHECKPOINTS = "checkpoints"
 LOCK_FILE = ".lock"          # run_dir/.lock: flocked by the process training in the run directory
@@ -46,6 +49,14 @@ class CheckpointMismatchError(ValueError):
 
 class RunDirLockedError(RuntimeError):
     """Another process is training in this run directory."""
+
+
+class CheckpointDamagedError(RuntimeError):
+    """A checkpoint file is truncated, corrupt or missing (a full disk, a copy cut short)."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a read-only folder); the previous one is untouched."""
 
 
 # ---------------------------------------------------------------------------------------------------- locks
@@ -123,9 +134,44 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None."""
-    found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
+    """The newest checkpoint folder of a run whose files are all readable, or None when it has none.
+
+    A damaged newer checkpoint (a file truncated by a full disk, or a copy cut short) is skipped with a warning, so
+    resuming falls back to the previous kept one; if every checkpoint is damaged, :class:`CheckpointDamagedError`
+    (never a silent fresh start over them)."""
+    damaged = []
+    for _, folder in reversed(list_checkpoints(run_dir)):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            if damaged:
+                warnings.warn(f"skipping damaged checkpoint(s) of {run_dir} ({'; '.join(damaged)}); using the "
+                              f"older {folder.name}", stacklevel=2)
+            return folder
+        damaged.append(f"{folder.name}: {problem}")
+    if damaged:
+        raise CheckpointDamagedError(
+            f"every checkpoint in {Path(run_dir) / CHECKPOINTS} is damaged ({'; '.join(damaged)}). Restore the run "
+            "directory from a copy, or train again into a new --out folder.")
+    return None
+
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why checkpoint ``folder`` cannot be loaded (a file missing, truncated or not parsable), or None.
+    Reads only the safetensors headers and the small JSON file, so it is cheap."""
+    for name in (MODEL_FILE, STATE_TENSORS_FILE, STATE_JSON_FILE):
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except SafetensorError as error:  # safetensors checks the header covers the file exactly
+            return f"{file.name} is truncated or corrupt ({error})"
+    try:
+        json.loads((folder / STATE_JSON_FILE).read_text(encoding="utf-8"))
+    except ValueError as error:
+        return f"{STATE_JSON_FILE} is not valid JSON ({error})"
+    return None
 
 
 def _fsync(path: Path) -> None:
@@ -179,21 +225,35 @@ def write_checkpoint(run_dir: str | Path, step: int, *, model: nn.Module, ema_mo
                      state_tensors: dict[str, torch.Tensor], state_json: dict[str, Any]) -> Path:
     """Save one checkpoint atomically; return its folder."""
     final = checkpoint_path(run_dir, step)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(final) as folder:
-        save_model(model, str(folder / MODEL_FILE))
-        if ema_model is not None:
-            save_model(ema_model, str(folder / EMA_FILE))
-        save_file({k: v.detach().cpu().contiguous() for k, v in state_tensors.items()},
-                  str(folder / STATE_TENSORS_FILE))
-        (folder / STATE_JSON_FILE).write_text(json.dumps(state_json, indent=1), encoding="utf-8")
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_directory(final) as folder:
+            save_model(model, str(folder / MODEL_FILE))
+            if ema_model is not None:
+                save_model(ema_model, str(folder / EMA_FILE))
+            save_file({k: v.detach().cpu().contiguous() for k, v in state_tensors.items()},
+                      str(folder / STATE_TENSORS_FILE))
+            (folder / STATE_JSON_FILE).write_text(json.dumps(state_json, indent=1), encoding="utf-8")
+    except (SafetensorError, OSError) as error:
+        raise CheckpointWriteError(
+            f"could not write checkpoint {final} ({error}). Is the disk full (df -h {final.parent}) or the folder "
+            "read-only? Fix that and continue with --resume; the previous checkpoint is untouched.") from error
     return final
 
 
 def read_trainer_state(checkpoint: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The tensors and the JSON half of a checkpoint's trainer state."""
-    tensors = load_file(str(checkpoint / STATE_TENSORS_FILE))
-    return tensors, json.loads((checkpoint / STATE_JSON_FILE).read_text(encoding="utf-8"))
+    restore = "Delete this checkpoint folder to resume from the previous kept one."
+    tensors = load_file_checked(checkpoint / STATE_TENSORS_FILE, restore)
+    return tensors, read_json(checkpoint / STATE_JSON_FILE, restore)
+
+
+def load_file_checked(file: Path, fix: str) -> dict[str, torch.Tensor]:
+    """safetensors' ``load_file``, with an error naming ``file`` and ``fix`` when it is truncated or corrupt."""
+    try:
+        return load_file(str(file))
+    except SafetensorError as error:
+        raise CheckpointDamagedError(f"{file} is truncated or corrupt ({error}). {fix}") from None
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
@@ -205,8 +265,13 @@ def prune_checkpoints(run_dir: str | Path, keep: int) -> None:
 def check_weights_match(model: nn.Module, weights_file: Path) -> None:
     """Raise :class:`CheckpointMismatchError` naming the first key (in the model's order) that is missing,
     has another shape, or is unknown to the model."""
-    with safe_open(str(weights_file), framework="pt") as handle:
-        stored = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    try:
+        with safe_open(str(weights_file), framework="pt") as handle:
+            stored = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except SafetensorError as error:
+        raise CheckpointDamagedError(
+            f"{weights_file} is truncated or corrupt ({error}). Load an older checkpoint of the run (its other "
+            f"{CHECKPOINTS}/step_* folder), or restore the file from a copy.") from None
     problem = _first_difference(model, stored)
     if problem:
         raise CheckpointMismatchError(
