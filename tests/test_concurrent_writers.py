@@ -89,3 +89,20 @@ def test_atomic_text_writes_use_a_temporary_file_of_their_own(tmp_path):
     stale.mkdir()  # a name the old scheme (one fixed temporary name per process) would have collided with
     atomic_write_text(target, "{}")
     assert target.read_text() == "{}"
+
+
+def test_a_second_ldm_lab_train_into_a_busy_out_folder_exits_2_and_says_why(tmp_path, capsys):
+    from ldm_lab.cli import main
+
+    context = multiprocessing.get_context("spawn")
+    locked, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_run_dir, args=(str(tmp_path), locked, release))
+    holder.start()
+    try:
+        assert locked.wait(timeout=60)
+        assert main(["train", "lab-class", "--steps", "1", "--out", str(tmp_path), "--device", "cpu"]) == 2
+        assert "another process is training in" in capsys.readouterr().err
+        assert not (tmp_path / "run.json").exists()
+    finally:
+        release.set()
+        holder.join(timeout=60)
