@@ -21,12 +21,14 @@ from ldm_lab.nn.code_restarts import RestartingQuantizer
 from ldm_lab.nn.quantize import VectorQuantizer
 from ldm_lab.presets import (
     EMOJI_CATEGORIES,
+    LAB_ABLATION_AUTOENCODER,
     LAB_AUTOENCODER,
     check_factor,
     get_preset,
     parameter_counts,
 )
 from ldm_lab.tasks import AutoencoderTask, LabClipPerceptual, get_target
+from ldm_lab.tasks.autoencoder import AutoencoderLossConfig, ldm_first_stage_train_config
 from ldm_lab.training import TrainConfig, build_optimizer
 
 FIRST_STAGES = [(regularizer, f) for regularizer in Regularizer for f in COMPRESSION_FACTORS]
@@ -38,9 +40,21 @@ UNET_PARAMETERS, UNET_BAND = 1.25e6, 0.2  # the stated budget of every LDM-f: 1.
 MAX_FIRST_STAGE_FP16_BYTES = 1.2e6        # the twelve shipped fp16 files stay about 8 MiB together
 
 
-def test_the_kl_f4_first_stage_is_lab_emojis():
-    assert lab_first_stage(Regularizer.KL, 4) == LAB_AUTOENCODER == get_preset("lab-emoji").autoencoder
-    assert get_target(first_stage_target(Regularizer.KL, 4)).autoencoder == LAB_AUTOENCODER
+def test_the_ablations_kl_f4_is_its_own_target_and_not_lab_emojis_first_stage():
+    assert lab_first_stage(Regularizer.KL, 4) == LAB_ABLATION_AUTOENCODER
+    assert first_stage_target(Regularizer.KL, 4) == "lab-kl-f4"
+    assert get_target("lab-kl-f4").autoencoder == LAB_ABLATION_AUTOENCODER == get_preset("lab-kl-f4").autoencoder
+    assert get_preset("lab-emoji").autoencoder == LAB_AUTOENCODER == get_target("lab-autoencoder").autoencoder
+    assert LAB_AUTOENCODER != LAB_ABLATION_AUTOENCODER
+    assert get_target("lab-emoji").first_stage == "lab-autoencoder"
+
+
+def test_every_ablation_first_stage_is_named_by_its_regulariser_and_f_and_trains_as_ldms():
+    for regularizer, f in FIRST_STAGES:
+        target = get_target(first_stage_target(regularizer, f))
+        assert target.name == f"lab-{regularizer.value}-f{f}" and target.crop is None
+        assert target.loss == AutoencoderLossConfig.for_regularizer(regularizer)
+        assert target.train == ldm_first_stage_train_config(16, 1e-4, checkpoint_every=500, sample_every=500)
 
 
 def test_emoji_category_count_matches_the_dataset():

@@ -6,10 +6,19 @@ import torch
 from PIL import Image
 
 from ldm_lab.cli import main
+from ldm_lab.presets import get_preset
 from ldm_lab.tasks import get_target, load_run
 
-CONDITIONING_TARGETS = {"lab-fmnist": "lab-fmnist-autoencoder", "lab-layout": "lab-autoencoder",
-                        "lab-seg": "lab-autoencoder", "lab-sdxl": "lab-autoencoder"}
+# The Shapes models decode through the compression ablation's KL-f4 (lab-kl-f4), not lab-emoji's first stage.
+CONDITIONING_TARGETS = {"lab-fmnist": "lab-fmnist-autoencoder", "lab-layout": "lab-kl-f4", "lab-seg": "lab-kl-f4",
+                        "lab-sdxl": "lab-kl-f4"}
+
+
+@pytest.mark.parametrize("name", CONDITIONING_TARGETS)
+def test_each_model_names_its_first_stage_target_and_is_built_for_its_autoencoder(name):
+    target = get_target(name)
+    assert target.first_stage == CONDITIONING_TARGETS[name]
+    assert get_preset(target.model.preset).autoencoder == get_target(target.first_stage).autoencoder
 
 
 def train(name: str, out, first_stage=None) -> None:
@@ -42,7 +51,7 @@ def test_layout_sample_grid_uses_validation_boxes(first_stages, tmp_path):
     target = get_target("lab-layout")
     conditions = target.sample_conditions(3)
     assert set(conditions) == {"boxes", "box_labels"} and len(conditions["boxes"]) == 3
-    train("lab-layout", tmp_path / "run", first_stages / "lab-autoencoder")
+    train("lab-layout", tmp_path / "run", first_stages / CONDITIONING_TARGETS["lab-layout"])
     out = tmp_path / "grid.png"
     assert main(["sample", str(tmp_path / "run"), "--num", "2", "--steps", "1", "--out", str(out)]) == 0
     assert Image.open(out).size[0] > 2 * 64

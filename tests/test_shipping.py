@@ -32,6 +32,10 @@ def test_first_stages_train_first_and_are_added_unless_shipped():
     assert with_first_stages(["lab-emoji"], shipped={"lab-autoencoder"}) == ["lab-emoji"]
     assert plan_phases(["lab-emoji", "lab-pixel", "lab-autoencoder"]) == [["lab-autoencoder"],
                                                                          ["lab-emoji", "lab-pixel"]]
+    # The Shapes models share the ablation's KL-f4, not lab-emoji's first stage: it is added once, before them.
+    assert with_first_stages(["lab-layout", "lab-seg"], shipped=set()) == ["lab-kl-f4", "lab-layout", "lab-seg"]
+    assert plan_phases(with_first_stages(["lab-emoji", "lab-layout"], shipped=set())) == [
+        ["lab-autoencoder", "lab-kl-f4"], ["lab-emoji", "lab-layout"]]
 
 
 def test_all_means_every_target_but_those_kept_out_of_the_repository():

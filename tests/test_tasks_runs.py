@@ -5,8 +5,23 @@ from dataclasses import replace
 import pytest
 import torch
 
+from torch.utils.data import Subset
+
 from ldm_lab.tasks import get_target, load_run, read_run_record, run_config, train_target
+from ldm_lab.tasks import runs as runs_module
 from ldm_lab.training import list_checkpoints, load_weights
+
+TRAIN_ITEMS = 8  # items each run trains on: lab-emoji and lab-shapes encode their whole training set at start
+
+
+@pytest.fixture(scope="module", autouse=True)
+def few_training_items():
+    """Runs of a few steps see only the first items (a cached-latents target encodes all it is given)."""
+    training_dataset = runs_module.training_dataset
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runs_module, "training_dataset",
+                      lambda *args, **kwargs: Subset(training_dataset(*args, **kwargs), range(TRAIN_ITEMS)))
+        yield
 
 
 def tiny_config(name: str, steps: int):

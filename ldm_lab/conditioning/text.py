@@ -83,6 +83,10 @@ class TextEmbedder(Embedder):
         super().__init__()
         self.config = config
         self.encoder = TextEncoder(config.encoder).requires_grad_(config.trainable)
+        # A frozen tower maps a prompt to the same embedding every time: remember each prompt's (77 x width floats:
+        # 19 KiB a prompt for lab-clip's 64-wide tower, 231 KiB for CLIP-L's 768), so training and sampling run the
+        # text tower once per distinct caption.
+        self.memo: dict[str, dict[Output, Tensor]] = {}
 
     def tokenize(self, prompts: list[str]) -> Tensor:
         encoder = self.config.encoder
@@ -90,6 +94,28 @@ class TextEmbedder(Embedder):
 
     def forward(self, prompts: list[str] | tuple[str, ...] | str) -> dict[Output, Tensor]:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if self.config.trainable:
+            return self.encode(prompts)
+        new = list(dict.fromkeys(p for p in prompts if p not in self.memo))
+        if new:
+            # At the tower's own precision: an embedding memoised under a bf16 autocast would be served in bf16
+            # outside it too, where the U-Net's float32 cross-attention refuses it (autocast casts it back down).
+            with torch.autocast(self.device.type, enabled=False):
+                embeddings = self.encode(new)
+            for row, prompt in enumerate(new):
+                self.memo[prompt] = {kind: value[row].detach() for kind, value in embeddings.items()}
+        return {kind: torch.stack([self.memo[p][kind] for p in prompts]) for kind in self.memo[prompts[0]]}
+
+    def _apply(self, fn, recurse: bool = True):  # .to(), .half(), .cuda() ... move or cast: forget the memo
+        self.memo = {}
+        return super()._apply(fn, recurse)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self.memo = {}
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def encode(self, prompts: list[str]) -> dict[Output, Tensor]:
+        """Run the tower: context (b, chunks x 77, width) [+ pooled (b, projection_dim)]."""
         tokens = self.tokenize(prompts).to(self.device)
         with torch.set_grad_enabled(self.config.trainable and torch.is_grad_enabled()):
             embedding = self.encoder(rearrange(tokens, "b k n -> (b k) n"))
@@ -120,3 +146,4 @@ class TextEmbedder(Embedder):
                              f"TextEncoderConfig ({error}); build the preset's tower with the sizes of "
                              f"{self.config.pretrained}'s config.") from None
         self.encoder.requires_grad_(False)
+        self.memo = {}

@@ -103,12 +103,26 @@ def pixel_distance(x: Tensor, y: Tensor, kind: str) -> Tensor:
     return difference.flatten(1).mean(dim=1)
 
 
+def random_crops(images: Tensor, size: int) -> Tensor:
+    """One random ``size`` x ``size`` window of each image (b, c, h, w) -> (b, c, size, size). The autoencoder
+    is convolutional, so it trains on windows and runs on whole images: a 32 px window costs a quarter of a
+    64 px image, and the encoder, decoder and discriminator see as many distinct local patterns."""
+    height, width = images.shape[-2:]
+    if size > min(height, width):
+        raise ValueError(f"crop {size} is larger than the {height}x{width} training images; crop at most "
+                         f"{min(height, width)} (or set no crop).")
+    tops = torch.randint(0, height - size + 1, (len(images),)).tolist()
+    lefts = torch.randint(0, width - size + 1, (len(images),)).tolist()
+    return torch.stack([image[:, t:t + size, l:l + size] for image, t, l in zip(images, tops, lefts)])
+
+
 class AutoencoderTask:
     """The trainer's task for an :class:`AutoencoderGAN`. ``sample`` shows originals above their
     reconstructions (the task's fixed ``preview`` images, e.g. from the validation split)."""
 
-    def __init__(self, preview: Tensor, perceptual: nn.Module | None = None) -> None:
+    def __init__(self, preview: Tensor, perceptual: nn.Module | None = None, crop: int | None = None) -> None:
         self.preview = preview
+        self.crop = crop  # train on random crop x crop windows (LDM trains its first stages on 256 px crops)
         self.perceptual = perceptual  # built on first use when perceptual_weight > 0 (loads lab-clip)
 
     def _perceptual(self, images: Tensor) -> nn.Module:
@@ -131,7 +145,7 @@ class AutoencoderTask:
         return output.quantizer.loss
 
     def loss(self, model: AutoencoderGAN, batch: dict) -> Tensor:
-        images = batch["image"]
+        images = random_crops(batch["image"], self.crop) if self.crop and model.training else batch["image"]
         output = model.autoencoder(images)
         reconstruction = self.reconstruction_loss(model, images, output)
         loss = reconstruction + self.regularizer_loss(model, images, output)

@@ -19,6 +19,7 @@ from ldm_lab.conditioning import record_cross_attention, token_maps
 from ldm_lab.diffusion import DiffusionLoss, sample
 from ldm_lab.diffusion.parameterisation import add_noise
 from ldm_lab.models import LatentDiffusion
+from ldm_lab.tasks.latent_cache import has_cached_latents, sample_latents
 
 
 def request(labels: Tensor | None = None, prompts: list[str] | None = None,
@@ -119,12 +120,21 @@ class DiffusionTask:
     guidance_scale: float = 1.0                    # CFG scale of the grids (1: no guidance)
 
     def loss(self, model: LatentDiffusion, batch: dict) -> Tensor:
+        z0 = self.clean_latents(model, batch)
+        cond = model.condition(batch, len(z0), dropout=True)
+        objective = DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma)
+        return objective(model, z0, **cond)
+
+    @staticmethod
+    def clean_latents(model: LatentDiffusion, batch: dict) -> Tensor:
+        """z0 of a batch: drawn from its cached first-stage posteriors (``ldm_lab.tasks.latent_cache``), or
+        encoded from its images (measuring the latent scale on the first batch, LDM App. G)."""
+        if has_cached_latents(batch):
+            return sample_latents(batch, model.latent_scale)
         images = batch["image"]
         if model.needs_latent_scale:
             model.set_latent_scale_from(images)
-        cond = model.condition(batch, len(images), dropout=True)
-        objective = DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma)
-        return objective(model, model.encode(images), **cond)
+        return model.encode(images)
 
     def sample(self, model: LatentDiffusion) -> Tensor:
         conditions = request(torch.tensor(self.sample_labels) if self.sample_labels is not None else None,
