@@ -101,9 +101,12 @@ PRESETS.update({name: Preset(name, f"LDM first stage {name} (LDM Tab. 8, models/
 LAB_PIXEL_UNET = UNetConfig(in_channels=1, out_channels=1, model_channels=32, channel_mult=(1, 2, 2),
                             num_res_blocks=1, transformer_depth=(0, 1, 0), num_heads=None, head_dim=32,
                             context_dim=None)
-# KL, f = 4, 32 channels at every level (0.29 M parameters): emoji at 64x64 need no more, and every lab first
-# stage is built this way, so the twelve of the compression ablation ship in about 8 MiB together.
-LAB_AUTOENCODER = AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, resolution=64)
+# The compression ablation's first-stage design: KL, f = 4, 32 channels at every level (0.29 M parameters), so the
+# twelve first stages of the ablation ship in about 8 MiB together. Its KL-f4 is ``lab-kl-f4``.
+LAB_ABLATION_AUTOENCODER = AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, resolution=64)
+# lab-emoji's first stage: KL, f = 4, 4 latent channels (64x64x3 -> 16x16x4), 32/32/64 channels: wider at the
+# 16x16 level, where it costs a quarter of a full-resolution level and holds what the latent must describe.
+LAB_AUTOENCODER = AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, resolution=64)
 LAB_TEXT = TINY
 LAB_LATENT_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1,
                              transformer_depth=(0, 1, 1), num_heads=None, head_dim=32,
@@ -121,7 +124,7 @@ PRESETS.update({p.name: p for p in [
 
 # --- cond: the conditioning lab models (issue 6; their conditioners: ldm_lab.conditioning.presets) ------------
 
-LAB_FMNIST_AUTOENCODER = replace(LAB_AUTOENCODER, in_channels=1, out_channels=1, resolution=32)  # KL, f = 4
+LAB_FMNIST_AUTOENCODER = replace(LAB_ABLATION_AUTOENCODER, in_channels=1, out_channels=1, resolution=32)  # KL, f = 4
 # The text-to-image lab models read the shipped lab-clip's text tower, frozen, as Stable Diffusion reads a frozen
 # CLIP (ldm_lab.evaluation_models.lab_clip.LabClipConfig: 64 wide, 3 blocks, 4 heads, 128-wide projection). Its
 # weights stay in lab_clip.safetensors, so no text model ships a copy of the 49,408-token embedding.
@@ -133,18 +136,24 @@ LAB_CLIP_TEXT_SDXL = replace(LAB_CLIP_TEXT, hidden_layer=-2, final_norm=False, r
 LAB_CONDITIONED_UNET = LAB_LATENT_UNET.replace(channel_mult=(1, 1, 2))
 LAB_PROMPT_UNET = LAB_CONDITIONED_UNET.replace(context_dim=LAB_CLIP_TEXT.width, context_description=(
     f"lab-clip's text tower, last layer after the final norm, {LAB_CLIP_TEXT.width}"))
+# lab-emoji's U-Net, sized for a 2-core CPU (16.3 M parameters, about 23 training images/s on one thread at batch
+# 16): SD's design in miniature -- 64/128/256 channels on 16/8/4 latent pixels, one ResBlock per level,
+# cross-attention to the prompt at 8x8, 4x4 and in the middle. Bigger U-Nets learn more per image seen; on this
+# CPU the step time grows more slowly than the width, so at a fixed budget this width beats the 1.2 M U-Nets.
+LAB_EMOJI_UNET = LAB_PROMPT_UNET.replace(model_channels=64, channel_mult=(1, 2, 4))
 SHAPES_KINDS = 5  # classes of a Shapes box (ldm_lab.data.shapes.KINDS); its segmentation adds background: 6
 
 PRESETS.update({p.name: p for p in [
-    Preset("lab-emoji", "tiny text-to-image latent model on 64x64 emoji: KL-f4 autoencoder, frozen lab-clip text",
-           LAB_PROMPT_UNET, LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64)),
+    Preset("lab-emoji", "small text-to-image latent model on 64x64 emoji: KL-f4 autoencoder, frozen lab-clip "
+           "text (SD's design: a frozen CLIP text tower, cross-attention, eps-prediction, scaled_linear)",
+           LAB_EMOJI_UNET, LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64)),
     Preset("lab-sdxl", "tiny SDXL replica: pooled text + 6 size/crop scalars as vector condition (SDXL §2.2)",
            LAB_PROMPT_UNET.replace(
                y_dim=LAB_CLIP_TEXT.projection_dim + 6 * MICRO_CONDITIONING_DIM,
                context_description=f"lab-clip's text tower, penultimate block, no final norm, {LAB_CLIP_TEXT.width}",
                y_description=f"pooled lab-clip text {LAB_CLIP_TEXT.projection_dim} + 6 micro-conditioning scalars x "
                              f"{MICRO_CONDITIONING_DIM}"),
-           LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT_SDXL}, text_weights="lab-clip", resolution=(64, 64)),
+           LAB_ABLATION_AUTOENCODER, {"text": LAB_CLIP_TEXT_SDXL}, text_weights="lab-clip", resolution=(64, 64)),
     Preset("lab-fmnist", "class-conditional latent model on 32x32 Fashion-MNIST (KL-f4, 1 channel): the class "
            "as one learned cross-attention token, as LDM's cin models", LAB_CONDITIONED_UNET.replace(
                context_description="one learned class token (LDM cin), 128"),
@@ -152,20 +161,20 @@ PRESETS.update({p.name: p for p in [
     Preset("lab-layout", "layout-to-image on 64x64 Shapes: boxes as (l, b, c) token triples through a transformer "
            "encoder, cross-attended (LDM Tab. 17)", LAB_CONDITIONED_UNET.replace(
                context_description="layout tokens: 3 per box, 92 at most, 128"),
-           LAB_AUTOENCODER, resolution=(64, 64)),
+           LAB_ABLATION_AUTOENCODER, resolution=(64, 64)),
     Preset("lab-seg", "segmentation-to-image on 64x64 Shapes: the one-hot class map, averaged to the latent's "
-           f"size, concatenated to the latent (in_channels = {LAB_AUTOENCODER.embed_dim} + {1 + SHAPES_KINDS})",
-           LAB_CONDITIONED_UNET.replace(in_channels=LAB_AUTOENCODER.embed_dim + 1 + SHAPES_KINDS, context_dim=None,
+           f"size, concatenated to the latent (in_channels = {LAB_ABLATION_AUTOENCODER.embed_dim} + {1 + SHAPES_KINDS})",
+           LAB_CONDITIONED_UNET.replace(in_channels=LAB_ABLATION_AUTOENCODER.embed_dim + 1 + SHAPES_KINDS, context_dim=None,
                                         context_description=""),
-           LAB_AUTOENCODER, resolution=(64, 64)),
+           LAB_ABLATION_AUTOENCODER, resolution=(64, 64)),
 ]})
 
 # --- end of cond's block --------------------------------------------------------------------------------------
 
 # --- compress: the compression ablation (issue 7; LDM §4.1, Tab. 8, Fig. 6; helpers in ldm_lab.compression) ---
 #
-# First stages at every downsampling factor f, KL and VQ, for 64x64 emoji: lab-emoji's autoencoder (32 channels at
-# every level, one ResBlock per level) with one level per halving, so that f is what changes.
+# First stages at every downsampling factor f, KL and VQ, for 64x64 emoji: LAB_ABLATION_AUTOENCODER (32 channels
+# at every level, one ResBlock per level) with one level per halving, so that f is what changes.
 # Latent channels follow LDM: Tab. 8's first stages and the z-shapes of the ablation's LDM-f (App. E, Tab. 13).
 
 COMPRESSION_FACTORS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
@@ -189,10 +198,10 @@ def check_factor(f: int) -> int:
 
 
 def lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderConfig:
-    """The lab first stage at factor ``f`` (LDM §3.1); KL at f = 4 is lab-emoji's own, ``LAB_AUTOENCODER``."""
+    """The lab first stage at factor ``f`` (LDM §3.1) of the compression ablation."""
     vq = regularizer is Regularizer.VQ
     channels = (LAB_VQ_CHANNELS if vq else LAB_KL_CHANNELS)[check_factor(f)]
-    return replace(LAB_AUTOENCODER, ch_mult=LAB_FIRST_STAGE_CH_MULT[f], z_channels=channels, embed_dim=channels,
+    return replace(LAB_ABLATION_AUTOENCODER, ch_mult=LAB_FIRST_STAGE_CH_MULT[f], z_channels=channels, embed_dim=channels,
                    regularizer=regularizer, codebook_size=LAB_VQ_CODEBOOK[f] if vq else None,
                    restart_idle_codes=vq)  # LDM's codebook init leaves ours mostly dead over a run of minutes
 

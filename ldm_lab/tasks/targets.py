@@ -29,6 +29,7 @@ from ldm_lab.tasks.autoencoder import (
     AutoencoderGAN,
     AutoencoderLossConfig,
     AutoencoderTask,
+    ldm_first_stage_train_config,
 )
 from ldm_lab.tasks.diffusion import DiffusionTask
 from ldm_lab.training import TrainConfig
@@ -54,6 +55,8 @@ class DiffusionTarget:
     steps: dict[str, int] = field(default_factory=lambda: dict(PROFILE_STEPS))
     first_stage: str | None = None   # latent models: the AutoencoderTarget whose trained run is the frozen E/D
     sample_from_validation: bool = False  # sample grids conditioned on the first validation items (boxes, maps)
+    cache_latents: bool = False      # encode the training set with the frozen first stage once, before training
+                                     # (ldm_lab.tasks.latent_cache), instead of at every step
 
     def __post_init__(self) -> None:
         latent = get_preset(self.model.preset).autoencoder is not None
@@ -106,20 +109,36 @@ class AutoencoderTarget:
     steps: dict[str, int] = field(default_factory=lambda: dict(PROFILE_STEPS))
     resolution: tuple[int, int] = (64, 64)
     preview_size: int = 8            # validation images shown (above their reconstructions) in sample grids
+    crop: int | None = None          # train on random crop x crop windows of the images (None: whole images)
 
     def build_model(self) -> AutoencoderGAN:
         return AutoencoderGAN(self.autoencoder, self.loss)
 
     def build_task(self) -> AutoencoderTask:
         val = build_dataset(self.dataset, "val", self.resolution)
-        return AutoencoderTask(torch.stack([val[i]["image"] for i in range(self.preview_size)]))
+        return AutoencoderTask(torch.stack([val[i]["image"] for i in range(self.preview_size)]), crop=self.crop)
 
 
 TrainTarget = DiffusionTarget | AutoencoderTarget
 
+# The CPU recipe of lab-emoji (measured on a 2-core CPU; see the time-to-quality benchmark, ldm_lab.quality):
+# * first stage: LDM's objective and optimiser (two Adams at betas (0.5, 0.9), no clipping), on 32x32 windows
+#   (a quarter of the cost of a whole image), a higher lr than LDM's 4.5e-6 x batch (we have minutes, not days),
+#   and the GAN on after 1,500 batches, once reconstructions are no longer blurry;
+# * diffusion: latents and prompts encoded once (cache_latents; the frozen text tower's memo), a 16 M U-Net,
+#   batch 16 for more updates in the same time, min-SNR-5 weighting (Hang et al. 2023: faster convergence), and an
+#   EMA short enough (0.995) for a run of a few thousand steps.
+EMOJI_FIRST_STAGE_LOSS = AutoencoderLossConfig(perceptual_weight=0.0, disc_start=1500)
+EMOJI_FIRST_STAGE_TRAIN = ldm_first_stage_train_config(16, 4e-4, checkpoint_every=500, sample_every=500,
+                                                       keep_checkpoints=2)
+EMOJI_FIRST_STAGE_STEPS = {"smoke": 20, "laptop": 4000, "gpu": 50_000}
+EMOJI_STEPS = {"smoke": 20, "laptop": 8000, "gpu": 100_000}
+
 _PIXEL_TRAIN = TrainConfig(batch_size=64, lr=2e-4, warmup_steps=200, ema_decay=0.999, checkpoint_every=500,
                            sample_every=500)
 _LATENT_TRAIN = replace(_PIXEL_TRAIN, batch_size=32)
+EMOJI_TRAIN = replace(_PIXEL_TRAIN, batch_size=16, lr=2e-4, warmup_steps=200, ema_decay=0.995,
+                      checkpoint_every=250, sample_every=1000)
 
 TARGETS: dict[str, TrainTarget] = {t.name: t for t in [
     DiffusionTarget("lab-pixel", "unconditional DDPM on 28x28 Fashion-MNIST pixels (preset lab-pixel)",
@@ -128,32 +147,34 @@ TARGETS: dict[str, TrainTarget] = {t.name: t for t in [
                     "fashion_mnist", LatentDiffusionConfig("lab-class"),
                     DiffusionTask(sample_labels=tuple(i % 10 for i in range(16)), guidance_scale=3.0), _PIXEL_TRAIN),
     DiffusionTarget("lab-emoji", "text-to-image latent diffusion on 64x64 emoji, on a lab-autoencoder first "
-                    "stage (lab-emoji)", "emoji", LatentDiffusionConfig("lab-emoji"),
-                    DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=5.0), _LATENT_TRAIN,
-                    first_stage="lab-autoencoder"),
+                    "stage, with the CPU recipe (cached latents and prompts, a 16 M U-Net, min-SNR)", "emoji",
+                    LatentDiffusionConfig("lab-emoji", snr_gamma=5.0),
+                    DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=3.0), EMOJI_TRAIN,
+                    steps=dict(EMOJI_STEPS), first_stage="lab-autoencoder", cache_latents=True),
     DiffusionTarget("lab-shapes", "text-to-image latent diffusion on 64x64 Shapes scenes and their captions, with "
                     "lab-emoji's networks and first stage", "shapes", LatentDiffusionConfig("lab-emoji"),
                     DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0), _LATENT_TRAIN,
-                    first_stage="lab-autoencoder"),
-    AutoencoderTarget("lab-autoencoder", "the KL-f4 first stage of lab-emoji / lab-sdxl on 64x64 emoji: "
-                      "L1 + lab-clip perceptual + PatchGAN + KL (LDM App. G)", "emoji", LAB_AUTOENCODER,
-                      AutoencoderLossConfig(), TrainConfig(batch_size=16, lr=1e-4, warmup_steps=100,
-                                                           checkpoint_every=500, sample_every=500)),
+                    first_stage="lab-autoencoder", cache_latents=True),
+    AutoencoderTarget("lab-autoencoder", "the KL-f4 first stage of lab-emoji on 64x64 emoji: L1 + PatchGAN + KL "
+                      "(LDM App. G) with LDM's optimiser, on random 32x32 windows", "emoji", LAB_AUTOENCODER,
+                      EMOJI_FIRST_STAGE_LOSS, EMOJI_FIRST_STAGE_TRAIN, steps=dict(EMOJI_FIRST_STAGE_STEPS),
+                      crop=32),
 ]}
 
 # --- compress: the compression ablation (issue 7; LDM §4.1, Tab. 8, Fig. 6) ----------------------------------
-# Every lab first stage trains as lab-autoencoder does (KL at f = 4 *is* lab-autoencoder). LDM-{1..32} share one
-# setup (steps, batch, schedule, sampler), so only f differs, and keep all their checkpoints: Fig. 6 measures FID
-# against training steps. They are class-conditional; their sample grids and FIDs draw without guidance, as Fig. 6.
+# Every lab first stage of the ablation trains with LDM's objective and optimiser (its GAN weight per regulariser).
+# LDM-{1..32} share one setup (steps, batch, schedule, sampler), so only f differs, and keep all their checkpoints:
+# Fig. 6 measures FID against training steps. They are class-conditional; their sample grids and FIDs draw without
+# guidance, as Fig. 6.
 
-LAB_EMOJI_FIRST_STAGE = (Regularizer.KL, 4)  # lab-emoji's first stage: trained by the lab-autoencoder target
+ABLATION_FIRST_STAGE_TRAIN = ldm_first_stage_train_config(16, 1e-4, checkpoint_every=500, sample_every=500)
 ABLATION_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 6000}  # optimizer steps of every LDM-f in each profile
 ABLATION_TRAIN = replace(_LATENT_TRAIN, checkpoint_every=500, keep_checkpoints=100)
 
 
 def first_stage_target(regularizer: Regularizer, f: int) -> str:
     """The target that trains the lab first stage ``lab_first_stage(regularizer, f)``."""
-    return "lab-autoencoder" if (regularizer, f) == LAB_EMOJI_FIRST_STAGE else f"lab-{regularizer.value}-f{f}"
+    return f"lab-{regularizer.value}-f{f}"
 
 
 def ablation_target(f: int) -> str:
@@ -163,8 +184,8 @@ def ablation_target(f: int) -> str:
 
 def _lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderTarget:
     return AutoencoderTarget(first_stage_target(regularizer, f), f"lab first stage {regularizer.name}-f{f} on 64x64 emoji, "
-                "trained as lab-autoencoder (LDM Tab. 8 in miniature)", "emoji", lab_first_stage(regularizer, f),
-                AutoencoderLossConfig(), TARGETS["lab-autoencoder"].train)
+                "(LDM Tab. 8 in miniature)", "emoji", lab_first_stage(regularizer, f),
+                AutoencoderLossConfig.for_regularizer(regularizer), ABLATION_FIRST_STAGE_TRAIN)
 
 
 def _ablation_ldm(f: int) -> DiffusionTarget:
@@ -177,8 +198,7 @@ def _ablation_ldm(f: int) -> DiffusionTarget:
 
 
 TARGETS.update({t.name: t for t in [
-    *(_lab_first_stage(regularizer, f) for regularizer in Regularizer for f in COMPRESSION_FACTORS
-      if (regularizer, f) != LAB_EMOJI_FIRST_STAGE),
+    *(_lab_first_stage(regularizer, f) for regularizer in Regularizer for f in COMPRESSION_FACTORS),
     *(_ablation_ldm(f) for f in COMPRESSION_FACTORS),
 ]})
 
@@ -187,6 +207,9 @@ TARGETS.update({t.name: t for t in [
 # --- cond: the conditioning models of issue 6 (notebook 04) and the Fashion-MNIST first stage ----------------------
 
 _CONDITIONED_TRAIN = replace(_LATENT_TRAIN, batch_size=64)  # tiny U-Nets: a GPU step is cheap, batches can be big
+# The Shapes models still decode through the ablation's KL-f4, trained on emoji (their presets name its
+# architecture): a Shapes first stage is their next step.
+SHAPES_FIRST_STAGE = first_stage_target(Regularizer.KL, 4)
 
 TARGETS.update({t.name: t for t in [
     AutoencoderTarget("lab-fmnist-autoencoder", "the 1-channel KL-f4 first stage of lab-fmnist on 32x32 "
@@ -202,15 +225,15 @@ TARGETS.update({t.name: t for t in [
     DiffusionTarget("lab-layout", "layout-to-image latent diffusion on 64x64 Shapes: boxes as (l, b, c) tokens "
                     "through a transformer encoder, cross-attended (LDM Tab. 17)", "shapes",
                     LatentDiffusionConfig("lab-layout"), DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN,
-                    first_stage="lab-autoencoder", sample_from_validation=True),
+                    first_stage=SHAPES_FIRST_STAGE, sample_from_validation=True),
     DiffusionTarget("lab-seg", "segmentation-to-image latent diffusion on 64x64 Shapes: the one-hot class map "
                     "concatenated to the latent (LDM §4.3.2)", "shapes", LatentDiffusionConfig("lab-seg"),
-                    DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN, first_stage="lab-autoencoder",
+                    DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN, first_stage=SHAPES_FIRST_STAGE,
                     sample_from_validation=True),
     DiffusionTarget("lab-sdxl", "tiny SDXL on 64x64 Shapes resized from 0.25x-2x originals and cropped: prompt, "
                     "pooled prompt and size/crop micro-conditioning (SDXL §2.2)", "shapes_multiscale",
                     LatentDiffusionConfig("lab-sdxl"), DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0),
-                    _CONDITIONED_TRAIN, first_stage="lab-autoencoder"),
+                    _CONDITIONED_TRAIN, first_stage=SHAPES_FIRST_STAGE),
 ]})
 
 # --- end of cond's block ------------------------------------------------------------------------------------------

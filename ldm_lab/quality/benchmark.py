@@ -1,0 +1,191 @@
+"""Time to quality: our CPU recipe against diffusers' off-the-shelf one, at equal wall-clock minutes.
+
+Both arms train the whole emoji text-to-image pipeline (first stage, diffusion model, text conditioning) for the
+same minutes on the same number of threads, side by side (one process each). Both are then scored the same way:
+one image per held-out caption and seed, against the 354 held-out emoji, KID and FID in lab-clip's feature
+space and the lab-clip CLIP score, each with a bootstrap 95 % interval, plus training images/s and sampling
+seconds per image. A real-vs-real row (training-split emoji against the same held-out set) says what "as good as
+real data" reads in these units.
+
+    ldm-lab bench quality --minutes 60           # data/results/time_to_quality.csv, figures/time_to_quality.png
+
+Caveat in the comparison's favour of ours, stated with the numbers: our arm conditions on lab-clip's frozen text
+tower (as Stable Diffusion conditions on a frozen CLIP), and the CLIP score is measured with lab-clip too;
+diffusers' arm trains its text encoder from scratch, as its recipe does without a pretrained one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ldm_lab.data import build_dataset, collate, held_out_sample
+from ldm_lab.metrics import (DualEncoder, bootstrap_interval, clip_scores, extract_features, fid_interval,
+                             kid_from_features, lab_clip_encoder, mean_interval, to_uint8)
+from ldm_lab.paths import git_commit, results_dir, runs_dir
+from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images
+
+FEATURE_SPACE = "lab-clip"
+TABLE = "time_to_quality.csv"
+GRID_PROMPTS = ("red apple", "grinning face", "red heart", "sun", "blue heart", "green apple", "cat face", "pizza",
+                "dog face", "rocket", "fire", "banana", "house", "star", "ghost", "tree")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """One time-to-quality run."""
+
+    minutes: float = 60.0            # wall-clock training minutes of each arm
+    threads: int = 1                 # torch threads of each arm (both arms train at once: 2 arms x 1 = 2 cores)
+    seeds: int = 1                   # images per held-out caption, one seed each
+    sampling_steps: int = 20         # DPM-Solver++ steps of both arms
+    guidance: dict[str, float] = field(default_factory=lambda: {"ours": 3.0, "diffusers": 1.0})
+                                     # diffusers' recipe trains no unconditional branch: it cannot guide
+    num_resamples: int = 200         # bootstrap resamples of each interval
+    out: Path | None = None          # the arms' folders (default build/runs/quality)
+    first_stage: Path | None = None  # ours: a lab-autoencoder run trained before, counted against the budget
+
+    def __post_init__(self) -> None:
+        if self.minutes <= 0 or self.threads < 1 or self.seeds < 1 or self.sampling_steps < 1:
+            raise ValueError(f"minutes must be positive and threads, seeds, sampling_steps at least 1; got "
+                             f"{self.minutes}, {self.threads}, {self.seeds}, {self.sampling_steps}.")
+
+    @property
+    def folder(self) -> Path:
+        return self.out or runs_dir() / "quality"
+
+
+def train_arms(config: QualityConfig, report: Callable[[str], None] = print) -> dict[str, ArmRecord]:
+    """Train both arms at once, one process each with ``config.threads`` threads (finished arms are reused)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(config.threads), "MKL_NUM_THREADS": str(config.threads),
+           "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "30"}
+    processes = {}
+    for arm in ARMS:
+        folder = config.folder / arm
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "ldm_lab.quality.arms", arm, "--minutes", str(config.minutes), "--out",
+                str(folder)]
+        if arm == "ours" and config.first_stage is not None:
+            argv += ["--first-stage", str(config.first_stage)]
+        log = open(config.folder / f"{arm}.log", "a", encoding="utf-8")
+        processes[arm] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log)
+        report(f"{arm}: training for {config.minutes:g} min on {config.threads} thread(s), log {log.name}")
+    records = {}
+    for arm, (process, log) in processes.items():
+        code = process.wait()
+        log.close()
+        record = ArmRecord.load(config.folder / arm)
+        if code != 0 or record is None:
+            raise RuntimeError(f"the {arm} arm failed (exit {code}); see {config.folder / f'{arm}.log'}.")
+        records[arm] = record
+    return records
+
+
+def kid_interval(real: Tensor, generated: Tensor, num_resamples: int, seed: int = 0):
+    """Bootstrap interval of KID (10 subsets per resample, each the smaller set's size)."""
+    return bootstrap_interval(lambda r, g: kid_from_features(real[r], generated[g], subsets=10)[0],
+                              (len(real), len(generated)), num_resamples=num_resamples, seed=seed)
+
+
+def score(images: Tensor, captions: Sequence[str], real_features: Tensor, encoder: DualEncoder,
+          num_resamples: int = 200) -> dict[str, float]:
+    """KID, FID (lab-clip features, against ``real_features``) and CLIP score of uint8 ``images`` drawn for
+    ``captions``, each with a bootstrap 95 % interval (``<metric>_ci_low`` / ``<metric>_ci_high``)."""
+    features = extract_features(images, FEATURE_SPACE)
+    kid = kid_from_features(real_features, features)[0]
+    kid_ci = kid_interval(real_features, features, num_resamples)
+    fid = fid_interval(real_features, features, num_resamples=num_resamples)
+    clip = mean_interval(clip_scores(images, list(captions), encoder).numpy(), num_resamples=num_resamples)
+    return {"kid": kid, "kid_ci_low": kid_ci.low, "kid_ci_high": kid_ci.high,
+            "fid": fid.estimate, "fid_ci_low": fid.low, "fid_ci_high": fid.high,
+            "clip_score": clip.estimate, "clip_score_ci_low": clip.low, "clip_score_ci_high": clip.high,
+            "num_generated": len(images), "num_real": len(real_features)}
+
+
+def held_out_captions(seeds: int) -> tuple[Tensor, list[str]]:
+    """The held-out emoji (uint8) and each caption repeated ``seeds`` times."""
+    size = len(build_dataset("emoji", "val", (64, 64)))
+    batch = held_out_sample("emoji", (64, 64), size)
+    return to_uint8(batch["image"]), list(batch["caption"]) * seeds
+
+
+def real_row(count: int, real_features: Tensor, encoder: DualEncoder, num_resamples: int) -> dict:
+    """Real-vs-real: ``count`` training-split emoji (another set of emoji) scored like a generated set."""
+    train = build_dataset("emoji", "train", (64, 64))
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:count]
+    batch = collate([train[int(i)] for i in order])
+    return {"arm": "real (train split)", **score(to_uint8(batch["image"]), batch["caption"], real_features, encoder,
+                                                num_resamples)}
+
+
+def sample_arm(arm: str, config: QualityConfig, captions: Sequence[str]) -> tuple[Tensor, float]:
+    """The arm's images for ``captions`` (seed s for the s-th repeat of the caption list) and seconds per image."""
+    per_seed = len(captions) // config.seeds
+    start = time.perf_counter()
+    images = torch.cat([arm_images(arm, config.folder / arm, captions[s * per_seed:(s + 1) * per_seed], seed=s,
+                                   guidance_scale=config.guidance[arm], steps=config.sampling_steps)
+                        for s in range(config.seeds)])
+    return images, (time.perf_counter() - start) / len(images)
+
+
+def arm_row(arm: str, record: ArmRecord, config: QualityConfig, captions: Sequence[str], real_features: Tensor,
+            encoder: DualEncoder) -> dict:
+    images, seconds_per_image = sample_arm(arm, config, captions)
+    return {"arm": arm, **score(to_uint8(images.cpu()), captions, real_features, encoder, config.num_resamples),
+            "minutes": record.minutes, "threads": record.threads,
+            "first_stage_s": record.seconds.get("first_stage"), "diffusion_s": record.seconds.get("diffusion"),
+            "first_stage_steps": record.steps.get("first_stage"), "diffusion_steps": record.steps.get("diffusion"),
+            "train_images_per_s": record.images_per_second.get("diffusion"),
+            "first_stage_images_per_s": record.images_per_second.get("first_stage"),
+            "sample_s_per_image": seconds_per_image, "guidance_scale": config.guidance[arm],
+            "sampling_steps": config.sampling_steps, "parameters": sum(record.parameters.values())}
+
+
+def grid_images(config: QualityConfig, prompts: Sequence[str] = GRID_PROMPTS) -> dict[str, Tensor]:
+    """Each arm's image for each fixed prompt (seed 0)."""
+    return {arm: arm_images(arm, config.folder / arm, prompts, seed=0, guidance_scale=config.guidance[arm],
+                            steps=config.sampling_steps) for arm in ARMS}
+
+
+def run_benchmark(config: QualityConfig, report: Callable[[str], None] = print,
+                  table_folder: Path | None = None, figure: Path | None = None) -> pd.DataFrame:
+    """Train (or reuse) both arms, score them and the real-vs-real reference; append the rows to
+    ``time_to_quality.csv`` and draw the fixed-prompt grid. Returns this run's rows."""
+    from ldm_lab.plotting import image_rows  # matplotlib only where a figure is drawn
+
+    records = train_arms(config, report)
+    real, captions = held_out_captions(config.seeds)
+    real_features, encoder = extract_features(real, FEATURE_SPACE), lab_clip_encoder()
+    rows = [arm_row(arm, records[arm], config, captions, real_features, encoder) for arm in ARMS]
+    rows.append(real_row(len(captions), real_features, encoder, config.num_resamples))
+    table = pd.DataFrame(rows).assign(feature_space=FEATURE_SPACE, seeds=config.seeds, git_commit=git_commit(),
+                                      cpu_threads_total=os.cpu_count())
+    path = (table_folder or results_dir()) / TABLE
+    table.to_csv(path, mode="a", header=not path.exists(), index=False)
+    report(table[["arm", "kid", "kid_ci_low", "kid_ci_high", "fid", "clip_score", "clip_score_ci_low",
+                  "clip_score_ci_high"]].to_string(index=False))
+    images = grid_images(config)
+    image_rows({f"{arm} ({config.minutes:g} min)": images[arm] for arm in ARMS}, column_titles=GRID_PROMPTS,
+               title="fixed prompts, seed 0", save=figure)
+    return table
+
+
+def verdict(table: pd.DataFrame, metric: str, lower_is_better: bool) -> str:
+    """The project's one rule: intervals apart -> ours wins / loses; overlapping -> undecided."""
+    ours, theirs = (table.set_index("arm").loc[arm] for arm in ARMS)
+    low, high = f"{metric}_ci_low", f"{metric}_ci_high"
+    ours_better = ours[high] < theirs[low] if lower_is_better else ours[low] > theirs[high]
+    theirs_better = theirs[high] < ours[low] if lower_is_better else theirs[low] > ours[high]
+    return "ours wins" if ours_better else "diffusers wins" if theirs_better else "undecided (intervals overlap)"
+
+
+__all__ = ["QualityConfig", "run_benchmark", "score", "train_arms", "verdict", "GRID_PROMPTS"]
