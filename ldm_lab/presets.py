@@ -10,7 +10,6 @@ networks without allocating memory, which is how ``ldm-lab params`` counts param
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 from ldm_lab.device import resolve_device
 from ldm_lab.diffusion.parameterisation import Prediction
 from ldm_lab.diffusion.schedules import Schedule
+from ldm_lab.names import unknown_name_error
 from ldm_lab.nn.autoencoder import (KL_F4, KL_F8, KL_F16, KL_F32, VQ_F4, VQ_F4_NOATTN, VQ_F8, VQ_F16, Autoencoder,
                                     AutoencoderConfig, Regularizer)
 from ldm_lab.nn.text import (CLIP_L14, CLIP_L14_SDXL, OPENCLIP_BIGG14, OPENCLIP_H14, TINY, Activation, TextEncoder,
@@ -244,9 +244,7 @@ def get_preset(name: str) -> Preset:
     """The preset called ``name``; an unknown name raises an error listing the valid ones."""
     if name in PRESETS:
         return PRESETS[name]
-    close = [p for p in PRESETS if p.startswith(name)] or difflib.get_close_matches(name, PRESETS, n=1)
-    suggestion = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-    raise ValueError(f"unknown preset {name!r}.{suggestion} Valid presets: {', '.join(PRESETS)}")
+    raise unknown_name_error("preset", name, PRESETS)
 
 
 def build_preset(name: str | Preset, device: str | torch.device | None = None) -> nn.ModuleDict:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from ldm_lab.names import unknown_name_error
+
 PROFILES: tuple[str, ...] = ("smoke", "laptop", "gpu")
 DEFAULT_PROFILE = "laptop"
 PROFILE_ENV = "LDM_LAB_PROFILE"
@@ -17,9 +19,8 @@ PROFILE_ENV = "LDM_LAB_PROFILE"
 def check_profile(name: str) -> str:
     """Return ``name`` if it is a known profile, else raise an error listing the choices."""
     if name not in PROFILES:
-        raise ValueError(
-            f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
-            f"(set {PROFILE_ENV}=... or PROFILE = '...' in the notebook's parameters cell)")
+        raise unknown_name_error("profile", name, PROFILES, advice=f"Set {PROFILE_ENV}=... or PROFILE = '...' in "
+                                 "the notebook's parameters cell.")
     return name
 
 

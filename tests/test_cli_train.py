@@ -70,7 +70,7 @@ def test_bench_appends_well_formed_rows():
     (["sample", "{tmp}"], "is not an ldm-lab run directory .* Pass the --out folder"),
     (["eval", "{tmp}"], "is not an ldm-lab run directory"),
     (["train", "lab-clas"], "unknown training target 'lab-clas'. Did you mean 'lab-class'"),
-    (["bench", "lab-pix"], "Trainable targets are: lab-pixel"),
+    (["bench", "lab-pix"], "Valid training targets: lab-pixel"),
     (["eval", "{run}", "--num-samples", "20000"], "at most 10000"),
 ])
 def test_errors_say_what_to_change(class_run, tmp_path, capsys, args, message):

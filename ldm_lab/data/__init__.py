@@ -16,6 +16,7 @@ from ldm_lab.data.download import DatasetMissingError
 from ldm_lab.data.emoji import EmojiDataset
 from ldm_lab.data.fashion_mnist import FashionMNIST, load_fashion_mnist
 from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
+from ldm_lab.names import unknown_name_error
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,9 @@ DATASETS: dict[str, DatasetSource] = {
 
 
 def _check_names(names: Sequence[str]) -> None:
-    unknown = [name for name in names if name not in DATASETS]
-    if unknown:
-        raise ValueError(f"unknown dataset {', '.join(map(repr, unknown))}; choose from {', '.join(DATASETS)}")
+    for name in names:
+        if name not in DATASETS:
+            raise unknown_name_error("dataset", name, DATASETS)
 
 
 def build_dataset(name: str, split: str, size: tuple[int, int]) -> Dataset:

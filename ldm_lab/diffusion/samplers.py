@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ldm_lab.diffusion.discretisation import FinalSigma
 from ldm_lab.diffusion.noise import standard_normal
+from ldm_lab.names import unknown_name_error
 
 DenoiseFn = Callable[[Tensor, float], Tensor]     # D(x; sigma) -> x0 estimate, see denoiser.Denoiser
 AfterStep = Callable[[Tensor, float], Tensor]     # (x, sigma_next) -> x, e.g. inpainting's mask blending
@@ -168,8 +169,8 @@ def get_sampler(sampler: str | SamplerSpec | SamplerStep) -> SamplerSpec:
                       "multistep sampler use 'turbo_euler_ancestral'.", DeprecationWarning, stacklevel=3)
         return SAMPLERS[DEPRECATED_SAMPLERS[sampler]]
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)} "
-                         "or pass an update rule such as EulerAncestral(eta=0.5)")
+        raise unknown_name_error("sampler", sampler, SAMPLERS,
+                                 advice="Or pass an update rule such as EulerAncestral(eta=0.5).")
     return SAMPLERS[sampler]
 
 

@@ -9,13 +9,13 @@ presets stay pure architecture). ``steps`` says how long a run is in each profil
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from ldm_lab.data import build_dataset, collate
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
+from ldm_lab.names import unknown_name_error
 from ldm_lab.nn.autoencoder import AutoencoderConfig, Regularizer
 from ldm_lab.presets import (
     COMPRESSION_FACTORS,
@@ -243,7 +243,5 @@ def get_target(name: str) -> TrainTarget:
     """The training target ``name``; an unknown name lists the valid ones."""
     if name in TARGETS:
         return TARGETS[name]
-    close = difflib.get_close_matches(name, TARGETS, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
     listing = "; ".join(f"{t.name}: {t.description}" for t in TARGETS.values())
-    raise ValueError(f"unknown training target {name!r}.{hint} Trainable targets are: {listing}.")
+    raise unknown_name_error("training target", name, TARGETS, listing=listing)
