@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import nn
 
+from ldm_lab.data import DATASETS
 from ldm_lab.device import resolve_device
 from ldm_lab.diffusion.parameterisation import Prediction
 from ldm_lab.diffusion.schedules import Schedule
@@ -119,7 +120,7 @@ PRESETS.update({p.name: p for p in [
     Preset("lab-pixel", "unconditional pixel-space DDPM for 28x28 Fashion-MNIST (Ho et al. 2020 setup, tiny)",
            LAB_PIXEL_UNET, schedule=Schedule.LINEAR, resolution=(28, 28)),
     Preset("lab-class", "class-conditional Fashion-MNIST pixel model; label 10 is 'no class' for CFG",
-           LAB_PIXEL_UNET.replace(num_classes=11), schedule=Schedule.LINEAR, resolution=(28, 28)),
+           LAB_PIXEL_UNET.replace(num_classes=DATASETS["fashion_mnist"].num_classes + 1), schedule=Schedule.LINEAR, resolution=(28, 28)),
 ]})
 
 # --- cond: the conditioning lab models (issue 6; their conditioners: ldm_lab.conditioning.presets) ------------
@@ -141,7 +142,7 @@ LAB_PROMPT_UNET = LAB_CONDITIONED_UNET.replace(context_dim=LAB_CLIP_TEXT.width, 
 # cross-attention to the prompt at 8x8, 4x4 and in the middle. Bigger U-Nets learn more per image seen; on this
 # CPU the step time grows more slowly than the width, so at a fixed budget this width beats the 1.2 M U-Nets.
 LAB_EMOJI_UNET = LAB_PROMPT_UNET.replace(model_channels=64, channel_mult=(1, 2, 4))
-SHAPES_KINDS = 5  # classes of a Shapes box (ldm_lab.data.shapes.KINDS); its segmentation adds background: 6
+SHAPES_MAP_CLASSES = 1 + DATASETS["shapes"].num_classes  # a Shapes segmentation map: background, then each kind
 
 PRESETS.update({p.name: p for p in [
     Preset("lab-emoji", "small text-to-image latent model on 64x64 emoji: KL-f4 autoencoder, frozen lab-clip "
@@ -163,8 +164,8 @@ PRESETS.update({p.name: p for p in [
                context_description="layout tokens: 3 per box, 92 at most, 128"),
            LAB_ABLATION_AUTOENCODER, resolution=(64, 64)),
     Preset("lab-seg", "segmentation-to-image on 64x64 Shapes: the one-hot class map, averaged to the latent's "
-           f"size, concatenated to the latent (in_channels = {LAB_ABLATION_AUTOENCODER.embed_dim} + {1 + SHAPES_KINDS})",
-           LAB_CONDITIONED_UNET.replace(in_channels=LAB_ABLATION_AUTOENCODER.embed_dim + 1 + SHAPES_KINDS, context_dim=None,
+           f"size, concatenated to the latent (in_channels = {LAB_ABLATION_AUTOENCODER.embed_dim} + {SHAPES_MAP_CLASSES})",
+           LAB_CONDITIONED_UNET.replace(in_channels=LAB_ABLATION_AUTOENCODER.embed_dim + SHAPES_MAP_CLASSES, context_dim=None,
                                         context_description=""),
            LAB_ABLATION_AUTOENCODER, resolution=(64, 64)),
 ]})
@@ -185,7 +186,6 @@ LAB_VQ_CHANNELS = {1: 3, 2: 2, 4: 3, 8: 4, 16: 8, 32: 32}   # LDM vq-f4/f8/f16 a
 LAB_VQ_CODEBOOK = {1: 128, 2: 128, 4: 512, 8: 1024, 16: 1024, 32: 1024}  # LDM's K (2048, 8192, 16384) / 16, for
                                                                           # ~3.4k training images, not millions;
                                                                           # f1 (pixels: a palette) as f2
-EMOJI_CATEGORIES = 10  # classes of emoji (ldm_lab.data.emoji.CATEGORIES); LDM-f adds a null class for CFG
 
 
 def check_factor(f: int) -> int:
@@ -224,7 +224,7 @@ def lab_ldm_unet(f: int) -> UNetConfig:
     attention = tuple(int(side // 2**level <= LAB_LDM_ATTENTION_MAX_SIDE) for level in range(len(mult)))
     return UNetConfig(in_channels=channels, out_channels=channels, model_channels=LAB_LDM_MODEL_CHANNELS[f],
                       channel_mult=mult, num_res_blocks=1, transformer_depth=attention, num_heads=None, head_dim=32,
-                      context_dim=None, num_classes=EMOJI_CATEGORIES + 1)
+                      context_dim=None, num_classes=DATASETS["emoji"].num_classes + 1)  # + the null class
 
 
 PRESETS.update({p.name: p for p in [

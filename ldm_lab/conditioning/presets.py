@@ -16,12 +16,12 @@ from ldm_lab.conditioning.layout import LayoutEmbedderConfig
 from ldm_lab.conditioning.micro import FourierEmbedderConfig
 from ldm_lab.conditioning.segmentation import SegmentationEmbedderConfig
 from ldm_lab.conditioning.text import TextEmbedderConfig
-from ldm_lab.presets import SHAPES_KINDS, Preset
+from ldm_lab.data import DATASETS
+from ldm_lab.presets import SHAPES_MAP_CLASSES, Preset
 
 AESTHETIC_SCORE = 6.0           # the refiner's aesthetic score at sampling (SGM's inference api.py refiner() and
 NEGATIVE_AESTHETIC_SCORE = 2.5  # scripts/demo/sampling.py apply_refiner; diffusers' SDXL img2img defaults) and the
                                 # one its unconditional branch is guided away from
-FASHION_MNIST_CLASSES = 10  # lab-fmnist's labels 0..9 (10: the null class)
 
 
 def text_conditions(preset: Preset, dropout: float, trainable: bool, null: Null = Null.NULL_INPUT
@@ -74,18 +74,20 @@ def _sdxl_refiner(preset: Preset, dropout: float, trainable: bool) -> Conditione
 
 
 def _class_token(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
-    embedder = ClassEmbedderConfig(FASHION_MNIST_CLASSES, width=preset.unet.context_dim, output=Output.CONTEXT)
-    return ConditionerConfig((ConditionSpec("class", ("label",), embedder, dropout),), "a class label (0..9)")
+    classes = DATASETS["fashion_mnist"].num_classes
+    embedder = ClassEmbedderConfig(classes, width=preset.unet.context_dim, output=Output.CONTEXT)
+    return ConditionerConfig((ConditionSpec("class", ("label",), embedder, dropout),),
+                             f"a class label (0..{classes - 1})")
 
 
 def _layout(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
-    embedder = LayoutEmbedderConfig(SHAPES_KINDS, width=preset.unet.context_dim)
+    embedder = LayoutEmbedderConfig(DATASETS["shapes"].num_classes, width=preset.unet.context_dim)
     return ConditionerConfig((ConditionSpec("layout", ("boxes", "box_labels"), embedder, dropout),),
                              "boxes and their Shapes kinds")
 
 
 def _segmentation(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
-    embedder = SegmentationEmbedderConfig(1 + SHAPES_KINDS, preset.autoencoder.downsampling_factor)
+    embedder = SegmentationEmbedderConfig(SHAPES_MAP_CLASSES, preset.autoencoder.downsampling_factor)
     return ConditionerConfig((ConditionSpec("segmentation", ("segmentation",), embedder, dropout, Null.ZEROS),),
                              "a Shapes segmentation map")
 

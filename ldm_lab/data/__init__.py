@@ -26,6 +26,8 @@ class DatasetSource:
     build: Callable[[str, tuple[int, int]], Dataset]  # (split, (height, width)) -> the torch Dataset
     held_out_split: str               # the split validation and evaluation use
     feature_space: str                # ldm_lab.metrics.FEATURE_SPACES name its FID/KID are measured in by default
+    num_classes: int                  # labels 0 .. num_classes - 1 of its items (class-conditional models add a
+                                      # null class for guidance on top)
 
 
 def _square(name: str, size: tuple[int, int]) -> int:
@@ -36,16 +38,18 @@ def _square(name: str, size: tuple[int, int]) -> int:
 
 DATASETS: dict[str, DatasetSource] = {
     "emoji": DatasetSource(emoji.fetch, emoji.info, held_out_split="val", feature_space="lab-clip",
+                           num_classes=len(emoji.CATEGORIES),
                            build=lambda split, size: EmojiDataset(split, resolution=_square("emoji", size))),
     "fashion_mnist": DatasetSource(fashion_mnist.fetch, fashion_mnist.info, held_out_split="test",
-                                   feature_space="fmnist-classifier",
+                                   feature_space="fmnist-classifier", num_classes=len(fashion_mnist.CLASSES),
                                    build=lambda split, size: FashionMNIST(split, _square("fashion_mnist", size))),
     "shapes": DatasetSource(lambda: None, shapes.info, held_out_split="val", feature_space="lab-clip",
+                            num_classes=len(shapes.KINDS),  # the kind of the largest shape; boxes have kinds too
                             build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size))),
     # SDXL's micro-conditioning needs images that were really resized and cropped: scenes "photographed" at 0.25x
     # to 2x the target size (ShapesConfig.original_scale), resized to cover it and randomly cropped (lab-sdxl).
     "shapes_multiscale": DatasetSource(
-        lambda: None, shapes.info, held_out_split="val", feature_space="lab-clip",
+        lambda: None, shapes.info, held_out_split="val", feature_space="lab-clip", num_classes=len(shapes.KINDS),
         build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size, original_scale=(0.25, 2.0)))),
 }
 

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from ldm_lab.data import build_dataset, collate
+from ldm_lab.data import DATASETS, build_dataset, collate
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.names import unknown_name_error
 from ldm_lab.nn.autoencoder import AutoencoderConfig, Regularizer
 from ldm_lab.presets import (
     COMPRESSION_FACTORS,
-    EMOJI_CATEGORIES,
     LAB_AUTOENCODER,
     LAB_FMNIST_AUTOENCODER,
     get_preset,
@@ -40,6 +39,11 @@ SHAPES_PROMPTS = ("a large red circle", "a small blue square", "a large green tr
                   "a large red circle left of a small blue square", "a small purple diamond above a large green circle",
                   "a large orange square", "a small red star right of a large blue triangle")
 PROFILE_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 50_000}  # optimizer steps of a run in each profile
+
+
+def cycling_labels(dataset: str, num: int = 16) -> tuple[int, ...]:
+    """Labels of a class-conditional sample grid: every class of ``dataset`` in turn, 0, 1, ..., 0, 1, ..."""
+    return tuple(i % DATASETS[dataset].num_classes for i in range(num))
 
 
 @dataclass(frozen=True)
@@ -145,7 +149,7 @@ TARGETS: dict[str, TrainTarget] = {t.name: t for t in [
                     "fashion_mnist", LatentDiffusionConfig("lab-pixel"), DiffusionTask(), _PIXEL_TRAIN),
     DiffusionTarget("lab-class", "class-conditional Fashion-MNIST pixels with a null class for CFG (lab-class)",
                     "fashion_mnist", LatentDiffusionConfig("lab-class"),
-                    DiffusionTask(sample_labels=tuple(i % 10 for i in range(16)), guidance_scale=3.0), _PIXEL_TRAIN),
+                    DiffusionTask(sample_labels=cycling_labels("fashion_mnist"), guidance_scale=3.0), _PIXEL_TRAIN),
     DiffusionTarget("lab-emoji", "text-to-image latent diffusion on 64x64 emoji, on a lab-autoencoder first "
                     "stage, with the CPU recipe (cached latents and prompts, a 16 M U-Net, min-SNR)", "emoji",
                     LatentDiffusionConfig("lab-emoji", snr_gamma=5.0),
@@ -192,7 +196,7 @@ def _ablation_ldm(f: int) -> DiffusionTarget:
     where = "in pixel space" if f == 1 else f"on the lab-vq-f{f} first stage"
     return DiffusionTarget(ablation_target(f), f"LDM-{f} of the compression ablation: class-conditional 64x64 emoji "
                            f"{where} (LDM §4.1, Fig. 6)", "emoji", LatentDiffusionConfig(ablation_target(f)),
-                           DiffusionTask(sample_labels=tuple(i % EMOJI_CATEGORIES for i in range(16))),
+                           DiffusionTask(sample_labels=cycling_labels("emoji")),
                            ABLATION_TRAIN, steps=dict(ABLATION_STEPS),
                            first_stage=first_stage_target(Regularizer.VQ, f) if f > 1 else None)
 
@@ -220,7 +224,7 @@ TARGETS.update({t.name: t for t in [
     DiffusionTarget("lab-fmnist", "class-conditional latent diffusion on 32x32 Fashion-MNIST: the class as one "
                     "learned cross-attention token (LDM's cin models), null class for CFG", "fashion_mnist",
                     LatentDiffusionConfig("lab-fmnist"),
-                    DiffusionTask(sample_labels=tuple(i % 10 for i in range(16)), guidance_scale=3.0),
+                    DiffusionTask(sample_labels=cycling_labels("fashion_mnist"), guidance_scale=3.0),
                     _CONDITIONED_TRAIN, first_stage="lab-fmnist-autoencoder"),
     DiffusionTarget("lab-layout", "layout-to-image latent diffusion on 64x64 Shapes: boxes as (l, b, c) tokens "
                     "through a transformer encoder, cross-attended (LDM Tab. 17)", "shapes",
