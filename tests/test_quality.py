@@ -1,0 +1,130 @@
+"""The time-to-quality benchmark's plumbing, with no trained arm: its config and records, the refusal of bad
+arguments, the verdict rule, and the scoring of small synthetic image sets in lab-clip's feature space."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ldm_lab.cli import main as cli_main
+from ldm_lab.evaluation_models.shipped import read_manifest
+from ldm_lab.quality import arms
+from ldm_lab.quality.arms import ArmRecord, check_arm
+from ldm_lab.quality.benchmark import QualityConfig, recentred_interval, score, verdict
+
+needs_lab_clip = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")
+
+
+@pytest.mark.parametrize("field", ["minutes", "threads", "seeds", "sampling_steps"])
+def test_config_refuses_a_zero_count(field):
+    with pytest.raises(ValueError, match="at least 1"):
+        QualityConfig(**{field: 0})
+
+
+def test_arm_record_round_trips_through_its_file(tmp_path):
+    assert ArmRecord.load(tmp_path) is None
+    record = ArmRecord("ours", 60.0, 1, steps={"first_stage": 1500, "diffusion": 4000},
+                       seconds={"first_stage": 1200.5, "diffusion": 2100.25}, images_per_second={"diffusion": 22.5},
+                       parameters={"unet": 16_300_000})
+    record.save(tmp_path)
+    assert ArmRecord.load(tmp_path) == record
+
+
+def test_unknown_arm_names_the_arms():
+    assert check_arm("diffusers") == "diffusers"
+    with pytest.raises(ValueError, match="ours, diffusers"):
+        check_arm("bogus")
+
+
+@pytest.mark.parametrize("argv", [["--minutes", "0"], ["--seeds", "0"], ["--threads", "0"]])
+def test_quality_command_refuses_zero(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["quality", *argv])
+    assert stop.value.code == 2
+    assert "must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["bogus", "--minutes", "1", "--out", "x"], ["ours", "--minutes", "0", "--out", "x"]])
+def test_arm_entry_point_refuses_bad_arguments(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        arms.main(argv)
+    assert stop.value.code == 2
+    assert not (tmp_path / "x").exists()  # refused before anything was written
+
+
+def _table(ours: tuple[float, float], diffusers: tuple[float, float]) -> pd.DataFrame:
+    rows = [("ours", *ours), ("diffusers", *diffusers), ("real (train split)", 0.0, 0.01)]
+    return pd.DataFrame([{"arm": arm, "m": (low + high) / 2, "m_ci_low": low, "m_ci_high": high}
+                         for arm, low, high in rows])
+
+
+@pytest.mark.parametrize(("ours", "diffusers", "lower_is_better", "expected"), [
+    ((1.0, 2.0), (3.0, 4.0), True, "ours wins"),           # KID: ours lower, apart
+    ((3.0, 4.0), (1.0, 2.0), True, "diffusers wins"),
+    ((1.0, 3.0), (2.0, 4.0), True, "undecided"),
+    ((3.0, 4.0), (1.0, 2.0), False, "ours wins"),          # CLIP score: ours higher, apart
+    ((1.0, 2.0), (3.0, 4.0), False, "diffusers wins"),
+    ((2.0, 4.0), (1.0, 3.0), False, "undecided"),
+])
+def test_verdict_needs_intervals_apart(ours, diffusers, lower_is_better, expected):
+    assert verdict(_table(ours, diffusers), "m", lower_is_better).startswith(expected)
+
+
+def test_recentred_interval_contains_a_shifted_estimate():
+    # A statistic that every resample shifts far past its spread, as repeated images shift FID: the interval
+    # must still hold the estimate (a percentile interval of these draws lies wholly above it).
+    values = np.random.default_rng(0).normal(size=200)
+
+    def shifted(index: np.ndarray, _: np.ndarray) -> float:
+        return values[index].mean() + 10.0 * (len(np.unique(index)) < len(index))
+
+    interval = recentred_interval(shifted, (200, 200), num_resamples=50)
+    assert interval.low <= interval.estimate <= interval.high
+    assert 0 < interval.width < 1
+
+
+def _blobs(count: int, seed: int, brightness: int = 0) -> torch.Tensor:
+    """uint8 ``[count, 3, 64, 64]``: smooth random colour fields (upsampled 4x4 noise), brightened by
+    ``brightness``."""
+    coarse = torch.rand(count, 3, 4, 4, generator=torch.Generator().manual_seed(seed)) * 160
+    images = torch.nn.functional.interpolate(coarse, size=(64, 64), mode="bilinear", align_corners=False)
+    return (images + brightness).clamp(0, 255).to(torch.uint8)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from ldm_lab.metrics import lab_clip_encoder
+
+    return lab_clip_encoder("cpu")
+
+
+@needs_lab_clip
+def test_score_gives_intervals_around_finite_estimates_and_sees_a_shift(encoder):
+    from ldm_lab.metrics import extract_features
+
+    real_features = extract_features(_blobs(60, seed=0), "lab-clip")
+    captions = ["red apple", "sun", "blue heart"] * 20
+    alike = score(_blobs(60, seed=1), captions, real_features, encoder, num_resamples=20)
+    shifted = score(_blobs(60, seed=1, brightness=90), captions, real_features, encoder, num_resamples=20)
+    for result in (alike, shifted):
+        for metric in ("kid", "fid", "clip_score"):
+            assert math.isfinite(result[metric])
+            assert result[f"{metric}_ci_low"] <= result[metric] <= result[f"{metric}_ci_high"], metric
+        assert (result["num_generated"], result["num_real"]) == (60, 60)
+    assert shifted["kid"] > alike["kid_ci_high"]
+    assert shifted["fid"] > alike["fid_ci_high"]
+
+
+@needs_lab_clip
+def test_held_out_row_scores_real_images_on_their_captions(encoder):
+    from ldm_lab.quality.benchmark import held_out_row
+
+    images, captions = _blobs(8, seed=2), ["red apple", "sun"] * 4
+    row = held_out_row(images, captions, encoder, num_resamples=20)
+    assert row["clip_score_ci_low"] <= row["clip_score"] <= row["clip_score_ci_high"]
+    assert "kid" not in row and row["num_real"] == 8
