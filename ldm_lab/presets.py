@@ -123,7 +123,7 @@ PRESETS.update({p.name: p for p in [
            LAB_PIXEL_UNET.replace(num_classes=DATASETS["fashion_mnist"].num_classes + 1), schedule=Schedule.LINEAR, resolution=(28, 28)),
 ]})
 
-# --- cond: the conditioning lab models (issue 6; their conditioners: ldm_lab.conditioning.presets) ------------
+# --- the conditioning lab models (notebook 04; their conditioners: ldm_lab.conditioning.presets) -------------
 
 LAB_FMNIST_AUTOENCODER = replace(LAB_ABLATION_AUTOENCODER, in_channels=1, out_channels=1, resolution=32)  # KL, f = 4
 # The text-to-image lab models read the shipped lab-clip's text tower, frozen, as Stable Diffusion reads a frozen
@@ -170,9 +170,7 @@ PRESETS.update({p.name: p for p in [
            LAB_ABLATION_AUTOENCODER, resolution=(64, 64)),
 ]})
 
-# --- end of cond's block --------------------------------------------------------------------------------------
-
-# --- compress: the compression ablation (issue 7; LDM §4.1, Tab. 8, Fig. 6; helpers in ldm_lab.compression) ---
+# --- the compression ablation (LDM §4.1, Tab. 8, Fig. 6; helpers in ldm_lab.compression) ---------------------
 #
 # First stages at every downsampling factor f, KL and VQ, for 64x64 emoji: LAB_ABLATION_AUTOENCODER (32 channels
 # at every level, one ResBlock per level) with one level per halving, so that f is what changes.
@@ -236,8 +234,6 @@ PRESETS.update({p.name: p for p in [
              None if f == 1 else lab_first_stage(Regularizer.VQ, f), resolution=(64, 64))
       for f in COMPRESSION_FACTORS),
 ]})
-
-# --- end of compress's block ----------------------------------------------------------------------------------
 
 
 def get_preset(name: str) -> Preset:

@@ -50,6 +50,14 @@ class Embedder(nn.Module):
         return None
 
     @property
+    def pretrained_from(self) -> str | None:
+        """The shipped model its weights come from (a frozen CLIP text tower: "lab-clip"); None: trained here."""
+        return None
+
+    def load_pretrained(self) -> None:
+        """Load the weights of ``pretrained_from``; nothing to do for an embedder trained here."""
+
+    @property
     def device(self) -> torch.device:
         """Where the embedder's parameters live (the CPU for parameter-free embedders)."""
         return next((p.device for p in self.parameters()), torch.device("cpu"))

@@ -184,7 +184,7 @@ class Conditioner(nn.Module):
     def pretrained(self) -> dict[str, Embedder]:
         """The embedders whose weights come from another shipped model (a frozen CLIP text tower), by name."""
         return {name: embedder for name, embedder in self.embedders.items()
-                if getattr(embedder.config, "pretrained", None) is not None}
+                if embedder.pretrained_from is not None}
 
     def load_pretrained(self) -> None:
         """Load every pretrained embedder's weights from its shipped model (a fresh model has random ones)."""

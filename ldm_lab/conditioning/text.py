@@ -128,6 +128,10 @@ class TextEmbedder(Embedder):
     def null_input(self, num: int) -> tuple[list[str]]:
         return ([""] * num,)
 
+    @property
+    def pretrained_from(self) -> str | None:
+        return self.config.pretrained
+
     def load_pretrained(self) -> None:
         """Load the text tower of the shipped CLIP ``config.pretrained`` (checksum-verified). An open_clip
         ``CLIP`` keeps its text tower at the top level (token_embedding, transformer, ln_final, text_projection),

@@ -104,7 +104,7 @@ def export_run(run_dir: Path, command: str, device_words: str, folder: Path | No
     run = load_run(run_dir, device)
     target, name = run.target, run.target.name
     train_config, loss, seconds = training_record(run_dir, run.step)
-    first_stage = getattr(target, "first_stage", None)
+    first_stage = target.first_stage
     metrics = {"train_loss_final": round(loss, 5)} if loss is not None else {}
     metrics |= {key: round(value, 4) for key, value in held_out_scores(run).items()}
     model_config = target.autoencoder if isinstance(target, AutoencoderTarget) else target.model

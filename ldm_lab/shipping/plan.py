@@ -68,7 +68,7 @@ def phase_of(target: TrainTarget) -> int:
 
 def first_stage_of(name: str) -> str | None:
     """The first-stage target a target trains on (None: pixel space, or itself a first stage)."""
-    return getattr(get_target(name), "first_stage", None)
+    return get_target(name).first_stage
 
 
 def with_first_stages(names: Sequence[str], shipped: Collection[str]) -> list[str]:

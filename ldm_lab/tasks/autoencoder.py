@@ -88,6 +88,10 @@ class AutoencoderGAN(nn.Module):
         c = self.loss_config
         return c.disc_weight > 0 and c.disc_factor > 0 and int(self.batches_seen) >= c.disc_start
 
+    def load_pretrained(self) -> None:
+        """Nothing to load: a first stage has no frozen pretrained parts (``LatentDiffusion.load_pretrained``
+        loads a diffusion model's), so a fresh run can call this on any target's model."""
+
 
 def max_adaptive_weight(images: Tensor, regularizer: Regularizer) -> float:
     """LDM's clamp of the adaptive weight, 1e4, in our units. LDM's KL objective sums the reconstruction over

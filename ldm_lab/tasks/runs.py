@@ -133,7 +133,7 @@ def run_config(target: TrainTarget, *, steps: int | None = None, batch_size: int
 
 def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: str | Path | None) -> None:
     """Fresh run: check and load the first stage, write run.json."""
-    needs = getattr(target, "needs_first_stage", False)
+    needs = target.needs_first_stage
     if needs and first_stage is None:
         raise ValueError(
             f"{target.name} trains in the latent space of a first stage, and none was given. Train one first, "
@@ -143,8 +143,7 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: st
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
     if first_stage is not None:
         load_first_stage(model, target, first_stage)
-    if hasattr(model, "load_pretrained"):
-        model.load_pretrained()  # frozen pretrained parts (lab-clip's text tower); a resumed run has them already
+    model.load_pretrained()  # frozen pretrained parts (lab-clip's text tower); a resumed run has them already
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None}
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
@@ -174,7 +173,7 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
     else:
         _start(run_dir, target, model, first_stage)
     data = training_dataset(target.dataset, target.resolution)
-    if getattr(target, "cache_latents", False):
+    if target.cache_latents:
         if existing is not None:
             load_weights(model, existing)  # the first stage that encodes must be the run's own, not a fresh one
         data = LatentCache(model, data)

@@ -9,9 +9,11 @@ presets stay pure architecture). ``steps`` says how long a run is in each profil
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 
 import torch
+from torch import nn
 
 from ldm_lab.data import DATASETS, build_dataset, collate
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
@@ -31,7 +33,7 @@ from ldm_lab.tasks.autoencoder import (
     ldm_first_stage_train_config,
 )
 from ldm_lab.tasks.diffusion import DiffusionTask
-from ldm_lab.training import TrainConfig
+from ldm_lab.training import SamplingTask, TrainConfig
 
 EMOJI_PROMPTS = ("grinning face", "red apple", "cat face", "rocket", "sun", "red heart", "pizza", "dog face",
                  "tree", "car", "ghost", "star", "fire", "banana", "house", "flag of france")
@@ -46,8 +48,36 @@ def cycling_labels(dataset: str, num: int = 16) -> tuple[int, ...]:
     return tuple(i % DATASETS[dataset].num_classes for i in range(num))
 
 
+class TrainTargetBase(ABC):
+    """What every training target has, and what a caller may ask of any of them without checking its kind. The
+    targets below are frozen dataclasses that declare these fields; a default here holds for targets that do not
+    (a first stage trains on no first stage and caches no latents)."""
+
+    name: str                        # what ``ldm-lab train NAME`` and ``get_target`` call it
+    description: str                 # one line, shown in listings and in the error for an unknown name
+    dataset: str                     # a name in ldm_lab.data.DATASETS
+    train: TrainConfig               # defaults; the command line overrides steps, batch size, device, time limit
+    steps: dict[str, int]            # optimizer steps of a run in each profile
+    resolution: tuple[int, int]      # (height, width) of the training images
+    first_stage: str | None = None   # the AutoencoderTarget whose trained run it trains on (None: none)
+    cache_latents: bool = False      # encode the training set with the frozen first stage once, before training
+
+    @property
+    def needs_first_stage(self) -> bool:
+        """A latent model trains on a first stage trained before (the ``first_stage`` target's run)."""
+        return self.first_stage is not None
+
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """The untrained model; its ``load_pretrained()`` fills in frozen pretrained parts (a no-op if it has none)."""
+
+    @abstractmethod
+    def build_task(self) -> SamplingTask:
+        """The training objective, validation and sample grids that ``ldm_lab.training.train`` runs."""
+
+
 @dataclass(frozen=True)
-class DiffusionTarget:
+class DiffusionTarget(TrainTargetBase):
     """A diffusion model of a lab preset: ``LatentDiffusion`` + ``DiffusionTask`` on ``dataset``."""
 
     name: str
@@ -71,11 +101,6 @@ class DiffusionTarget:
     @property
     def resolution(self) -> tuple[int, int]:
         return get_preset(self.model.preset).resolution
-
-    @property
-    def needs_first_stage(self) -> bool:
-        """A latent model trains on a first stage trained before (the ``first_stage`` target's run)."""
-        return self.first_stage is not None
 
     def build_model(self) -> LatentDiffusion:
         return LatentDiffusion(self.model)
@@ -101,8 +126,8 @@ class DiffusionTarget:
 
 
 @dataclass(frozen=True)
-class AutoencoderTarget:
-    """A first stage: ``AutoencoderGAN`` + ``AutoencoderTask`` on ``dataset``."""
+class AutoencoderTarget(TrainTargetBase):
+    """A first stage: ``AutoencoderGAN`` + ``AutoencoderTask`` on ``dataset`` (trained on no first stage)."""
 
     name: str
     description: str
@@ -165,7 +190,7 @@ TARGETS: dict[str, TrainTarget] = {t.name: t for t in [
                       crop=32),
 ]}
 
-# --- compress: the compression ablation (issue 7; LDM §4.1, Tab. 8, Fig. 6) ----------------------------------
+# --- the compression ablation (LDM §4.1, Tab. 8, Fig. 6): first stages per regulariser and f, and LDM-f --------
 # Every lab first stage of the ablation trains with LDM's objective and optimiser (its GAN weight per regulariser).
 # LDM-{1..32} share one setup (steps, batch, schedule, sampler), so only f differs, and keep all their checkpoints:
 # Fig. 6 measures FID against training steps. They are class-conditional; their sample grids and FIDs draw without
@@ -206,9 +231,7 @@ TARGETS.update({t.name: t for t in [
     *(_ablation_ldm(f) for f in COMPRESSION_FACTORS),
 ]})
 
-# --- end of compress's block ----------------------------------------------------------------------------------
-
-# --- cond: the conditioning models of issue 6 (notebook 04) and the Fashion-MNIST first stage ----------------------
+# --- the conditioning models (notebook 04) and the Fashion-MNIST first stage -----------------------------------
 
 _CONDITIONED_TRAIN = replace(_LATENT_TRAIN, batch_size=64)  # tiny U-Nets: a GPU step is cheap, batches can be big
 # The Shapes models still decode through the ablation's KL-f4, trained on emoji (their presets name its
@@ -239,8 +262,6 @@ TARGETS.update({t.name: t for t in [
                     LatentDiffusionConfig("lab-sdxl"), DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0),
                     _CONDITIONED_TRAIN, first_stage=SHAPES_FIRST_STAGE),
 ]})
-
-# --- end of cond's block ------------------------------------------------------------------------------------------
 
 
 def get_target(name: str) -> TrainTarget:
