@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
-from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ldm_lab.device import resolve_device
+from ldm_lab.training.accelerate_state import forget_single_process_state
 from ldm_lab.training.checkpoint import (
     EMA_FILE, MODEL_FILE, atomic_write_text, checkpoint_path, latest_checkpoint, load_checked,
     optimizer_state_from_safe, optimizer_state_to_safe, prune_checkpoints, read_trainer_state, run_dir_lock,
@@ -77,7 +77,7 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
     if config.mixed_precision == "fp16" and device.type not in ("cuda", "mps"):
         raise ValueError(f"mixed_precision='fp16' needs a CUDA or MPS device, but training runs on {device.type}; "
                          "use mixed_precision='bf16' (autocast on CPU and recent GPUs) or 'no'.")
-    _forget_single_process_accelerator_state(config.mixed_precision, cpu=device.type == "cpu")
+    forget_single_process_state(config.mixed_precision, cpu=device.type == "cpu")
     accelerator = Accelerator(
         cpu=device.type == "cpu", mixed_precision=config.mixed_precision,
         gradient_accumulation_steps=config.grad_accum_steps,
@@ -86,20 +86,6 @@ def make_accelerator(config: TrainConfig) -> Accelerator:
         raise ValueError(f"asked to train on {device}, but accelerate chose {accelerator.device}. Pick GPUs with "
                          "CUDA_VISIBLE_DEVICES, or set TrainConfig.device=None to take the default.")
     return accelerator
-
-
-def _forget_single_process_accelerator_state(mixed_precision: str, cpu: bool) -> None:
-    """accelerate keeps one process-wide state and refuses a second ``Accelerator`` with other settings.
-    A notebook may train a classifier in fp32 and then a U-Net in bf16, so outside a distributed launch
-    (where nothing else can depend on it) a stale state is dropped."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return
-    state = AcceleratorState._shared_state
-    if not state:
-        return
-    other_device = cpu and getattr(state.get("device"), "type", "cpu") != "cpu"
-    if state.get("_mixed_precision") != mixed_precision or other_device:
-        AcceleratorState._reset_state(reset_partial_state=True)
 
 
 class Trainer:
