@@ -7,6 +7,12 @@ positions in the vocabulary, and one padding token after them fills the sequence
 LDM Tab. 17, so at most 30 boxes). A transformer encoder turns the tokens into the context. A layout without
 boxes is all padding: the unconditional layout.
 
+Cosmetic differences with the official code: LDM's layout models tokenise with taming-transformers'
+``ObjectsBoundingBoxConditionalBuilder``, which orders each triple (c, l, b), class first, and can append two
+tokens of the crop window after the objects; ours keeps the paper's (l, b, c) order and has no crop tokens (Shapes
+scenes are never cropped). The encoder learns its position embeddings, so the order within a triple only
+renames what it learns.
+
 Boxes are (top, left, bottom, right) in [0, 1], as the Shapes dataset gives them; a batch holds a list of
 (n_i, 4) boxes and a list of (n_i,) labels (``ldm_lab.data.collate`` keeps ragged fields as lists).
 """

@@ -6,6 +6,11 @@ size (h / f, w / f). Area averaging rather than nearest: a latent cell then hold
 the pixels it stands for, so a small shape or a thin edge still shows up instead of vanishing between sampled
 pixels (LDM's ``SpatialRescaler`` does the same by repeated bilinear halving). The unconditional map is zeros
 (no class anywhere), not "background everywhere".
+
+A difference with the official code: LDM's semantic-synthesis config gives ``SpatialRescaler`` an
+``out_channels``, so a learned 1x1 convolution maps its 182 COCO-Stuff classes to 3 channels before the
+concatenation; we concatenate the one-hot fractions themselves (Shapes has only 6 classes), and the embedder has
+no parameters.
 """
 
 from __future__ import annotations

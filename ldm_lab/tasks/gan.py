@@ -23,8 +23,11 @@ from torch.func import functional_call
 
 class PatchDiscriminator(nn.Module):
     """pix2pix's PatchGAN (Isola et al. 2017, §3.2.2), as LDM's ``NLayerDiscriminator``: strided 4x4 convs that
-    give one real/fake logit per overlapping patch, ``(b, 1, h', w')``. GroupNorm replaces BatchNorm, so the
-    discriminator holds no running statistics that the generator's pass would also update."""
+    give one real/fake logit per overlapping patch, ``(b, 1, h', w')``. Two differences with LDM's (taming's
+    ``NLayerDiscriminator``), neither in the architecture's shape: GroupNorm replaces BatchNorm, so the
+    discriminator holds no running statistics that the generator's pass would also update; and the layers keep
+    PyTorch's default initialisation, where taming's ``weights_init`` draws conv weights from N(0, 0.02) and
+    norm scales from N(1, 0.02)."""
 
     def __init__(self, in_channels: int = 3, width: int = 64, num_layers: int = 3) -> None:
         super().__init__()
