@@ -8,6 +8,7 @@
     ldm-lab sample RUN_DIR [--prompt TEXT | --class N] ...          draw a grid of images from a run
     ldm-lab eval RUN_DIR [--num-samples N] [--feature-space ...]    FID/KID (or PSNR/SSIM/rFID) -> eval.csv
     ldm-lab bench [TARGET ...] [--device ...] [--batch-size N]      train/sample throughput -> bench.csv
+    ldm-lab quality [--minutes M] [--threads T] [--seeds S]        our recipe vs diffusers' at equal minutes
     ldm-lab ship [TARGET ... | --all] [--device D] [--jobs N] [--budget-s S]  train + ship -> data/checkpoints
 """
 
@@ -156,6 +157,11 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
                        help="stop after S seconds, checkpointed (continue later with --resume)")
     train.add_argument("--first-stage", default=None, metavar="RUN_DIR",
                        help="latent targets: the lab-autoencoder run whose autoencoder to train on")
+    train.add_argument("--init-from", default=None, metavar="RUN_DIR",
+                       help="start from the weights of another run of TARGET (or its shipped model): fine-tuning")
+    train.add_argument("--freeze-encoder", action="store_true",
+                       help="first stages: train the decoder only, so the latent space (and any diffusion model "
+                            "trained on it) stays valid")
     _add_device_argument(train)
     train.set_defaults(func=_train)
 
@@ -169,7 +175,8 @@ def _train(args: argparse.Namespace) -> int:
     config = run_config(get_target(args.target), steps=args.steps, batch_size=args.batch_size, device=args.device,
                         time_limit_s=args.time_limit)
     out = args.out or str(runs_dir() / args.target)
-    result = train_target(args.target, out, config, resume=args.resume, first_stage=args.first_stage)
+    result = train_target(args.target, out, config, resume=args.resume, first_stage=args.first_stage,
+                          init_from=args.init_from, freeze_encoder=args.freeze_encoder)
     metrics = read_metrics(out)
     summary = (f", loss {metrics[-1]['loss']:.4g}, {metrics[-1]['samples_per_s']:.1f} samples/s, "
                f"{metrics[-1]['elapsed_s']:.0f} s in all" if metrics else "")
@@ -356,6 +363,37 @@ def _ship(args: argparse.Namespace) -> int:
 # ---- end of ship ------------------------------------------------------------------------------------------------
 
 
+def _add_quality_command(sub: argparse._SubParsersAction) -> None:
+    quality = sub.add_parser("quality", help="time to quality: the emoji pipeline trained with our CPU recipe and "
+                             "with diffusers' untuned one for the same minutes, side by side, scored alike "
+                             "-> time_to_quality.csv")
+    quality.add_argument("--minutes", type=positive_float, default=60.0, help="training minutes of each arm")
+    quality.add_argument("--threads", type=positive_int, default=1, help="torch threads of each arm (they run "
+                         "at once: 2 arms x 1 thread fill 2 cores)")
+    quality.add_argument("--seeds", type=positive_int, default=1, help="images per held-out caption")
+    quality.add_argument("--out", default=None, help="the arms' folder (default build/runs/quality); finished "
+                         "arms there are reused")
+    quality.add_argument("--first-stage", default=None, metavar="RUN_DIR", help="ours: a lab-autoencoder run "
+                         "trained before; its recorded seconds count against the minutes")
+    quality.add_argument("--figure", default=None, help="the fixed-prompt grid (default figures/time_to_quality.png)")
+    quality.set_defaults(func=_quality)
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ldm_lab.paths import figures_dir
+    from ldm_lab.quality.benchmark import QualityConfig, run_benchmark, verdict
+
+    config = QualityConfig(minutes=args.minutes, threads=args.threads, seeds=args.seeds,
+                           out=Path(args.out) if args.out else None,
+                           first_stage=Path(args.first_stage) if args.first_stage else None)
+    table = run_benchmark(config, figure=Path(args.figure) if args.figure else figures_dir() / "time_to_quality.png")
+    for metric, lower in (("kid", True), ("fid", True), ("clip_score", False)):
+        print(f"{metric}: {verdict(table, metric, lower)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ldm-lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -367,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_command(sub)
     _add_eval_command(sub)
     _add_bench_command(sub)
+    _add_quality_command(sub)
     _add_ship_command(sub)
     return parser
 

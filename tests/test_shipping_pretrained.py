@@ -15,7 +15,7 @@ def test_shipped_text_models_leave_out_the_frozen_text_tower_and_the_first_stage
 
 
 def test_a_fresh_run_starts_from_lab_clips_text_tower(tmp_path):
-    from ldm_lab.tasks.runs import _start
+    from ldm_lab.tasks.runs import RunStart, _start
 
     target = get_target("lab-sdxl")
     model = target.build_model()
@@ -26,7 +26,7 @@ def test_a_fresh_run_starts_from_lab_clips_text_tower(tmp_path):
 
     train_target(first_stage.name, first_stage_dir, TrainConfig(steps=1, batch_size=2, checkpoint_every=1,
                                                                  sample_every=0, device="cpu"))
-    _start(tmp_path / "run", target, model, first_stage_dir)
+    _start(tmp_path / "run", target, model, RunStart(first_stage=first_stage_dir))
     clip, _ = load_checkpoint("lab-clip")
     tower = model.conditioner.embedders["text"].encoder.tower
     torch.testing.assert_close(tower.token_embedding.weight, clip["token_embedding.weight"])

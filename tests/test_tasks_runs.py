@@ -46,7 +46,8 @@ def test_latent_scale_is_measured_once_and_survives_resume(first_stage_run, tmp_
     assert steps == [1, 2]
     # Step 2 trained on another batch: a scale re-measured after resuming would differ from the first.
     assert load_run(run_dir).model.latent_scale.item() == first
-    assert read_run_record(run_dir) == {"target": "lab-emoji", "first_stage": str(first_stage_run)}
+    assert read_run_record(run_dir) == {"target": "lab-emoji", "first_stage": str(first_stage_run), "init_from": None,
+                                        "freeze_encoder": False}
 
 
 def test_the_first_stage_weights_are_copied_into_the_latent_run(first_stage_run, tmp_path):
@@ -79,3 +80,31 @@ def test_shapes_target_trains_on_captioned_scenes_with_the_emoji_first_stage(fir
     train_target("lab-shapes", run_dir, tiny_config("lab-shapes", 1), first_stage=first_stage_run)
     run = load_run(run_dir)
     assert run.target.dataset == "shapes" and run.model.condition_keys == ("caption",)
+
+
+def test_init_from_with_a_frozen_encoder_fine_tunes_the_decoder_only(first_stage_run, tmp_path):
+    """SD's ft-MSE/ft-EMA decoders: start from a trained first stage, keep its encoder (the latent space)."""
+    run_dir = tmp_path / "decoder"
+    train_target("lab-autoencoder", run_dir, tiny_config("lab-autoencoder", 2), init_from=first_stage_run,
+                 freeze_encoder=True)
+    before, after = load_run(first_stage_run, ema=False).model, load_run(run_dir, ema=False).model
+    for part in ("encoder", "quant_conv"):
+        for (name, old), new in zip(getattr(before.autoencoder, part).state_dict().items(),
+                                    getattr(after.autoencoder, part).state_dict().values()):
+            assert torch.equal(old, new), f"{part}.{name} changed"
+    assert any(not torch.equal(old, new) for old, new in zip(before.autoencoder.decoder.state_dict().values(),
+                                                             after.autoencoder.decoder.state_dict().values()))
+    assert read_run_record(run_dir)["freeze_encoder"] is True
+    # a resume freezes again (run.json remembers it): the encoder still does not move
+    train_target("lab-autoencoder", run_dir, tiny_config("lab-autoencoder", 3), resume=True)
+    resumed = load_run(run_dir, ema=False).model
+    assert all(torch.equal(a, b) for a, b in zip(before.autoencoder.encoder.state_dict().values(),
+                                                 resumed.autoencoder.encoder.state_dict().values()))
+
+
+def test_init_from_refuses_a_run_of_another_target_and_freezing_a_diffusion_model(first_stage_run, tmp_path):
+    with pytest.raises(ValueError, match="--init-from takes a run of the target being trained"):
+        train_target("lab-kl-f4", tmp_path / "other", tiny_config("lab-kl-f4", 1), init_from=first_stage_run)
+    with pytest.raises(ValueError, match="--freeze-encoder fine-tunes a first stage's decoder"):
+        train_target("lab-emoji", tmp_path / "frozen", tiny_config("lab-emoji", 1), first_stage=first_stage_run,
+                     freeze_encoder=True)

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.data.materialise import training_dataset
+from ldm_lab.models import LatentDiffusion
 from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.diffusion import generate
 from ldm_lab.tasks.runs import load_run, run_config, train_target
@@ -140,7 +141,13 @@ def arm_images(arm: str, out: Path, captions: Sequence[str], seed: int, guidance
         trained = diffusers_arm.load(out)
         return diffusers_arm.generate(trained, list(captions), seed, steps=steps, guidance_scale=guidance_scale,
                                       batch_size=batch_size)
-    model = load_run(out / OUR_MODEL).model
+    return prompt_images(load_run(out / OUR_MODEL).model, captions, seed, guidance_scale, steps, batch_size)
+
+
+@torch.no_grad()
+def prompt_images(model: LatentDiffusion, captions: Sequence[str], seed: int, guidance_scale: float,
+                  steps: int = 20, batch_size: int = 64) -> Tensor:
+    """One image per caption from a text-to-image model (DPM-Solver++, CFG), noise from one seeded CPU generator."""
     generator = torch.Generator().manual_seed(seed)
     return torch.cat([generate(model, prompts=list(captions[i:i + batch_size]), steps=steps,
                                guidance_scale=guidance_scale, generator=generator)

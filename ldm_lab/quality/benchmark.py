@@ -34,7 +34,8 @@ from ldm_lab.data import build_dataset, collate, held_out_sample
 from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_features, fid_from_features,
                              kid_from_features, lab_clip_encoder, mean_interval, to_uint8)
 from ldm_lab.paths import git_commit, results_dir, runs_dir
-from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images
+from ldm_lab.models import LatentDiffusion
+from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
 
 FEATURE_SPACE = "lab-clip"
 TABLE = "time_to_quality.csv"
@@ -189,6 +190,25 @@ def arm_row(arm: str, record: ArmRecord, config: QualityConfig, captions: Sequen
             "first_stage_images_per_s": record.images_per_second.get("first_stage"),
             "sample_s_per_image": seconds_per_image, "guidance_scale": config.guidance[arm],
             "sampling_steps": config.sampling_steps, "parameters": sum(record.parameters.values())}
+
+
+MODEL_TABLE = "text_to_image_scores.csv"
+
+
+def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, guidance_scale: float = 3.0,
+                 sampling_steps: int = 20, num_resamples: int = 200) -> dict:
+    """A shipped text-to-image model scored as its bars are stated: one image per held-out caption and seed (seed
+    s for the s-th repeat), at ``guidance_scale``, against the held-out emoji: KID, FID, CLIP score with intervals."""
+    real, captions = held_out_captions(seeds)
+    per_seed, start = len(captions) // seeds, time.perf_counter()
+    images = torch.cat([prompt_images(model, captions[s * per_seed:(s + 1) * per_seed], s, guidance_scale,
+                                      sampling_steps) for s in range(seeds)])
+    seconds_per_image = (time.perf_counter() - start) / len(images)
+    row = score(to_uint8(images.cpu()), captions, extract_features(real, FEATURE_SPACE), lab_clip_encoder(),
+                num_resamples)
+    return {"model": name, **row, "seeds": seeds, "guidance_scale": guidance_scale, "sampling_steps": sampling_steps,
+            "sample_s_per_image": seconds_per_image, "threads": torch.get_num_threads(),
+            "feature_space": FEATURE_SPACE, "git_commit": git_commit()}
 
 
 def grid_images(config: QualityConfig, prompts: Sequence[str] = GRID_PROMPTS) -> dict[str, Tensor]:

@@ -82,6 +82,14 @@ class AutoencoderGAN(nn.Module):
         self.discriminator = PatchDiscriminator(autoencoder.out_channels, loss.disc_width, loss.disc_layers)
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
 
+    def freeze_encoder(self) -> AutoencoderGAN:
+        """Train the decoder (and the discriminator) only: the encoder and its quant conv keep their weights, so
+        the latent space a diffusion model was trained on stays valid. Stable Diffusion's improved VAEs
+        (sd-vae-ft-mse / ft-ema, Stability AI 2022) fine-tuned their decoders this way."""
+        self.autoencoder.encoder.requires_grad_(False)
+        self.autoencoder.quant_conv.requires_grad_(False)
+        return self
+
     @property
     def adversarial(self) -> bool:
         """Whether the GAN terms are on for the current batch."""

@@ -131,8 +131,18 @@ def run_config(target: TrainTarget, *, steps: int | None = None, batch_size: int
     return replace(target.train, **overrides)
 
 
-def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: str | Path | None) -> None:
-    """Fresh run: check and load the first stage, write run.json."""
+@dataclass(frozen=True)
+class RunStart:
+    """How a fresh run starts besides its target's defaults (recorded in run.json, so a resume does the same)."""
+
+    first_stage: str | Path | None = None  # latent targets: the trained first stage to encode and decode with
+    init_from: str | Path | None = None    # start from the weights of another run of the same target (fine-tuning)
+    freeze_encoder: bool = False           # first stages: train the decoder only, keeping the latent space
+
+
+def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart) -> None:
+    """Fresh run: check and load the first stage (and the weights to start from), write run.json."""
+    first_stage = start.first_stage
     needs = target.needs_first_stage
     if needs and first_stage is None:
         raise ValueError(
@@ -143,24 +153,46 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, first_stage: st
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
     if first_stage is not None:
         load_first_stage(model, target, first_stage)
+    if start.init_from is not None:
+        _load_initial_weights(model, target, start.init_from)
     model.load_pretrained()  # frozen pretrained parts (lab-clip's text tower); a resumed run has them already
     run_dir.mkdir(parents=True, exist_ok=True)
-    record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None}
+    record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None,
+              "init_from": str(start.init_from) if start.init_from is not None else None,
+              "freeze_encoder": start.freeze_encoder}
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
+def _load_initial_weights(model: nn.Module, target: TrainTarget, init_from: str | Path) -> None:
+    """The newest raw weights of another run of ``target`` (or its shipped model), for fine-tuning."""
+    source = load_run(init_from, ema=False)
+    if source.target.name != target.name:
+        raise ValueError(f"{init_from} trained {source.target.name}, not {target.name}: --init-from takes a run of "
+                         "the target being trained (same architecture).")
+    model.load_state_dict(source.model.state_dict())
+
+
+def _apply_freezing(model: nn.Module, target: TrainTarget, run_dir: Path) -> None:
+    if read_run_record(run_dir).get("freeze_encoder"):
+        if not isinstance(target, AutoencoderTarget):
+            raise ValueError(f"--freeze-encoder fine-tunes a first stage's decoder; {target.name} is not a first "
+                             "stage.")
+        model.freeze_encoder()
+
+
 def train_target(name: str, run_dir: str | Path, config: TrainConfig, *, resume: bool = False,
-                 first_stage: str | Path | None = None) -> TrainResult:
+                 first_stage: str | Path | None = None, init_from: str | Path | None = None,
+                 freeze_encoder: bool = False) -> TrainResult:
     """Train target ``name`` into ``run_dir`` (``resume``: continue its newest checkpoint). The run directory is
     locked from before ``run.json`` is written to the end of training: a second process training into it gets
     :class:`~ldm_lab.training.checkpoint.RunDirLockedError` instead of mixing its run into this one."""
     target, run_dir = get_target(name), Path(run_dir)
     with run_dir_lock(run_dir):
-        return _train_locked(target, run_dir, config, resume, first_stage)
+        return _train_locked(target, run_dir, config, resume, RunStart(first_stage, init_from, freeze_encoder))
 
 
 def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resume: bool,
-                  first_stage: str | Path | None) -> TrainResult:
+                  start: RunStart) -> TrainResult:
     name = target.name
     model, existing = target.build_model(), latest_checkpoint(run_dir)
     if existing is not None and not resume:
@@ -171,7 +203,8 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
         if recorded != name:
             raise ValueError(f"{run_dir} is a {recorded} run; resume it with `ldm-lab train {recorded} --resume`.")
     else:
-        _start(run_dir, target, model, first_stage)
+        _start(run_dir, target, model, start)
+    _apply_freezing(model, target, run_dir)
     data = training_dataset(target.dataset, target.resolution)
     if target.cache_latents:
         if existing is not None:
