@@ -105,10 +105,19 @@ def train_ours(minutes: float, out: Path, first_stage_share: float = 0.33,
 
 
 
+def _diffusers_arm():
+    """``ldm_lab.quality.diffusers_arm``, imported where it is used: diffusers is a test-extra dependency."""
+    try:
+        from ldm_lab.quality import diffusers_arm
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(f"the diffusers arm of the benchmark needs {error.name}: install the test extra, "
+                                  "`pip install -e '.[test]'` (make setup does).") from None
+    return diffusers_arm
+
+
 def train_diffusers(minutes: float, out: Path, vae_share: float = 0.2) -> ArmRecord:
     """diffusers' arm for ``minutes`` (its VAE for ``vae_share`` of them), saved into ``out``."""
-    from ldm_lab.quality import diffusers_arm  # diffusers is imported only by the arm that uses it
-
+    diffusers_arm = _diffusers_arm()
     arm = diffusers_arm.train(training_dataset("emoji", (64, 64)), minutes, vae_share=vae_share, checkpoint_dir=out)
     diffusers_arm.save(arm, out)
     counts = diffusers_arm.parameter_counts(arm)
@@ -136,8 +145,7 @@ def arm_images(arm: str, out: Path, captions: Sequence[str], seed: int, guidance
                batch_size: int = 64) -> Tensor:
     """One image per caption from a trained arm, in [-1, 1]; noise from one seeded CPU generator."""
     if check_arm(arm) == "diffusers":
-        from ldm_lab.quality import diffusers_arm
-
+        diffusers_arm = _diffusers_arm()
         trained = diffusers_arm.load(out)
         return diffusers_arm.generate(trained, list(captions), seed, steps=steps, guidance_scale=guidance_scale,
                                       batch_size=batch_size)
