@@ -38,7 +38,7 @@ from ldm_lab.models import LatentDiffusion
 from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
 
 FEATURE_SPACE = "lab-clip"
-TABLE = "time_to_quality.csv"
+TABLE = "time_to_quality"  # data/results/time_to_quality.csv (ldm_lab.metrics.read_csv names tables so)
 GRID_PROMPTS = ("red apple", "grinning face", "red heart", "sun", "blue heart", "green apple", "cat face", "pizza",
                 "dog face", "rocket", "fire", "banana", "house", "star", "ghost", "tree")
 
@@ -192,7 +192,7 @@ def arm_row(arm: str, record: ArmRecord, config: QualityConfig, captions: Sequen
             "sampling_steps": config.sampling_steps, "parameters": sum(record.parameters.values())}
 
 
-MODEL_TABLE = "text_to_image_scores.csv"
+MODEL_TABLE = "text_to_image_scores"  # data/results/text_to_image_scores.csv
 
 
 def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, guidance_scale: float = 3.0,
@@ -231,7 +231,7 @@ def run_benchmark(config: QualityConfig, report: Callable[[str], None] = print,
     rows.append(held_out_row(real, captions[:len(real)], encoder, config.num_resamples))
     table = pd.DataFrame(rows).assign(feature_space=FEATURE_SPACE, seeds=config.seeds, git_commit=git_commit(),
                                       cpu_threads_total=os.cpu_count())
-    path = (table_folder or results_dir()) / TABLE
+    path = (table_folder or results_dir()) / f"{TABLE}.csv"
     table.to_csv(path, mode="a", header=not path.exists(), index=False)
     report(table[["arm", "kid", "kid_ci_low", "kid_ci_high", "fid", "clip_score", "clip_score_ci_low",
                   "clip_score_ci_high"]].to_string(index=False))
