@@ -1,9 +1,11 @@
 """Two processes writing into the same place: the shipped manifest keeps every entry and stays valid JSON, and a
 second trainer on a run directory another process trains in is refused."""
 
+import contextlib
 import json
 import multiprocessing
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,24 +54,31 @@ def _hold_run_dir(run_dir: str, locked: multiprocessing.Event, release: multipro
         release.wait(timeout=60)
 
 
+@contextlib.contextmanager
+def held_by_another_process(run_dir: Path) -> Iterator[None]:
+    """While inside, a spawned process holds ``run_dir``'s training lock."""
+    context = multiprocessing.get_context("spawn")
+    locked, release = context.Event(), context.Event()
+    holder = context.Process(target=_hold_run_dir, args=(str(run_dir), locked, release))
+    holder.start()
+    try:
+        assert locked.wait(timeout=60)
+        yield
+    finally:
+        release.set()
+        holder.join(timeout=60)
+
+
 def _mse(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
     return model(batch).pow(2).mean()
 
 
 def test_a_second_trainer_on_a_run_directory_another_process_trains_in_is_refused(tmp_path):
-    context = multiprocessing.get_context("spawn")
-    locked, release = context.Event(), context.Event()
-    holder = context.Process(target=_hold_run_dir, args=(str(tmp_path), locked, release))
-    holder.start()
-    try:
-        assert locked.wait(timeout=60)
+    with held_by_another_process(tmp_path):
         config = TrainConfig(steps=2, batch_size=2, device="cpu", ema_decay=0, log_every=1)
         with pytest.raises(RunDirLockedError, match="another process is training in"):
             train(nn.Linear(3, 3), _mse, torch.randn(8, 3), config, tmp_path)
         assert not (tmp_path / "config.json").exists() and not list_checkpoints(tmp_path)
-    finally:
-        release.set()
-        holder.join(timeout=60)
     # Once the first process is gone, the directory is free again.
     config = TrainConfig(steps=2, batch_size=2, device="cpu", ema_decay=0, log_every=1)
     assert train(nn.Linear(3, 3), _mse, torch.randn(8, 3), config, tmp_path).step == 2
@@ -94,15 +103,7 @@ def test_atomic_text_writes_use_a_temporary_file_of_their_own(tmp_path):
 def test_a_second_ldm_lab_train_into_a_busy_out_folder_exits_2_and_says_why(tmp_path, capsys):
     from ldm_lab.cli import main
 
-    context = multiprocessing.get_context("spawn")
-    locked, release = context.Event(), context.Event()
-    holder = context.Process(target=_hold_run_dir, args=(str(tmp_path), locked, release))
-    holder.start()
-    try:
-        assert locked.wait(timeout=60)
+    with held_by_another_process(tmp_path):
         assert main(["train", "lab-class", "--steps", "1", "--out", str(tmp_path), "--device", "cpu"]) == 2
         assert "another process is training in" in capsys.readouterr().err
         assert not (tmp_path / "run.json").exists()
-    finally:
-        release.set()
-        holder.join(timeout=60)
