@@ -14,7 +14,8 @@ from ldm_lab.cli import main as cli_main
 from ldm_lab.evaluation_models.shipped import read_manifest
 from ldm_lab.quality import arms
 from ldm_lab.quality.arms import ArmRecord, check_arm
-from ldm_lab.quality.benchmark import QualityConfig, recentred_interval, score, verdict
+from ldm_lab.metrics import recentred_interval
+from ldm_lab.quality.benchmark import QualityConfig, score, verdict
 
 needs_lab_clip = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")
 

@@ -11,7 +11,7 @@
 """
 
 from ldm_lab.metrics.adherence import guidance_sweep, layout_adherence, mask_adherence
-from ldm_lab.metrics.bootstrap import Interval, bootstrap_interval, mean_interval
+from ldm_lab.metrics.bootstrap import Interval, bootstrap_interval, mean_interval, recentred_interval
 from ldm_lab.metrics.clip_score import (CLIP_SCORE_SCALE, DualEncoder, clip_score, clip_scores, lab_clip_encoder,
                                         openclip_encoder)
 from ldm_lab.metrics.corruptions import add_noise, blur
@@ -30,6 +30,6 @@ __all__ = [
     "bootstrap_interval", "clip_score", "clip_scores", "extract_features", "fid_from_features", "fid_interval",
     "fidelity_metrics", "fidelity_records", "guidance_sweep", "inception_available", "inception_weights",
     "kid_from_features", "lab_clip_encoder", "layout_adherence", "mask_adherence",
-    "mean_interval", "openclip_encoder", "precision_recall_from_features", "psnr", "read_csv",
+    "mean_interval", "recentred_interval", "openclip_encoder", "precision_recall_from_features", "psnr", "read_csv",
     "register_feature_extractors", "retrieval_accuracy", "rfid", "ssim", "to_frame", "to_uint8",
 ]

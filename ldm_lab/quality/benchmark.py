@@ -25,14 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
 from ldm_lab.data import build_dataset, collate, held_out_sample
 from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_features, fid_from_features,
-                             kid_from_features, lab_clip_encoder, mean_interval, to_uint8)
+                             kid_from_features, lab_clip_encoder, mean_interval, recentred_interval, to_uint8)
 from ldm_lab.paths import git_commit, results_dir, runs_dir
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
@@ -96,34 +95,14 @@ def train_arms(config: QualityConfig, report: Callable[[str], None] = print) -> 
 KID_SUBSETS = 10  # KID subsets per evaluation (each the smaller set's size: with 354 against 354, the whole sets)
 
 
-def recentred_interval(statistic: Callable[[np.ndarray, np.ndarray], float], sizes: tuple[int, int],
-                       num_resamples: int, confidence: float = 0.95, seed: int = 0) -> Interval:
-    """Bootstrap interval of a two-set statistic (FID, KID): the resamples' percentile spread around their
-    median, placed around the estimate.
-
-    Resampling with replacement repeats images, and repeats shift FID and KID upward (fewer distinct images
-    per set; in KID's within-set mean a repeat is a pair at distance 0); at 354 against 354 lab-clip features FID's shift is larger than its whole spread, so
-    every resample lies above the estimate and no percentile interval, bias-corrected or not, contains it.
-    The spread is what the interval is for; the shift is an artefact of the repeats and is dropped."""
-    if num_resamples < 2 or min(sizes) < 2:
-        raise ValueError(f"need num_resamples >= 2 (got {num_resamples}) and at least 2 samples per set (got "
-                         f"sizes {sizes}).")
-    rng = np.random.default_rng(seed)
-    estimate = float(statistic(*(np.arange(n) for n in sizes)))
-    draws = np.array([statistic(*(rng.integers(0, n, n) for n in sizes)) for _ in range(num_resamples)], float)
-    low, median, high = np.quantile(draws, [(1 - confidence) / 2, 0.5, (1 + confidence) / 2])
-    return Interval(estimate, estimate - float(median - low), estimate + float(high - median), confidence,
-                    num_resamples)
-
-
-def kid_interval(real: Tensor, generated: Tensor, num_resamples: int, seed: int = 0) -> Interval:
+def recentred_kid(real: Tensor, generated: Tensor, num_resamples: int, seed: int = 0) -> Interval:
     """KID (``KID_SUBSETS`` subsets) and its recentred bootstrap interval."""
     return recentred_interval(lambda r, g: kid_from_features(real[r], generated[g], subsets=KID_SUBSETS)[0],
                               (len(real), len(generated)), num_resamples, seed=seed)
 
 
-def fid_interval(real: Tensor, generated: Tensor, num_resamples: int, seed: int = 0) -> Interval:
-    """FID and its recentred bootstrap interval."""
+def recentred_fid(real: Tensor, generated: Tensor, num_resamples: int, seed: int = 0) -> Interval:
+    """FID and its recentred bootstrap interval (``ldm_lab.metrics.fid_interval`` is the plain bootstrap's)."""
     return recentred_interval(lambda r, g: fid_from_features(real[r], generated[g]), (len(real), len(generated)),
                               num_resamples, seed=seed)
 
@@ -133,8 +112,8 @@ def score(images: Tensor, captions: Sequence[str], real_features: Tensor, encode
     """KID, FID (lab-clip features, against ``real_features``) and CLIP score of uint8 ``images`` drawn for
     ``captions``, each with a bootstrap 95 % interval (``<metric>_ci_low`` / ``<metric>_ci_high``)."""
     features = extract_features(images, FEATURE_SPACE)
-    kid = kid_interval(real_features, features, num_resamples)
-    fid = fid_interval(real_features, features, num_resamples)
+    kid = recentred_kid(real_features, features, num_resamples)
+    fid = recentred_fid(real_features, features, num_resamples)
     clip = mean_interval(clip_scores(images, list(captions), encoder).numpy(), num_resamples=num_resamples)
     return {"kid": kid.estimate, "kid_ci_low": kid.low, "kid_ci_high": kid.high,
             "fid": fid.estimate, "fid_ci_low": fid.low, "fid_ci_high": fid.high,
