@@ -15,12 +15,14 @@ from ldm_lab.compression import (
     append_rows,
     best_balance,
     check_conclusions,
+    kl_ahead_of_vq,
     evaluate_first_stage,
     generate_images,
     lab_first_stage,
     large_factor_stalls,
     latent_scale,
     measure_throughput,
+    order,
     pixel_model_behind,
     pixel_model_slow,
     reconstruct,
@@ -29,11 +31,11 @@ from ldm_lab.compression import (
     sample_quality,
     validation_batch,
 )
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import psnr
 from ldm_lab.nn.autoencoder import Autoencoder, Regularizer
 from ldm_lab.nn.distributions import DiagonalGaussian
 from ldm_lab.tasks import get_target
-from ldm_lab.tasks.evaluate import SamplingSettings
 
 
 @pytest.fixture(scope="module")
@@ -189,10 +191,48 @@ def test_comparison_uses_the_last_step_every_model_reached():
 
 
 def test_reconstruction_trend_verdicts():
-    rows = [{"regularizer": r, "f": f, "psnr": 40 - 3 * i + (5 if (r, f) == ("vq", 16) else 0)}
-            for r in ("kl", "vq") for i, f in enumerate((1, 2, 4, 8, 16, 32))]
+    rows = [{"regularizer": r, "f": f, "psnr": 40 - 3 * i + (5 if (r, f) == ("vq", 16) else 0), "psnr_std": 1.0,
+             "num_samples": 100} for r in ("kl", "vq") for i, f in enumerate((1, 2, 4, 8, 16, 32))]
     kl, vq = reconstruction_falls_with_f(pd.DataFrame(rows))
-    assert kl.holds and not vq.holds and "f=8 31 < f=16 33" in vq.evidence
+    assert kl.holds and vq.holds is False and "f=8 31 < f=16 33" in vq.evidence
+    wide = pd.DataFrame(rows).assign(psnr_std=20.0)  # +-3.9 dB: every neighbouring pair overlaps
+    assert [v.holds for v in reconstruction_falls_with_f(wide)] == [None, None]
+    kl_from_4, _ = reconstruction_falls_with_f(pd.DataFrame(rows), min_f=4)
+    assert "f=1:" not in kl_from_4.evidence and "from f=4" in kl_from_4.claim
+    with pytest.raises(ValueError, match="psnr_std"):
+        reconstruction_falls_with_f(pd.DataFrame(rows).drop(columns="psnr_std"))
+
+
+def test_kl_ahead_of_vq_by_intervals():
+    def table(vq_psnr, std=0.5):
+        return pd.DataFrame([{"regularizer": r, "f": f, "psnr": 20.0 if r == "kl" else vq_psnr, "psnr_std": std,
+                              "num_samples": 100} for r in ("kl", "vq") for f in (4, 8, 16)])
+    assert kl_ahead_of_vq(table(19.0)).holds is True
+    assert kl_ahead_of_vq(table(21.0)).holds is False
+    assert kl_ahead_of_vq(table(19.95)).holds is None and "intervals overlap" in kl_ahead_of_vq(table(19.95)).evidence
+
+
+def test_the_one_rule_orders_intervals():
+    assert order((1, 2), (3, 4)) == -1 and order((3, 4), (1, 2)) == 1 and order((1, 3), (2, 4)) == 0
+
+
+def test_best_balance_from_point_estimates_alone_is_undecided():
+    """The best middle model by point estimate, but LDM-1's interval overlaps it: not decided (it was HOLDS)."""
+    fids = {**PAPER_LIKE_FID, 1: (90, 21), 2: (70, 21.5)}
+    verdict = best_balance(ablation_table(fids, ci=3.0))
+    assert verdict.holds is None and "intervals overlap with LDM-1, LDM-2" in verdict.evidence
+    assert pixel_model_behind(ablation_table(fids, ci=3.0)).holds is None
+
+
+def test_a_better_pixel_model_within_overlapping_intervals_is_undecided():
+    fids = {**PAPER_LIKE_FID, 1: (90, 19)}
+    assert pixel_model_behind(ablation_table(fids, ci=3.0)).holds is None
+
+
+def test_ldm32_stalling_needs_intervals_apart():
+    fids = {**PAPER_LIKE_FID, 32: (60, 55)}
+    assert large_factor_stalls(ablation_table(fids, ci=1.0)).holds is True
+    assert large_factor_stalls(ablation_table(fids, ci=8.0)).holds is None  # drops overlap: [-11, 21] vs [12, 44]
 
 
 def test_final_checkpoints_at_different_steps_are_all_compared():

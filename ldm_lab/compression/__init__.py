@@ -19,8 +19,8 @@ from ldm_lab.compression.first_stages import (FirstStageRow, Reconstructions, ev
                                               latent_scale, reconstruct)
 from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_ABLATION_TABLE, Measured, append_rows,
                                       rows_frame)
-from ldm_lab.compression.verdicts import (Verdict, at_common_step, best_balance, check_conclusions,
-                                          large_factor_stalls, pixel_model_behind, pixel_model_slow,
+from ldm_lab.compression.verdicts import (Verdict, at_common_step, best_balance, check_conclusions, kl_ahead_of_vq,
+                                          large_factor_stalls, order, pixel_model_behind, pixel_model_slow,
                                           reconstruction_falls_with_f)
 from ldm_lab.presets import COMPRESSION_FACTORS, lab_first_stage, lab_ldm_unet
 from ldm_lab.tasks.targets import ablation_target, first_stage_target
@@ -29,7 +29,7 @@ __all__ = [
     "AUTOENCODERS_TABLE", "COMPRESSION_ABLATION_TABLE", "COMPRESSION_FACTORS", "FIG6_SAMPLING", "AblationRow",
     "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_row", "ablation_target",
     "append_rows", "at_common_step", "best_balance", "check_conclusions", "cycle_batch", "evaluate_first_stage",
-    "first_stage_row", "first_stage_target", "generate_images", "lab_first_stage", "lab_ldm_unet",
-    "large_factor_stalls", "latent_scale", "measure_throughput", "pixel_model_behind", "pixel_model_slow",
+    "first_stage_row", "first_stage_target", "generate_images", "kl_ahead_of_vq", "lab_first_stage", "lab_ldm_unet",
+    "large_factor_stalls", "latent_scale", "measure_throughput", "order", "pixel_model_behind", "pixel_model_slow",
     "reconstruct", "reconstruction_falls_with_f", "rows_frame", "sample_quality", "validation_batch",
 ]

@@ -5,12 +5,18 @@ LDM §4.1 (Fig. 6, Tab. 6): LDM-{4..16} strike the best balance between efficien
 trains and samples several times slower and is far behind after the same steps; LDM-32 stalls early, its
 first stage having compressed away what the diffusion model would need. LDM Tab. 8: reconstruction gets worse
 as f grows.
+
+One rule decides every verdict: two numbers are compared by their 95 % intervals. Intervals apart -> the claim
+holds or does not hold, whichever way they lie; intervals that overlap -> undecided (``order``). Point estimates
+only pick which models to compare (e.g. the best of LDM-{4..16}); they never decide.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import pandas as pd
 
@@ -29,6 +35,31 @@ class Verdict:
     def __str__(self) -> str:
         word = {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDECIDED"}[self.holds]
         return f"{word}: {self.claim} -- {self.evidence}"
+
+
+Z_95 = NormalDist().inv_cdf(0.975)  # 1.96: half-width of a 95 % normal interval, in standard errors
+
+
+def order(a: tuple[float, float], b: tuple[float, float]) -> int:
+    """The one verdict rule on two intervals ``(low, high)``: -1 if ``a`` lies wholly below ``b``, +1 if wholly
+    above, 0 if they overlap (then nothing is decided)."""
+    if a[1] < b[0]:
+        return -1
+    if a[0] > b[1]:
+        return 1
+    return 0
+
+
+def fid_bounds(row: pd.Series) -> tuple[float, float]:
+    """The FID interval of an ``AblationRow``."""
+    return float(row.fid_ci_low), float(row.fid_ci_high)
+
+
+def mean_bounds(mean: float, std: float, count: int) -> tuple[float, float]:
+    """95 % interval of a mean over ``count`` items with spread ``std`` (normal approximation:
+    mean +- 1.96 std / sqrt(count))."""
+    half = Z_95 * std / math.sqrt(count)
+    return mean - half, mean + half
 
 
 def _fid(row: pd.Series) -> str:
@@ -60,19 +91,34 @@ def throughputs(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def best_balance(table: pd.DataFrame) -> Verdict:
-    """LDM-{4..16}: the lowest FID at the common step, and faster sampling than LDM-1."""
+    """LDM-{4..16}: at the common step the best of them (lowest FID) is better than every model outside the
+    range with the FID intervals apart, and it samples faster than LDM-1. A model outside the range better with
+    the intervals apart: does not hold; any interval overlapping the best one's: undecided."""
     claim = "LDM-{4..16} give the best balance of quality and speed"
     _, rows = at_common_step(table)
-    best = int(rows.fid.idxmin())
     listing = ", ".join(f"LDM-{f} {_fid(row)}" for f, row in rows.iterrows())
-    evidence = f"FID {_when(rows)}: {listing}; best LDM-{best}"
-    if best not in MIDDLE:
-        return Verdict(claim, False, evidence)
+    middle = [f for f in MIDDLE if f in rows.index]
+    outside = [f for f in rows.index if f not in MIDDLE]
+    if not middle or not outside:
+        return Verdict(claim, None, f"FID {_when(rows)}: {listing}; needs an LDM-{{4..16}} and a model outside "
+                                    "that range")
+    best = int(rows.loc[middle].fid.idxmin())
+    orders = {f: order(fid_bounds(rows.loc[f]), fid_bounds(rows.loc[best])) for f in outside}
+    better = [f for f, side in orders.items() if side < 0]
+    overlapping = [f for f, side in orders.items() if side == 0]
+    evidence = f"FID {_when(rows)}: {listing}; best of LDM-{{4..16}}: LDM-{best}"
+    if better:
+        return Verdict(claim, False, evidence + "; " + ", ".join(f"LDM-{f}" for f in better)
+                       + " better, intervals apart")
+    if overlapping:
+        return Verdict(claim, None, evidence + "; intervals overlap with " + ", ".join(f"LDM-{f}" for f in overlapping))
     sampling = throughputs(table).sample_samples_per_s
     speedup = sampling[best] / sampling[1] if 1 in sampling.index else math.nan
     if math.isnan(speedup):
-        return Verdict(claim, None, evidence + "; LDM-1's sampling speed is not in the table")
-    return Verdict(claim, bool(speedup > 1), evidence + f", which samples {speedup:.1f}x as fast as LDM-1")
+        return Verdict(claim, None, evidence + ", ahead of the rest with intervals apart; LDM-1's sampling speed "
+                                               "is not in the table")
+    return Verdict(claim, bool(speedup > 1), evidence + f", ahead of the rest with intervals apart, and samples "
+                                                        f"{speedup:.1f}x as fast as LDM-1")
 
 
 def pixel_model_slow(table: pd.DataFrame) -> Verdict:
@@ -88,31 +134,37 @@ def pixel_model_slow(table: pd.DataFrame) -> Verdict:
 
 
 def pixel_model_behind(table: pd.DataFrame) -> Verdict:
-    """LDM-1's FID at the common step is worse than the best of LDM-{4..16} with the intervals apart ("far"
-    behind); worse within overlapping intervals is undecided; as good or better does not hold."""
+    """LDM-1's FID at the common step against the best of LDM-{4..16}: worse with the intervals apart ("far"
+    behind) holds, better with the intervals apart does not, overlapping intervals leave it undecided."""
     claim = "after the same training steps, LDM-1 is far behind LDM-{4..16}"
     _, rows = at_common_step(table)
     middle = rows.loc[[f for f in MIDDLE if f in rows.index]]
     if 1 not in rows.index or middle.empty:
         return Verdict(claim, None, "LDM-1 or every LDM-{4..16} is missing from the table")
     best = middle.fid.idxmin()
-    separated = rows.fid_ci_low[1] > middle.fid_ci_high[best]
+    side = order(fid_bounds(rows.loc[1]), fid_bounds(middle.loc[best]))
     evidence = (f"FID {_when(rows.loc[[1, best]])}: LDM-1 {_fid(rows.loc[1])} vs LDM-{best} "
-                f"{_fid(middle.loc[best])}; the intervals {'do not' if separated else 'do'} overlap")
-    holds = True if separated else (False if rows.fid[1] <= middle.fid[best] else None)
-    return Verdict(claim, holds, evidence)
+                f"{_fid(middle.loc[best])}; the intervals {'do' if side == 0 else 'do not'} overlap")
+    return Verdict(claim, {1: True, -1: False, 0: None}[side], evidence)
 
 
-def relative_improvement(table: pd.DataFrame, f: int, step: int) -> float:
-    """How much LDM-f's FID fell over the second half of its first ``step`` steps, as a share of its FID at the
-    halfway checkpoint; NaN without a checkpoint at or before half the steps."""
-    rows = table[(table.f == f) & (table.step <= step)].set_index("step").sort_index()
-    early = rows.fid[rows.index <= step / 2]
-    return (early.iloc[-1] - rows.fid.iloc[-1]) / early.iloc[-1] if len(early) else math.nan
+def fid_drop(table: pd.DataFrame, f: int, step: int) -> tuple[float, float, float] | None:
+    """How far LDM-f's FID fell over the second half of its first ``step`` steps: (drop, low, high), the bounds
+    the differences of the two checkpoints' interval ends (a conservative interval); None without a checkpoint
+    at or before half the steps."""
+    rows = table[(table.f == f) & (table.step <= step)].sort_values("step")
+    early = rows[rows.step <= step / 2]
+    if early.empty or len(rows) < 2:
+        return None
+    half, end = early.iloc[-1], rows.iloc[-1]
+    return (float(half.fid - end.fid), float(half.fid_ci_low - end.fid_ci_high),
+            float(half.fid_ci_high - end.fid_ci_low))
 
 
 def large_factor_stalls(table: pd.DataFrame) -> Verdict:
-    """LDM-32 improves less over the second half of training than the best middle model, and ends worse."""
+    """LDM-32 improves less over the second half of training than the best middle model and ends worse, both
+    with intervals apart (holds); improving more, or ending better, with intervals apart does not hold; any
+    overlap leaves it undecided."""
     claim = "LDM-32 stalls early: it stops improving while LDM-{4..16} still do, and ends behind them"
     step, rows = at_common_step(table)
     middle = [f for f in MIDDLE if f in rows.index]
@@ -121,12 +173,17 @@ def large_factor_stalls(table: pd.DataFrame) -> Verdict:
     if 32 not in rows.index or not middle:
         return undecided
     best = int(rows.loc[middle].fid.idxmin())
-    gain_32, gain_best = relative_improvement(table, 32, step), relative_improvement(table, best, step)
-    if math.isnan(gain_32) or math.isnan(gain_best):
+    drop_32, drop_best = fid_drop(table, 32, step), fid_drop(table, best, step)
+    if drop_32 is None or drop_best is None:
         return undecided
-    evidence = (f"FID fell by {gain_32:.0%} (LDM-32) and {gain_best:.0%} (LDM-{best}) from step {step // 2} to "
-                f"{step}; at step {step}: LDM-32 {_fid(rows.loc[32])}, LDM-{best} {_fid(rows.loc[best])}")
-    return Verdict(claim, bool(gain_32 < gain_best and rows.fid[32] > rows.fid[best]), evidence)
+    gains = order(drop_32[1:], drop_best[1:])                       # -1: LDM-32 improved less
+    ends = order(fid_bounds(rows.loc[32]), fid_bounds(rows.loc[best]))  # +1: LDM-32 ends worse
+    evidence = (f"FID fell by {drop_32[0]:.2f} [{drop_32[1]:.2f}, {drop_32[2]:.2f}] (LDM-32) and {drop_best[0]:.2f} "
+                f"[{drop_best[1]:.2f}, {drop_best[2]:.2f}] (LDM-{best}) from step {step // 2} to {step}; at step "
+                f"{step}: LDM-32 {_fid(rows.loc[32])}, LDM-{best} {_fid(rows.loc[best])}")
+    if gains > 0 or ends < 0:
+        return Verdict(claim, False, evidence)
+    return Verdict(claim, True if (gains < 0 and ends > 0) else None, evidence)
 
 
 def check_conclusions(table: pd.DataFrame) -> list[Verdict]:
@@ -135,16 +192,54 @@ def check_conclusions(table: pd.DataFrame) -> list[Verdict]:
     return [check(table) for check in (best_balance, pixel_model_slow, pixel_model_behind, large_factor_stalls)]
 
 
-def reconstruction_falls_with_f(table: pd.DataFrame, metric: str = "psnr") -> list[Verdict]:
-    """LDM Tab. 8, per regulariser: reconstruction ``metric`` (higher is better: psnr, ssim) falls as f grows.
-    Lists the pairs of neighbouring factors where it does not."""
+def _mean_bounds_of(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Per row, the 95 % interval of ``metric``'s mean from its ``<metric>_std`` and ``num_samples`` columns."""
+    needed = {metric, f"{metric}_std", "num_samples"}
+    if not needed <= set(rows.columns):
+        raise ValueError(f"the table needs columns {sorted(needed)} to put an interval on {metric}; it has "
+                         f"{sorted(rows.columns)}. Make it with ldm_lab.compression.rows_frame of "
+                         "evaluate_first_stage rows.")
+    return rows.apply(lambda row: mean_bounds(row[metric], row[f"{metric}_std"], int(row.num_samples)), axis=1)
+
+
+def reconstruction_falls_with_f(table: pd.DataFrame, metric: str = "psnr", min_f: int = 1) -> list[Verdict]:
+    """LDM Tab. 8, per regulariser: reconstruction ``metric`` (higher is better: psnr, ssim; interval of its
+    mean over images) falls at every doubling of f from ``min_f`` up. Holds when every neighbouring pair falls
+    with the intervals apart, does not hold when one rises with the intervals apart, else undecided; the
+    evidence lists the pairs that rise or overlap."""
     verdicts = []
-    for regularizer, rows in table.sort_values("f").groupby("regularizer"):
-        values = rows.set_index("f")[metric]
-        inversions = [f"f={a} {values[a]:.3g} < f={b} {values[b]:.3g}"
-                      for a, b in zip(values.index[:-1], values.index[1:]) if values[a] < values[b]]
-        listing = ", ".join(f"f={f}: {value:.3g}" for f, value in values.items())
-        evidence = listing + (f"; rises at {'; '.join(inversions)}" if inversions else "")
-        verdicts.append(Verdict(f"{regularizer.upper()} reconstruction ({metric}) gets worse as f grows",
-                                not inversions, evidence))
+    for regularizer, rows in table[table.f >= min_f].sort_values("f").groupby("regularizer"):
+        rows = rows.set_index("f")
+        bounds = _mean_bounds_of(rows, metric)
+        values = rows[metric]
+        pairs = list(zip(values.index[:-1], values.index[1:]))
+        sides = {(a, b): order(bounds[b], bounds[a]) for a, b in pairs}     # -1: falls from f=a to f=b
+        rises = [f"f={a} {values[a]:.3g} < f={b} {values[b]:.3g}" for (a, b), side in sides.items() if side > 0]
+        ties = [f"f={a} and f={b}" for (a, b), side in sides.items() if side == 0]
+        listing = ", ".join(f"f={f}: {values[f]:.3g} [{low:.3g}, {high:.3g}]" for f, (low, high) in bounds.items())
+        evidence = (listing + (f"; rises at {'; '.join(rises)}" if rises else "")
+                    + (f"; intervals overlap at {', '.join(ties)}" if ties else ""))
+        holds = False if rises else (None if ties or not pairs else True)
+        verdicts.append(Verdict(f"{regularizer.upper()} reconstruction ({metric}) gets worse as f grows"
+                                + (f" from f={min_f}" if min_f > 1 else ""), holds, evidence))
     return verdicts
+
+
+def kl_ahead_of_vq(table: pd.DataFrame, metric: str = "psnr", factors: Sequence[int] = (4, 8, 16)) -> Verdict:
+    """LDM Tab. 8: at equal f the KL first stage reconstructs better than the VQ one (``metric`` higher is
+    better). Holds when KL is ahead with the intervals apart at every f of ``factors`` in the table, does not
+    hold when VQ is ahead with the intervals apart at one, else undecided."""
+    claim = f"KL reconstructs better than VQ at equal f ({metric}, f in {list(factors)})"
+    rows = table[table.f.isin(factors)]
+    paired = sorted(set(rows[rows.regularizer == "kl"].f) & set(rows[rows.regularizer == "vq"].f))
+    if not paired:
+        return Verdict(claim, None, "needs a KL and a VQ first stage at one of these factors")
+    bounds = _mean_bounds_of(rows, metric)
+    at = {(r, f): (value, bounds[i]) for i, r, f, value in zip(rows.index, rows.regularizer, rows.f, rows[metric])}
+    sides = {f: order(at[("kl", f)][1], at[("vq", f)][1]) for f in paired}
+    words = {1: "KL ahead", -1: "VQ ahead", 0: "intervals overlap"}
+    evidence = "; ".join(f"f={f}: KL {at[('kl', f)][0]:.3g} vs VQ {at[('vq', f)][0]:.3g} ({words[side]})"
+                         for f, side in sides.items())
+    if any(side < 0 for side in sides.values()):
+        return Verdict(claim, False, evidence)
+    return Verdict(claim, True if all(side > 0 for side in sides.values()) else None, evidence)
