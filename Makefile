@@ -1,5 +1,6 @@
-# ldm-lab: `make run` executes every notebook (laptop profile), `make test` runs the tests, `make lab` opens
-# JupyterLab. Each target sets itself up first: a .venv in this folder, the package, and the datasets.
+# ldm-lab: `make run` executes every notebook (laptop profile) into build/, `make test` runs the tests, `make lab`
+# opens JupyterLab, `make refresh` reruns the notebooks to update the committed figures/ and data/results/.
+# Each target sets itself up first: a .venv in this folder, the package, and the datasets.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ endif
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data run test lab
+.PHONY: setup data run refresh test lab
 
 setup: $(STAMP)
 
@@ -28,8 +29,13 @@ $(STAMP): pyproject.toml
 data: $(STAMP)
 	$(VENV)/bin/ldm-lab data fetch
 
+# Executed copies in build/notebooks/PROFILE/, their figures and tables in build/notebooks/PROFILE/{figures,results}.
 run: data
 	LDM_LAB_PROFILE=$${LDM_LAB_PROFILE:-laptop} $(VENV)/bin/ldm-lab notebooks --out build/notebooks
+
+# The same run, writing the figures and tables to the committed figures/ and data/results/ (review, then commit).
+refresh: data
+	LDM_LAB_PROFILE=$${LDM_LAB_PROFILE:-laptop} $(VENV)/bin/ldm-lab notebooks --out build/notebooks --refresh-committed
 
 test: data
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
     ldm-lab data fetch [NAME ...]      download / verify datasets into the cache
     ldm-lab data info [--json]         what is cached: image counts and splits
-    ldm-lab notebooks [NAME ...]       execute notebooks headless in a profile
+    ldm-lab notebooks [NAME ...] [--refresh-committed]   execute notebooks headless in a profile
     ldm-lab params PRESET [--json]     parameter count of each network of a preset
     ldm-lab train TARGET [--steps N] [--out DIR] [--resume] ...   train a lab model into a run directory
     ldm-lab sample RUN_DIR [--prompt TEXT | --class N] ...          draw a grid of images from a run
@@ -93,7 +93,12 @@ def _add_notebook_commands(sub: argparse._SubParsersAction) -> None:
     nb.add_argument("names", nargs="*", metavar="NAME",
                     help="notebook file names or number prefixes (default: all under notebooks/)")
     nb.add_argument("--profile", choices=PROFILES, default=None, help="default: $LDM_LAB_PROFILE or laptop")
-    nb.add_argument("--out", default="build/notebooks", help="folder for the executed copies")
+    nb.add_argument("--out", default="build/notebooks",
+                    help="folder for the executed copies (OUT/PROFILE/) and the figures and tables they save "
+                         "(OUT/PROFILE/figures, OUT/PROFILE/results)")
+    nb.add_argument("--refresh-committed", action="store_true",
+                    help="write the figures and tables to the committed figures/ and data/results/ instead "
+                         "(laptop or gpu profile), to update what the repository records")
     nb.add_argument("--timeout", type=positive_int, default=3600, help="seconds allowed per cell")
     nb.set_defaults(func=_notebooks_run)
 
@@ -105,9 +110,12 @@ def _notebooks_run(args: argparse.Namespace) -> int:
     profile = args.profile or current_profile()
     failed = []
     for path in find_notebooks(args.names):
-        result = run_notebook(path, profile=profile, out_dir=args.out, timeout=args.timeout)
+        result = run_notebook(path, profile=profile, out_dir=args.out, timeout=args.timeout,
+                              refresh_committed=args.refresh_committed)
         status = "ok" if result.ok else f"FAILED: {result.error}"
-        print(f"{path.name}: {status} ({result.seconds:.0f} s) -> {result.output}", flush=True)
+        saved = result.outputs or "figures/ and data/results/"
+        print(f"{path.name}: {status} ({result.seconds:.0f} s, {result.images} figures) -> {result.output}; "
+              f"saved figures and tables in {saved}", flush=True)
         if not result.ok:
             failed.append(path.name)
     if failed:
@@ -215,14 +223,20 @@ def _add_sample_command(sub: argparse._SubParsersAction) -> None:
     sample.set_defaults(func=_sample)
 
 
+def _sampling_changes(args: argparse.Namespace) -> dict:
+    """The sampling options given on the command line (``SamplingSettings`` fields); the others stay default."""
+    given = {"sampler": args.sampler, "steps": args.steps, "guidance_scale": getattr(args, "guidance_scale", None),
+             "seed": getattr(args, "seed", None)}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _sampling_settings(args: argparse.Namespace, run):
     """The command line's sampler, steps, guidance and seed; the target's defaults where not given."""
-    from ldm_lab.tasks.evaluate import SamplingSettings, default_settings
+    import dataclasses
 
-    default = default_settings(run)
-    return SamplingSettings(default.sampler if args.sampler is None else args.sampler,
-                            default.steps if args.steps is None else args.steps,
-                            default.guidance_scale if args.guidance_scale is None else args.guidance_scale, args.seed)
+    from ldm_lab.tasks.evaluate import default_settings
+
+    return dataclasses.replace(default_settings(run), **_sampling_changes(args))
 
 
 def _load_diffusion_run(args: argparse.Namespace):
@@ -248,8 +262,6 @@ def _sample_condition(run, args: argparse.Namespace) -> dict:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import torch
-
     from ldm_lab.metrics.fidelity import check_finite_images
     from ldm_lab.tasks import generate
     from ldm_lab.tasks.evaluate import DIVERGED
@@ -257,9 +269,7 @@ def _sample(args: argparse.Namespace) -> int:
 
     run = _load_diffusion_run(args)
     settings = _sampling_settings(args, run)
-    images = generate(run.model, args.num, **_sample_condition(run, args), sampler=settings.sampler,
-                      steps=settings.steps, guidance_scale=settings.guidance_scale,
-                      generator=torch.Generator().manual_seed(settings.seed), progress=True)
+    images = generate(run.model, args.num, **_sample_condition(run, args), settings=settings, progress=True)
     check_finite_images(images, "generated images", DIVERGED)
     out = save_image_grid(images, args.out or f"{args.run_dir}/samples/sample_seed{args.seed}.png")
     print(f"{len(images)} images from {run.target.name} step {run.step} ({settings.describe()}) -> {out}")
@@ -302,19 +312,27 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("targets", nargs="*", metavar="TARGET", help=f"default: all. {TARGETS_HELP}")
     bench.add_argument("--batch-size", type=positive_int, default=None,
                        help="samples per train step and per sampling call (default: each target's training batch)")
-    bench.add_argument("--sampler", default="dpmpp_2m", help="sampler timed for sample throughput")
-    bench.add_argument("--steps", type=positive_int, default=20, help="sampler steps")
+    bench.add_argument("--sampler", default=None, help="sampler timed for sample throughput (default: the "
+                       "target's, dpmpp_2m)")
+    bench.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: the target's, 20)")
     bench.add_argument("--repeats", type=positive_int, default=3, help="timed repetitions (the median is reported)")
     _add_device_argument(bench)
     bench.set_defaults(func=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ldm_lab.bench import append_bench_rows, bench_target, print_bench_rows
-    from ldm_lab.tasks import TARGETS
+    import dataclasses
 
-    rows = [bench_target(name, device=args.device, batch_size=args.batch_size, sampler=args.sampler,
-                         sample_steps=args.steps, repeats=args.repeats) for name in args.targets or TARGETS]
+    from ldm_lab.bench import append_bench_rows, bench_target, print_bench_rows
+    from ldm_lab.tasks import TARGETS, DiffusionTarget, get_target
+
+    def sampling(name: str):  # the target's own, changed as the command line says; None: it does not sample
+        target = get_target(name)
+        return (dataclasses.replace(target.task.sampling, **_sampling_changes(args))
+                if isinstance(target, DiffusionTarget) else None)
+
+    rows = [bench_target(name, device=args.device, batch_size=args.batch_size, sampling=sampling(name),
+                         repeats=args.repeats) for name in args.targets or TARGETS]
     print_bench_rows(rows)
     print(f"{len(rows)} rows -> {append_bench_rows(rows)}")
     return 0

@@ -1,23 +1,63 @@
 """Interactive widgets for the notebooks. Each builds an ipywidgets box with defaults that render at once, so the
-notebook shows a figure when executed headless as well."""
+notebook shows a figure when executed headless as well: the box's display carries that figure as a PNG beside the
+live widget (a kernel-less viewer, a headless run or GitHub shows the picture; JupyterLab shows the controls)."""
 
 from __future__ import annotations
 
+import base64
+import io
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
 
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.diffusion.parameterisation import add_noise
 from ldm_lab.diffusion.schedules import NoiseSchedule
 from ldm_lab.metrics.reconstruction import psnr
 from ldm_lab.plotting import image_rows, reconstruction_triplet
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from ldm_lab.compression import Reconstructions
+
+
+def show_figure(output: widgets.Output, fig: Figure) -> None:
+    """Replace ``output``'s contents with ``fig`` as a PNG, and close the figure. The PNG is rendered here rather
+    than by the kernel's display formatter, so it exists whatever matplotlib backend the kernel draws with.
+    (Setting the Output's contents directly: capturing display() inside ``with output`` can stall headless runs.)"""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    plt.close(fig)
+    output.outputs = ({"output_type": "display_data", "metadata": {},
+                       "data": {"image/png": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                                "text/plain": "<figure>"}},)
+
+
+class FigureBox(widgets.VBox):
+    """A VBox of controls and the Output they draw into, displayed as the live widget *and* a PNG of the Output's
+    current figure: front ends with a widget manager show the widget, others (a saved notebook on GitHub, the
+    executed copies ``ldm-lab notebooks`` writes) fall back to the picture."""
+
+    def __init__(self, children: Sequence[widgets.Widget], figure: widgets.Output, **kwargs: Any) -> None:
+        super().__init__(list(children), **kwargs)
+        self.figure = figure
+
+    def png(self) -> str | None:
+        """The figure shown now, base64-encoded, or None before the first draw."""
+        pngs = [item["data"]["image/png"] for item in self.figure.outputs if "image/png" in item.get("data", {})]
+        return pngs[-1] if pngs else None
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        png = self.png()
+        if png is not None:
+            bundle["image/png"] = png
+        return bundle
 
 
 def noise_level_scrubber(images: Tensor, schedule: NoiseSchedule, *, timestep: int = 250,
@@ -30,16 +70,13 @@ def noise_level_scrubber(images: Tensor, schedule: NoiseSchedule, *, timestep: i
     output = widgets.Output()
 
     def redraw(t: int) -> None:
-        # Set the Output's contents directly: capturing display() inside ``with output`` can stall headless runs.
         noised = add_noise(images, eps, schedule.alphas_cumprod[int(t)].float())
         fig = image_rows({"x_t": noised}, title=sigma_readout(schedule, int(t)))
-        output.outputs = ()
-        output.append_display_data(fig)
-        plt.close(fig)
+        show_figure(output, fig)
 
     slider.observe(lambda change: redraw(change["new"]), names="value")
     redraw(timestep)
-    return widgets.VBox([slider, output])
+    return FigureBox([slider, output], output)
 
 
 def sigma_readout(schedule: NoiseSchedule, timestep: int) -> str:
@@ -61,19 +98,18 @@ def image_controls(draw: Callable[..., Tensor], controls: Controls, *, title: st
     def redraw(_: object = None) -> None:
         images = draw(**{name: control.value for name, control in controls.items()})
         fig = image_rows({"": images}, title=title or None)
-        output.outputs = ()  # set the Output's contents directly, as noise_level_scrubber does
-        output.append_display_data(fig)
-        plt.close(fig)
+        show_figure(output, fig)
 
     for control in controls.values():
         control.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([*controls.values(), output])
+    return FigureBox([*controls.values(), output], output)
 
 
-def sampling_controls(*, steps: int = 20, guidance_scale: float = 3.0, seed: int = 0,
+def sampling_controls(*, steps: int = SamplingSettings.steps, guidance_scale: float = 3.0, seed: int = 0,
                       max_steps: int = 100) -> Controls:
-    """Sampler steps, classifier-free guidance scale (1: no guidance) and the noise seed."""
+    """Sampler steps (default: the package's, ``SamplingSettings``), classifier-free guidance scale (1: no
+    guidance) and the noise seed: the fields of a ``SamplingSettings`` a draw function builds."""
     return {"steps": widgets.IntSlider(value=steps, min=1, max=max_steps, description="steps",
                                        continuous_update=False),
             "guidance_scale": widgets.FloatSlider(value=guidance_scale, min=1.0, max=12.0, step=0.5,
@@ -126,11 +162,9 @@ def first_stage_explorer(reconstructions: Mapping[tuple[str, int], Reconstructio
                  f"PSNR {psnr(x[None], y[None]).item():.1f} dB")
         fig = image_rows({"": reconstruction_triplet(x, y)}, column_titles=["image", "reconstruction", "|error| x4"],
                          title=title)
-        output.outputs = ()  # set the Output's contents directly, as noise_level_scrubber does
-        output.append_display_data(fig)
-        plt.close(fig)
+        show_figure(output, fig)
 
     for control in (pick_regularizer, pick_f, pick_image):
         control.observe(redraw, names="value")
     redraw()
-    return widgets.VBox([widgets.HBox([pick_regularizer, pick_f]), pick_image, output])
+    return FigureBox([widgets.HBox([pick_regularizer, pick_f]), pick_image, output], output)
