@@ -162,22 +162,32 @@ def class_map_to_image(segmentation: Tensor, num_classes: int) -> Tensor:
     return colours[segmentation.long().cpu()].permute(0, 3, 1, 2) * 2 - 1
 
 
-def attention_per_token(image: Tensor, maps: Tensor, tokens: Sequence[str], *, title: str | None = None,
-                        save: str | Path | None = None) -> Figure:
-    """One image ``[C, H, W]`` and, per token, where its cross-attention mass falls: ``maps`` ``[tokens, h, w]``
-    (``ldm_lab.tasks.cross_attention``'s maps of this image, one per label in ``tokens``), overlaid on it."""
-    heat = F.interpolate(maps[None].float().cpu(), size=tuple(image.shape[-2:]), mode="bilinear",
-                         align_corners=False)[0]
-    fig, axes = plt.subplots(1, len(tokens) + 1, figsize=(1.4 * (len(tokens) + 1), 1.9), squeeze=False)
-    _show(axes[0, 0], image, "image")
-    for ax, token_heat, token in zip(axes[0, 1:], heat, tokens):
-        ax.imshow(to_display(image), cmap="gray", vmin=0, vmax=1)
-        ax.imshow(token_heat.numpy(), cmap="inferno", alpha=0.6)
-        ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(token, fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    return _finish(fig, save)
+def attention_per_token(images: Sequence[Tensor], maps: Sequence[Tensor], tokens: Sequence[Sequence[str]], *,
+                        titles: Sequence[str] | None = None, save: str | Path | None = None) -> Figure:
+    """Where each token's cross-attention mass falls, one row per image: the image ``[C, H, W]``, then per token
+    its map (``maps[i]`` ``[tokens, h, w]``, ``ldm_lab.tasks.cross_attention``'s maps of image i, labelled by
+    ``tokens[i]``). Every map shares one colour scale, 0 to the largest value of any map, with one colour bar:
+    a pixel's attention sums to 1 over all tokens, so the colour reads as the share that token receives."""
+    heats = [F.interpolate(m[None].float().cpu(), size=tuple(image.shape[-2:]), mode="bilinear",
+                           align_corners=False)[0] for image, m in zip(images, maps)]
+    norm = plt.Normalize(vmin=0.0, vmax=max(float(h.max()) for h in heats))
+    num_cols = 1 + max(len(t) for t in tokens)
+    fig, axes = plt.subplots(len(images), num_cols, figsize=(1.3 * num_cols + 0.8, 1.55 * len(images)),
+                             squeeze=False)
+    for row, (image, heat, labels) in enumerate(zip(images, heats, tokens)):
+        _show(axes[row, 0], image, titles[row] if titles else "image")
+        for ax, token_heat, token in zip(axes[row, 1:], heat, labels):
+            ax.imshow(token_heat.numpy(), cmap="inferno", norm=norm)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(token, fontsize=8)
+        for ax in axes[row, 1 + len(labels):]:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="inferno"), ax=axes.ravel().tolist(), fraction=0.02, pad=0.01,
+                 label="share of the pixel's attention")
+    if save is not None:
+        save_png(fig, save)
+    return fig
 
 
 def _error_bars(table: pd.DataFrame, column: str) -> list[pd.Series]:
@@ -187,16 +197,24 @@ def _error_bars(table: pd.DataFrame, column: str) -> list[pd.Series]:
     return [(value - table[f"{column}_low"]).clip(lower=0), (table[f"{column}_high"] - value).clip(lower=0)]
 
 
-def fid_vs_clip_score(table: pd.DataFrame, *, save: str | Path | None = None) -> Figure:
+def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None = None,
+                      save: str | Path | None = None) -> Figure:
     """The Stable Diffusion model cards' curve: FID against CLIP score, one point per guidance scale (labelled),
-    with the bootstrap intervals of ``ldm_lab.metrics.guidance_sweep``'s table as error bars."""
+    with the bootstrap intervals of ``ldm_lab.metrics.guidance_sweep``'s table as error bars. ``real``: the
+    real-vs-real row (``ldm_lab.metrics.calibration.real_vs_real_point``), drawn as a band at its FID interval
+    with its point: the floor of FID at this N."""
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     clip, fid = table["clip_score"], table["fid"]
     ax.errorbar(clip, fid, xerr=_error_bars(table, "clip_score"), yerr=_error_bars(table, "fid"), marker="o",
-                capsize=2, linewidth=1)
+                capsize=2, linewidth=1, label="generated")
     for _, row in table.iterrows():
         ax.annotate(f"w={row['guidance_scale']:g}", (row["clip_score"], row["fid"]), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))
+    if real is not None:
+        ax.axhspan(real["fid_low"], real["fid_high"], color="C2", alpha=0.2, linewidth=0)
+        ax.plot(real["clip_score"], real["fid"], marker="s", color="C2", linestyle="none",
+                label=f"real vs real ({real['num_samples']} images)")
+        ax.legend(fontsize=7, loc="best")
     space, encoder, n = table["feature_space"].iloc[0], table["clip_encoder"].iloc[0], table["num_samples"].iloc[0]
     ax.set(xlabel=f"CLIP score ({encoder}) → better prompt adherence", ylabel=f"FID ({space} features)",
            title=f"classifier-free guidance sweep, {n} samples per point")
@@ -233,30 +251,40 @@ def metric_vs_factor(table: pd.DataFrame, metrics: Sequence[str], *, paper: pd.D
                      save: str | Path | None = None) -> Figure:
     """LDM Tab. 8 as curves: one panel per metric (columns of ``table``, one row per regularizer and f), one line
     per regularizer, ± the ``<metric>_std`` column where there is one. ``paper`` (columns regularizer, f and some
-    of ``metrics``) is drawn dashed on a second axis: other data and feature space, so compare shapes only."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2), squeeze=False)
+    of ``metrics``) gets a row of panels of its own, below ours with the same x axis and its own y axis: other
+    data, resolution and feature space, so only the shapes of the curves compare, never their heights (two
+    curves on twin y-axes look alike whatever their scales)."""
+    with_paper = [metric for metric in metrics if paper is not None and metric in paper]
+    rows = 2 if with_paper else 1
+    fig, axes = plt.subplots(rows, len(metrics), figsize=(3.4 * len(metrics), 3.0 * rows), squeeze=False)
+    factors = sorted(table["f"].unique())
     for ax, metric in zip(axes[0], metrics):
-        for index, (regularizer, rows) in enumerate(table.sort_values("f").groupby("regularizer")):
-            spread = rows[f"{metric}_std"] if f"{metric}_std" in rows else None
-            ax.errorbar(rows["f"], rows[metric], yerr=spread, marker="o", capsize=2, color=f"C{index}",
+        for index, (regularizer, group) in enumerate(table.sort_values("f").groupby("regularizer")):
+            spread = group[f"{metric}_std"] if f"{metric}_std" in group else None
+            ax.errorbar(group["f"], group[metric], yerr=spread, marker="o", capsize=2, color=f"C{index}",
                         label=f"{regularizer.upper()} (ours)")
-        if paper is not None and metric in paper:
-            _paper_lines(ax, paper, metric)
-        _factor_axis(ax, sorted(table["f"].unique()))
-        ax.set_title(metric, fontsize=10)
+        _factor_axis(ax, factors)
+        ax.set_title(f"{metric} (ours, 64x64 emoji)", fontsize=9)
     axes[0, 0].legend(fontsize=7)
+    if with_paper:
+        for ax, metric in zip(axes[1], metrics):
+            if metric in with_paper:
+                _paper_lines(ax, paper, metric)
+                _factor_axis(ax, factors)
+            else:
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{metric}: not in the paper's table", ha="center", va="center", fontsize=8,
+                        transform=ax.transAxes)
     return _finish(fig, save)
 
 
 def _paper_lines(ax: plt.Axes, paper: pd.DataFrame, metric: str) -> None:
-    """The paper's values of ``metric`` on a twin y-axis, dashed, one line per regularizer."""
-    twin = ax.twinx()
+    """The paper's values of ``metric`` on a panel of their own, dashed, one line per regularizer."""
     for index, (regularizer, rows) in enumerate(paper.dropna(subset=[metric]).sort_values("f").groupby("regularizer")):
-        twin.plot(rows["f"], rows[metric], linestyle="--", marker="x", color=f"C{index}", alpha=0.6,
-                  label=f"{regularizer.upper()} (paper)")
-    twin.set_ylabel("paper (ImageNet)", fontsize=7)
-    twin.tick_params(labelsize=7)
-    twin.legend(fontsize=6, loc="lower right")
+        ax.plot(rows["f"], rows[metric], linestyle="--", marker="x", color=f"C{index}",
+                label=f"{regularizer.upper()} (paper)")
+    ax.set_title(f"{metric} (paper, Tab. 8: ImageNet 256x256)", fontsize=9)
+    ax.legend(fontsize=7)
 
 
 def latent_channels(latents: Mapping[str, Tensor], *, image: Tensor | None = None, max_channels: int = 8,
@@ -305,6 +333,43 @@ def reconstruction_triplet(original: Tensor, reconstruction: Tensor, *, gain: fl
     """``[3, C, H, W]`` in [-1, 1]: the image, its reconstruction, and |difference| x ``gain`` (black: exact)."""
     error = ((original - reconstruction).abs() * gain / 2).clamp(0, 1) * 2 - 1
     return torch.stack([original, reconstruction, error])
+
+
+def samples_by_fid(strips: Mapping[str, Tensor], fids: Mapping[str, tuple[float, float, float]], *,
+                   feature_space: str = "lab-clip", save: str | Path | None = None) -> Figure:
+    """What an FID number looks like: one strip of images ``[n, C, H, W]`` in [-1, 1] per set (real images and
+    each model's samples), sorted from the lowest FID to the highest, each labelled with its FID and 95 %
+    interval ``fids[name] = (fid, low, high)``."""
+    order = sorted(strips, key=lambda name: fids[name][0])
+    rows = {f"{name}\nFID {fids[name][0]:.1f} [{fids[name][1]:.1f}, {fids[name][2]:.1f}]": strips[name]
+            for name in order}
+    fig = image_rows(rows, title=f"samples sorted by FID ({feature_space} features; lower is closer to real)")
+    return _finish(fig, save)
+
+
+def pipeline_diagram(stages: Sequence, *, title: str = "", per_row: int = 5,
+                     save: str | Path | None = None) -> Figure:
+    """The LDM pipeline as boxes and arrows, one box per ``ldm_lab.models.pipeline.Stage`` (its name and the
+    shape of the real tensor it held), the operation that made each written on the arrow into it; ``per_row``
+    boxes a row, rows read left to right."""
+    rows = (len(stages) + per_row - 1) // per_row
+    fig, ax = plt.subplots(figsize=(2.3 * per_row, 1.45 * rows + 0.4))
+    ax.set(xlim=(0, per_row), ylim=(rows, 0)), ax.axis("off")
+    centre = [(i % per_row + 0.5, i // per_row + 0.5) for i in range(len(stages))]
+    for i, stage in enumerate(stages):
+        x, y = centre[i]
+        shape = "x".join(map(str, stage.shape))
+        ax.text(x, y, f"{stage.name}\n{shape}", ha="center", va="center", fontsize=7.5,
+                bbox=dict(boxstyle="round,pad=0.4", facecolor="#e8f0fb" if i % 2 == 0 else "#fdf1e4",
+                          edgecolor="0.4"))
+        if i:
+            (x0, y0), same_row = centre[i - 1], centre[i - 1][1] == y
+            start, end = ((x0 + 0.38, y0), (x - 0.38, y)) if same_row else ((x0, y0 + 0.22), (x, y - 0.22))
+            ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color="0.3"))
+            label_at = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 - (0.2 if same_row else 0))
+            ax.text(*label_at, stage.made_by, ha="center", va="bottom", fontsize=6, color="0.25")
+    ax.set_title(title or "the latent diffusion pipeline, shapes read off real tensors", fontsize=9)
+    return _finish(fig, save)
 
 
 def fid_vs_steps(table: pd.DataFrame, *, metric: str = "fid", title: str = "",

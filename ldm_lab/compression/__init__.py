@@ -10,15 +10,21 @@ This package measures them:
   (``data/results/autoencoders.csv``).
 * ``ablation``: FID / KID with bootstrap intervals per checkpoint, train / sample throughput -> ``AblationRow``
   (``data/results/compression_ablation.csv``).
-* ``verdicts``: the paper's conclusions checked against those tables, in plain words.
+* ``verdicts``: the paper's conclusions checked against those tables, in plain words, by one rule (95 %
+  intervals apart: holds / does not hold; overlapping: undecided).
+* ``latents``: what the diffusion model sees (latents as images, decoded noised latents); ``checkpoints``:
+  which shipped (or retrained) weights a notebook loads; real-vs-real rows calibrate every FID table.
 """
 
 from ldm_lab.compression.ablation import (FIG6_SAMPLING, AblationRow, SampleQuality, ablation_row, cycle_batch,
-                                          generate_images, measure_throughput, sample_quality, validation_batch)
+                                          generate_images, measure_throughput, real_vs_real, sample_quality,
+                                          training_sample, validation_batch)
+from ldm_lab.compression.checkpoints import shipped_table, weights_folder
 from ldm_lab.compression.first_stages import (FirstStageRow, Reconstructions, evaluate_first_stage, first_stage_row,
-                                              latent_scale, reconstruct)
+                                              latent_scale, real_vs_real_rfid, reconstruct)
+from ldm_lab.compression.latents import decoded_noised_latents, encode_mean, latents_as_images
 from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_ABLATION_TABLE, Measured, append_rows,
-                                      rows_frame)
+                                      recorded_table, rows_frame, save_table)
 from ldm_lab.compression.verdicts import (Verdict, at_common_step, best_balance, check_conclusions, kl_ahead_of_vq,
                                           large_factor_stalls, order, pixel_model_behind, pixel_model_slow,
                                           reconstruction_falls_with_f)
@@ -28,7 +34,9 @@ from ldm_lab.tasks.targets import ablation_target, first_stage_target
 __all__ = [
     "AUTOENCODERS_TABLE", "COMPRESSION_ABLATION_TABLE", "COMPRESSION_FACTORS", "FIG6_SAMPLING", "AblationRow",
     "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_row", "ablation_target",
-    "append_rows", "at_common_step", "best_balance", "check_conclusions", "cycle_batch", "evaluate_first_stage",
+    "append_rows", "at_common_step", "best_balance", "check_conclusions", "cycle_batch", "decoded_noised_latents",
+    "encode_mean", "evaluate_first_stage", "latents_as_images", "real_vs_real", "real_vs_real_rfid",
+    "recorded_table", "save_table", "shipped_table", "training_sample", "weights_folder",
     "first_stage_row", "first_stage_target", "generate_images", "kl_ahead_of_vq", "lab_first_stage", "lab_ldm_unet",
     "large_factor_stalls", "latent_scale", "measure_throughput", "order", "pixel_model_behind", "pixel_model_slow",
     "reconstruct", "reconstruction_falls_with_f", "rows_frame", "sample_quality", "validation_batch",

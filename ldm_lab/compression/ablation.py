@@ -20,21 +20,30 @@ from tqdm.auto import tqdm
 
 from ldm_lab.bench import BenchRow, bench_target
 from ldm_lab.compression.rows import Measured
-from ldm_lab.data import held_out_sample, split_batch
-from ldm_lab.metrics import Interval, fid_interval, kid_from_features, to_uint8
+from ldm_lab.data import build_dataset, collate, held_out_sample, split_batch
+from ldm_lab.diffusion import SamplingSettings
+from ldm_lab.metrics import Interval, extract_features, fid_interval, kid_from_features, to_uint8
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.presets import check_factor
 from ldm_lab.tasks.diffusion import generate_like
-from ldm_lab.tasks.evaluate import SamplingSettings
 from ldm_lab.tasks.targets import ablation_target
 
-FIG6_SAMPLING = SamplingSettings()  # DPM-Solver++(2M), 20 steps, no guidance (Fig. 6 used none), seed 0
+FIG6_SAMPLING = SamplingSettings(seed=0)  # DPM-Solver++(2M), 20 steps, no guidance (Fig. 6 used none), seed 0
 
 
 def validation_batch(num_samples: int, dataset: str = "emoji", resolution: tuple[int, int] = (64, 64),
                      seed: int = 0) -> dict:
     """The first ``num_samples`` held-out items in a fixed shuffled order (as ``ldm-lab eval``), collated."""
     return held_out_sample(dataset, resolution, num_samples, seed)
+
+
+def training_sample(num_samples: int, dataset: str = "emoji", resolution: tuple[int, int] = (64, 64),
+                    seed: int = 0) -> dict:
+    """``num_samples`` training-split items in a fixed shuffled order, collated: another set of real images, the
+    real-vs-real reference every FID table here carries (a perfect generator would score about what they do)."""
+    data = build_dataset(dataset, "train", resolution)
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
+    return collate([data[int(i)] for i in order])
 
 
 def cycle_batch(batch: dict, num_samples: int) -> dict:
@@ -50,9 +59,8 @@ def generate_images(model: LatentDiffusion, batch: dict, settings: SamplingSetti
                     batch_size: int = 64, progress: bool = True) -> Tensor:
     """One uint8 image ``[N, C, H, W]`` per item of ``batch``, drawn with the item's category (noise seeded by
     ``settings.seed``, so reruns and other devices draw the same images)."""
-    generator = torch.Generator().manual_seed(settings.seed)
-    chunks = [generate_like(model.eval(), part, sampler=settings.sampler,
-                            steps=settings.steps, guidance_scale=settings.guidance_scale, generator=generator)
+    generator = settings.generator()
+    chunks = [generate_like(model.eval(), part, settings=settings, generator=generator)
               for part in tqdm(list(split_batch(batch, batch_size)), desc="generate", disable=not progress)]
     return to_uint8(torch.cat([chunk.cpu() for chunk in chunks]))
 
@@ -78,12 +86,22 @@ def sample_quality(real_features: Tensor, generated_features: Tensor, num_resamp
     return SampleQuality(fid, kid, kid_std, len(generated_features))
 
 
+def real_vs_real(real_features: Tensor, num_resamples: int = 200, seed: int = 0, feature_space: str = "lab-clip",
+                 device: str | torch.device | None = None) -> tuple[Tensor, SampleQuality]:
+    """The calibration row of an FID/KID table: as many training-split images as ``real_features`` has rows,
+    scored against them exactly as a generated set (same N, same feature space, same interval). Returns the
+    uint8 images and their ``SampleQuality``: the FID that "as good as real data" reads at this N."""
+    images = to_uint8(training_sample(len(real_features), seed=seed)["image"])
+    features = extract_features(images, feature_space, device)
+    return images, sample_quality(real_features, features, num_resamples, seed=seed)
+
+
 def measure_throughput(f: int, device: str | torch.device | None = None, batch_size: int = 32,
                        settings: SamplingSettings = FIG6_SAMPLING, repeats: int = 3) -> BenchRow:
     """Train and sample samples/s of LDM-``f`` (``ldm_lab.bench.bench_target``: randomly initialised weights
     cost as much as trained ones), LDM Tab. 6's two speed columns."""
     return bench_target(ablation_target(check_factor(f)), device=device, batch_size=batch_size,
-                        sampler=settings.sampler, sample_steps=settings.steps, repeats=repeats)
+                        sampling=settings, repeats=repeats)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ldm_lab.compression.ablation import training_sample
 from ldm_lab.compression.rows import Measured
 from ldm_lab.metrics import psnr, rfid, ssim, to_uint8
 from ldm_lab.nn.autoencoder import Autoencoder
@@ -52,6 +53,15 @@ def _reconstruct_batch(autoencoder: Autoencoder, x: Tensor) -> tuple[Tensor, Ten
         latents, info = encoded
         reconstruction, codes = autoencoder.decode(latents), info.indices.cpu()
     return reconstruction.clamp(-1, 1).cpu(), latents.cpu(), codes
+
+
+def real_vs_real_rfid(images: Tensor, feature_space: str = "lab-clip", device: str | torch.device | None = None,
+                      seed: int = 0) -> float:
+    """The calibration row of an rFID table: FID between ``images`` (held-out, [-1, 1]) and as many other real
+    images (training split) in the same feature space. A reconstruction set below it is closer to the originals
+    than another set of real emoji is; near it, the first stage keeps what the features see."""
+    others = training_sample(len(images), seed=seed)["image"]
+    return rfid(to_uint8(images), to_uint8(others), feature_space, device)
 
 
 def latent_scale(latents: Tensor) -> float:

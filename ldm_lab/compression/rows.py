@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ldm_lab.device import default_device
-from ldm_lab.paths import git_commit, results_dir
+from ldm_lab.paths import REPO_ROOT, git_commit, results_dir
 from ldm_lab.profiles import current_profile
 
 AUTOENCODERS_TABLE = "autoencoders"                # data/results/autoencoders.csv: LDM Tab. 8 in miniature
@@ -47,3 +47,20 @@ def append_rows(rows: Sequence[Measured], table: str, folder: Path | None = None
     path = (folder or results_dir()) / f"{table}.csv"
     rows_frame(rows).to_csv(path, mode="a", header=not path.exists(), index=False)
     return path
+
+
+def save_table(frame: pd.DataFrame, table: str, folder: Path | None = None) -> Path:
+    """Write a notebook's result ``frame`` as ``<folder or results_dir()>/<table>.csv`` in the laptop profile
+    (the committed tables) and ``<table>_<profile>.csv`` in any other, so a smoke or gpu run never overwrites
+    the laptop numbers; returns the path."""
+    profile = current_profile()
+    path = (folder or results_dir()) / (f"{table}.csv" if profile == "laptop" else f"{table}_{profile}.csv")
+    frame.to_csv(path, index=False)
+    return path
+
+
+def recorded_table(table: str) -> pd.DataFrame | None:
+    """A table recorded by an earlier run and committed (``data/results/<table>.csv`` in the repository, whatever
+    ``$LDM_LAB_OUTPUT`` says), or None where it was never recorded."""
+    path = REPO_ROOT / "data" / "results" / f"{table}.csv"
+    return pd.read_csv(path) if path.is_file() else None
