@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ldm_lab.device import resolve_device
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.paths import git_commit
 from ldm_lab.nn.unet import UNetConfig
 
@@ -194,35 +195,36 @@ def _optimizer_step(model: nn.Module, task, batch: dict) -> Callable[[], None]:
     return step
 
 
-def _sampling(model: nn.Module, batch: dict, sampler: str, steps: int, guidance_scale: float) -> Callable[[], None]:
+def _sampling(model: nn.Module, batch: dict, settings: SamplingSettings) -> Callable[[], None]:
     from ldm_lab.tasks.diffusion import generate_like
 
-    return lambda: generate_like(model.eval(), batch, sampler=sampler, steps=steps, guidance_scale=guidance_scale)
+    return lambda: generate_like(model.eval(), batch, settings=settings)
 
 
 def bench_target(name: str, *, device: str | torch.device | None = None, batch_size: int | None = None,
-                 sampler: str = "dpmpp_2m", sample_steps: int = 20, repeats: int = 3) -> BenchRow:
+                 sampling: SamplingSettings | None = None, repeats: int = 3) -> BenchRow:
     """Train and sample throughput and peak memory of training target ``name`` (randomly initialised weights,
-    real data) on ``device``, at ``batch_size`` (default: the target's training batch size)."""
+    real data) on ``device``, at ``batch_size`` (default: the target's training batch size), sampling as
+    ``sampling`` says (default: the target's own, ``target.task.sampling``)."""
     from ldm_lab.tasks import DiffusionTarget, get_target
 
-    for option, value in (("batch_size", batch_size), ("sample_steps", sample_steps), ("repeats", repeats)):
+    for option, value in (("batch_size", batch_size), ("repeats", repeats)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be >= 1, not {value} (leave batch_size out for the target's own)")
     target, device = get_target(name), resolve_device(device)
     batch_size = target.train.batch_size if batch_size is None else batch_size
     samples = isinstance(target, DiffusionTarget)
-    guidance = target.task.guidance_scale if samples else 1.0  # the target's own (1 for unconditional models)
+    if samples and sampling is None:
+        sampling = target.task.sampling
     batch = _first_batch(target, batch_size, device)  # before measuring: the dataset is not the model's memory
     with PeakMemory(device) as memory:
         torch.manual_seed(0)
         model, task = target.build_model().to(device).train(), target.build_task()
         train_s = _median_seconds(_optimizer_step(model, task, batch), device, repeats)
-        sample_s = (_median_seconds(_sampling(model, batch, sampler, sample_steps, guidance), device, repeats)
-                    if samples else float("nan"))
+        sample_s = _median_seconds(_sampling(model, batch, sampling), device, repeats) if samples else float("nan")
     return BenchRow(name, device.type, _device_name(device), torch.get_num_threads(), batch_size,
-                    batch_size / train_s, sampler if samples else "", sample_steps if samples else 0,
-                    guidance, batch_size / sample_s, memory.mb, memory.kind)
+                    batch_size / train_s, sampling.sampler_name if samples else "", sampling.steps if samples else 0,
+                    sampling.guidance_scale if samples else 1.0, batch_size / sample_s, memory.mb, memory.kind)
 
 
 def append_bench_rows(rows: Sequence[BenchRow], folder: Path | None = None) -> Path:

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import json
 import math
@@ -223,14 +224,18 @@ def _add_sample_command(sub: argparse._SubParsersAction) -> None:
     sample.set_defaults(func=_sample)
 
 
+def _sampling_changes(args: argparse.Namespace) -> dict:
+    """The sampling options given on the command line (``SamplingSettings`` fields); the others stay default."""
+    given = {"sampler": args.sampler, "steps": args.steps, "guidance_scale": getattr(args, "guidance_scale", None),
+             "seed": getattr(args, "seed", None)}
+    return {name: value for name, value in given.items() if value is not None}
+
+
 def _sampling_settings(args: argparse.Namespace, run):
     """The command line's sampler, steps, guidance and seed; the target's defaults where not given."""
-    from ldm_lab.tasks.evaluate import SamplingSettings, default_settings
+    from ldm_lab.tasks.evaluate import default_settings
 
-    default = default_settings(run)
-    return SamplingSettings(default.sampler if args.sampler is None else args.sampler,
-                            default.steps if args.steps is None else args.steps,
-                            default.guidance_scale if args.guidance_scale is None else args.guidance_scale, args.seed)
+    return dataclasses.replace(default_settings(run), **_sampling_changes(args))
 
 
 def _load_diffusion_run(args: argparse.Namespace):
@@ -256,8 +261,6 @@ def _sample_condition(run, args: argparse.Namespace) -> dict:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    import torch
-
     from ldm_lab.metrics.fidelity import check_finite_images
     from ldm_lab.tasks import generate
     from ldm_lab.tasks.evaluate import DIVERGED
@@ -265,9 +268,7 @@ def _sample(args: argparse.Namespace) -> int:
 
     run = _load_diffusion_run(args)
     settings = _sampling_settings(args, run)
-    images = generate(run.model, args.num, **_sample_condition(run, args), sampler=settings.sampler,
-                      steps=settings.steps, guidance_scale=settings.guidance_scale,
-                      generator=torch.Generator().manual_seed(settings.seed), progress=True)
+    images = generate(run.model, args.num, **_sample_condition(run, args), settings=settings, progress=True)
     check_finite_images(images, "generated images", DIVERGED)
     out = save_image_grid(images, args.out or f"{args.run_dir}/samples/sample_seed{args.seed}.png")
     print(f"{len(images)} images from {run.target.name} step {run.step} ({settings.describe()}) -> {out}")
@@ -310,8 +311,9 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("targets", nargs="*", metavar="TARGET", help=f"default: all. {TARGETS_HELP}")
     bench.add_argument("--batch-size", type=positive_int, default=None,
                        help="samples per train step and per sampling call (default: each target's training batch)")
-    bench.add_argument("--sampler", default="dpmpp_2m", help="sampler timed for sample throughput")
-    bench.add_argument("--steps", type=positive_int, default=20, help="sampler steps")
+    bench.add_argument("--sampler", default=None, help="sampler timed for sample throughput (default: the "
+                       "target's, dpmpp_2m)")
+    bench.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: the target's, 20)")
     bench.add_argument("--repeats", type=positive_int, default=3, help="timed repetitions (the median is reported)")
     _add_device_argument(bench)
     bench.set_defaults(func=_bench)
@@ -319,10 +321,15 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     from ldm_lab.bench import append_bench_rows, bench_target, print_bench_rows
-    from ldm_lab.tasks import TARGETS
+    from ldm_lab.tasks import TARGETS, DiffusionTarget, get_target
 
-    rows = [bench_target(name, device=args.device, batch_size=args.batch_size, sampler=args.sampler,
-                         sample_steps=args.steps, repeats=args.repeats) for name in args.targets or TARGETS]
+    def sampling(name: str):  # the target's own, changed as the command line says; None: it does not sample
+        target = get_target(name)
+        return (dataclasses.replace(target.task.sampling, **_sampling_changes(args))
+                if isinstance(target, DiffusionTarget) else None)
+
+    rows = [bench_target(name, device=args.device, batch_size=args.batch_size, sampling=sampling(name),
+                         repeats=args.repeats) for name in args.targets or TARGETS]
     print_bench_rows(rows)
     print(f"{len(rows)} rows -> {append_bench_rows(rows)}")
     return 0

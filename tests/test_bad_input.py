@@ -16,6 +16,7 @@ import ldm_lab.tasks
 import ldm_lab.tasks.evaluate as evaluate
 from ldm_lab import cli
 from ldm_lab.data import DATASETS
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import FEATURE_SPACES
 from ldm_lab.metrics.fidelity import (MIN_SAMPLES, fid_from_features, fidelity_metrics, kid_from_features,
                                       precision_recall_from_features)
@@ -62,7 +63,7 @@ def test_bench_refuses_a_zero_batch():
 
 # -------------------------------------------------------------------------------------- images that went NaN
 def _fake_run(**target_fields):
-    task = SimpleNamespace(sampler="ddim", sample_steps=2, guidance_scale=1.0)
+    task = SimpleNamespace(sampling=SamplingSettings(sampler="ddim", steps=2))
     target = SimpleNamespace(name="lab-class", task=task, dataset="fashion_mnist", resolution=(28, 28),
                              sample_conditions=lambda num: [None] * num, **target_fields)
     return SimpleNamespace(model=SimpleNamespace(latent_scale=torch.zeros(())), target=target, step=0, ema=True,
@@ -86,7 +87,7 @@ def test_eval_refuses_to_score_images_that_went_nan(monkeypatch):
     monkeypatch.setattr(evaluate, "validation_batches", batches)
     monkeypatch.setattr(evaluate, "generate_like", lambda model, batch, **kw: torch.full_like(batch["image"], math.inf))
     with pytest.raises(ValueError, match="60 of 60 generated images hold NaN or infinite values; the sampler"):
-        evaluate.evaluate_diffusion(_fake_run(), 60, "fmnist-classifier", evaluate.SamplingSettings())
+        evaluate.evaluate_diffusion(_fake_run(), 60, "fmnist-classifier", SamplingSettings())
 
 
 # ------------------------------------------------------------------------------------------ too few samples
@@ -117,7 +118,7 @@ def test_the_feature_functions_refuse_sets_their_formulas_are_undefined_for():
 def test_eval_checks_the_sample_count_before_sampling(monkeypatch):
     monkeypatch.setattr(evaluate, "validation_batches", lambda *a: pytest.fail("sampled before checking n"))
     with pytest.raises(ValueError, match="too few"):
-        evaluate.evaluate_diffusion(_fake_run(), 10, "fmnist-classifier", evaluate.SamplingSettings())
+        evaluate.evaluate_diffusion(_fake_run(), 10, "fmnist-classifier", SamplingSettings())
 
 
 # -------------------------------------------------------------------------------------- default feature spaces

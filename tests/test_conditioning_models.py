@@ -6,9 +6,12 @@ import torch
 
 from ldm_lab.conditioning import record_cross_attention, token_maps, token_strings
 from ldm_lab.data import build_dataset, collate
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.nn.attention import Attention
 from ldm_lab.tasks import DiffusionTask, cross_attention, generate, generate_like
+
+ONE_STEP = SamplingSettings(steps=1)
 
 
 def shapes_batch(n: int = 2) -> dict:
@@ -56,25 +59,27 @@ def test_sdxl_vector_is_pooled_text_and_six_fourier_scalars(batch):
 
 @pytest.mark.parametrize("preset", ["lab-layout", "lab-seg", "lab-sdxl"])
 def test_generate_like_draws_one_image_per_item_with_its_conditions(preset, batch):
-    images = generate_like(model(preset).eval(), batch, steps=1, guidance_scale=2.0,
+    images = generate_like(model(preset).eval(), batch, settings=SamplingSettings(steps=1, guidance_scale=2.0),
                            generator=torch.Generator().manual_seed(0))
     assert images.shape == (2, 3, 64, 64) and images.abs().max() <= 1
 
 
 def test_class_token_model_generates_from_labels():
-    images = generate(model("lab-fmnist").eval(), labels=torch.tensor([0, 9, 10]), steps=1, guidance_scale=3.0)
+    images = generate(model("lab-fmnist").eval(), labels=torch.tensor([0, 9, 10]),
+                      settings=SamplingSettings(steps=1, guidance_scale=3.0))
     assert images.shape == (3, 1, 32, 32)
 
 
 def test_wrong_requests_say_what_the_model_takes(batch):
     with pytest.raises(ValueError, match="lab-emoji takes no boxes: it is conditioned on a prompt"):
-        generate(model("lab-emoji"), prompts=["a cat"], conditions={"boxes": batch["boxes"]}, steps=1)
+        generate(model("lab-emoji"), prompts=["a cat"], conditions={"boxes": batch["boxes"]}, settings=ONE_STEP)
     with pytest.raises(ValueError, match=r"lab-layout takes no prompts: it is conditioned on boxes"):
-        generate(model("lab-layout"), prompts=["a cat"], steps=1)
+        generate(model("lab-layout"), prompts=["a cat"], settings=ONE_STEP)
     with pytest.raises(ValueError, match="lab-fmnist takes no segmentation maps: it is conditioned on a class label"):
-        generate(model("lab-fmnist"), conditions={"segmentation": batch["segmentation"]}, steps=1)
+        generate(model("lab-fmnist"), conditions={"segmentation": batch["segmentation"]}, settings=ONE_STEP)
     with pytest.raises(ValueError, match=r"lab-seg samples 64x64 images: pass maps of 64x64"):
-        generate(model("lab-seg"), conditions={"segmentation": batch["segmentation"][:, :32, :32]}, steps=1)
+        generate(model("lab-seg"), conditions={"segmentation": batch["segmentation"][:, :32, :32]},
+                 settings=ONE_STEP)
     with pytest.raises(ValueError, match=r"built for \(3, 64, 64\)"):
         DiffusionTask().loss(model("lab-seg"), dict(batch, image=batch["image"][..., :32, :32]))
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from ldm_lab.diffusion import classifier_free_guidance, guided_model, make_schedule, rescale_guidance, sample
+from ldm_lab.diffusion import (ImageEdit, SamplingSettings, classifier_free_guidance, guided_model, make_schedule,
+                               rescale_guidance, sample)
 from ldm_lab.diffusion.editing import concat_inpainting_model, strength_sigmas
 
 
@@ -62,10 +65,10 @@ def test_guidance_rescale_math():
 
 def test_sampling_with_guidance_and_rescale_runs_and_changes_the_result():
     noise = images(3)
-    kwargs = dict(sampler="dpmpp_2m", steps=5, cond=COND, uncond=UNCOND, progress=False)
-    plain = sample(conditional_model, noise, guidance_scale=1.0, **kwargs)
-    guided = sample(conditional_model, noise, guidance_scale=6.0, **kwargs)
-    rescaled = sample(conditional_model, noise, guidance_scale=6.0, guidance_rescale=0.7, **kwargs)
+    settings, kwargs = SamplingSettings(sampler="dpmpp_2m", steps=5), dict(cond=COND, uncond=UNCOND, progress=False)
+    plain = sample(conditional_model, noise, settings, **kwargs)
+    guided = sample(conditional_model, noise, replace(settings, guidance_scale=6.0), **kwargs)
+    rescaled = sample(conditional_model, noise, replace(settings, guidance_scale=6.0, guidance_rescale=0.7), **kwargs)
     assert not torch.allclose(plain, guided) and not torch.allclose(guided, rescaled)
     assert torch.isfinite(rescaled).all()
 
@@ -76,7 +79,7 @@ def eps_model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 def test_sdedit_strength_zero_returns_the_image():
     image, noise = images(4), images(5)
-    out = sample(eps_model, noise, image=image, strength=0.0, steps=10, progress=False)
+    out = sample(eps_model, noise, SamplingSettings(steps=10), edit=ImageEdit(image, strength=0.0), progress=False)
     assert torch.equal(out, image)
 
 
@@ -91,8 +94,8 @@ def test_sdedit_starts_from_the_image_noised_to_the_first_kept_timestep():
         seen.append((x_t.clone(), t.clone()))
         return eps_model(x_t, t)
 
-    sample(recording_model, noise, sampler="ddim", image=image, strength=strength, steps=steps,
-           timestep_spacing="leading", steps_offset=1, progress=False)
+    settings = SamplingSettings(sampler="ddim", steps=steps, timestep_spacing="leading", steps_offset=1)
+    sample(recording_model, noise, settings, edit=ImageEdit(image, strength=strength), progress=False)
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                               timestep_spacing="leading", steps_offset=1)
     scheduler.set_timesteps(steps)
@@ -109,9 +112,10 @@ def test_sdedit_strength_one_is_sampling_from_noise_under_zero_terminal_snr():
     image, noise = images(4), images(5)
     for zero_snr, close in [(True, True), (False, False)]:
         schedule = make_schedule("scaled_linear", zero_terminal_snr=zero_snr)
-        kwargs = dict(sampler="euler", steps=8, schedule=schedule, prediction="v", progress=False)
-        edited = sample(eps_model, noise, image=image, strength=1.0, **kwargs)
-        generated = sample(eps_model, noise, **kwargs)
+        settings, kwargs = SamplingSettings(sampler="euler", steps=8), dict(schedule=schedule, prediction="v",
+                                                                            progress=False)
+        edited = sample(eps_model, noise, settings, edit=ImageEdit(image, strength=1.0), **kwargs)
+        generated = sample(eps_model, noise, settings, **kwargs)
         relative = ((edited - generated).norm() / generated.norm()).item()
         assert (relative < 1e-3) == close, relative
 
@@ -125,15 +129,10 @@ def test_mask_blending_keeps_the_known_region():
     image, noise = images(6), images(7)
     mask = torch.zeros(2, 1, 8, 8)
     mask[..., 2:6, 2:6] = 1.0                      # generate the centre, keep the border
-    out = sample(eps_model, noise, image=image, mask=mask, sampler="euler_ancestral", steps=6,
-                 generator=torch.Generator().manual_seed(0), progress=False)
+    out = sample(eps_model, noise, SamplingSettings(sampler="euler_ancestral", steps=6),
+                 edit=ImageEdit(image, mask=mask), generator=torch.Generator().manual_seed(0), progress=False)
     torch.testing.assert_close(out * (1 - mask), image * (1 - mask), rtol=0, atol=0)
     assert not torch.allclose(out * mask, image * mask)
-
-
-def test_mask_without_image_is_rejected():
-    with pytest.raises(ValueError, match="image="):
-        sample(eps_model, images(), mask=torch.ones(2, 1, 8, 8), steps=3, progress=False)
 
 
 def test_concat_inpainting_feeds_latent_mask_and_masked_image():
@@ -148,7 +147,8 @@ def test_concat_inpainting_feeds_latent_mask_and_masked_image():
         return x[:, :4] * 0.5 + label.reshape(-1, 1, 1, 1)
 
     model = concat_inpainting_model(nine_channel_model, latent_mask, masked_latent)
-    out = sample(model, images(9), cond=COND, uncond=UNCOND, guidance_scale=3.0, steps=3, progress=False)
+    out = sample(model, images(9), SamplingSettings(guidance_scale=3.0, steps=3), cond=COND, uncond=UNCOND,
+                 progress=False)
     assert out.shape == (2, 4, 8, 8) and seen["x"].shape == (2, 9, 8, 8)
     torch.testing.assert_close(seen["x"][:, 4:5], latent_mask.expand(2, -1, -1, -1))
     torch.testing.assert_close(seen["x"][:, 5:], masked_latent.expand(2, -1, -1, -1))

@@ -15,7 +15,7 @@ import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, HeunDiscreteScheduler)
 
-from ldm_lab.diffusion import SAMPLERS, GaussianOracle, make_schedule, sample, spaced_timesteps
+from ldm_lab.diffusion import SAMPLERS, GaussianOracle, SamplingSettings, make_schedule, sample, spaced_timesteps
 from ldm_lab.diffusion.oracle import gaussian_fit_error
 
 SHAPE = (2, 3, 8, 8)
@@ -59,9 +59,9 @@ def run_diffusers(scheduler, model_fn, noise, *, timesteps=None, **step_kwargs) 
 
 def run_ours(sampler, model_fn, noise, *, steps, spacing, prediction, steps_offset=0, seed=None):
     generator = None if seed is None else torch.Generator().manual_seed(seed)
-    return sample(model_fn, noise, sampler=sampler, steps=steps, schedule=make_schedule("scaled_linear"),
-                  timestep_spacing=spacing, steps_offset=steps_offset, prediction=prediction,
-                  generator=generator, progress=False)
+    return sample(model_fn, noise,
+                  SamplingSettings(sampler=sampler, steps=steps, timestep_spacing=spacing, steps_offset=steps_offset),
+                  schedule=make_schedule("scaled_linear"), prediction=prediction, generator=generator, progress=False)
 
 
 def euler_family_noise(noise, scheduler) -> torch.Tensor:
@@ -127,9 +127,9 @@ def test_ddim_ends_at_alpha_bar_0_or_at_the_clean_sample(steps, spacing, predict
                                   prediction_type=PREDICTIONS[prediction], timestep_spacing=spacing,
                                   steps_offset=1 if spacing == "leading" else 0)
         theirs = run_diffusers(scheduler, model_fn, noise, steps=steps, eta=0.0)
-        ours = sample(model_fn, noise, sampler="ddim", steps=steps, timestep_spacing=spacing,
-                      steps_offset=scheduler.config.steps_offset, prediction=prediction, final_sigma=final,
-                      progress=False)
+        settings = SamplingSettings(sampler="ddim", steps=steps, timestep_spacing=spacing,
+                                    steps_offset=scheduler.config.steps_offset, final_sigma=final)
+        ours = sample(model_fn, noise, settings, prediction=prediction, progress=False)
         assert_parity(ours, theirs)
         results[final] = ours
     assert torch.equal(results["sigma_min"], run_ours("ddim", model_fn, noise, steps=steps, spacing=spacing,
@@ -174,7 +174,8 @@ def test_euler_on_diffusers_own_timesteps_differs_only_by_diffusers_starting_noi
     start_ratio = math.sqrt(sigma_max**2 + 1) / sigma_max
 
     def ours(start):
-        return sample(oracle, start, sampler="euler", timesteps=timesteps, schedule=schedule, progress=False)
+        return sample(oracle, start, SamplingSettings(sampler="euler", timesteps=timesteps), schedule=schedule,
+                      progress=False)
 
     assert_parity(ours(noise / start_ratio), theirs)
     assert_parity(ours(noise), theirs * start_ratio)
@@ -237,8 +238,8 @@ def test_every_sampler_reproduces_gaussian_data(name, prediction):
     oracle = GaussianOracle(schedule, mean=0.5, std=0.25, prediction=prediction)
     generator = torch.Generator().manual_seed(3)
     noise = torch.randn(8, 1, 32, 32, generator=generator)
-    x0 = sample(oracle, noise, sampler=name, steps=ORACLE_STEPS[name], schedule=schedule, prediction=prediction,
-                timestep_spacing="linspace", generator=generator, progress=False)
+    x0 = sample(oracle, noise, SamplingSettings(sampler=name, steps=ORACLE_STEPS[name], timestep_spacing="linspace"),
+                schedule=schedule, prediction=prediction, generator=generator, progress=False)
     error = gaussian_fit_error(x0, mean=0.5, std=0.25)
     assert abs(error["mean_error"]) < 0.01 and abs(error["std_error"]) < 0.01, error
 
@@ -250,7 +251,7 @@ def test_few_step_samplers_reproduce_gaussian_data_with_a_distilled_model(name, 
     student = GaussianOracle(schedule, mean=0.5, std=0.25, prediction="v", distilled=True)
     generator = torch.Generator().manual_seed(3)
     noise = torch.randn(8, 1, 32, 32, generator=generator)
-    x0 = sample(student, noise, sampler=name, steps=steps, schedule=schedule, prediction="v",
+    x0 = sample(student, noise, SamplingSettings(sampler=name, steps=steps), schedule=schedule, prediction="v",
                 generator=generator, progress=False)
     error = gaussian_fit_error(x0, mean=0.5, std=0.25)
     assert abs(error["mean_error"]) < 0.01 and abs(error["std_error"]) < 0.01, error
@@ -260,7 +261,8 @@ def test_few_steps_of_an_ode_sampler_shrink_the_variance():
     """The oracle can tell a bad sampler from a good one: 3 Euler steps lose much of the data's spread."""
     schedule = make_schedule("scaled_linear", zero_terminal_snr=True)
     noise = torch.randn(4, 1, 32, 32, generator=torch.Generator().manual_seed(3))
-    x0 = sample(GaussianOracle(schedule), noise, sampler="euler", steps=3, schedule=schedule, progress=False)
+    x0 = sample(GaussianOracle(schedule), noise, SamplingSettings(sampler="euler", steps=3), schedule=schedule,
+                progress=False)
     assert gaussian_fit_error(x0, 0.5, 0.25)["std_error"] < -0.05
 
 
@@ -277,7 +279,7 @@ def test_same_seed_gives_bit_identical_samples(name):
 
 def test_unknown_sampler_lists_the_choices():
     with pytest.raises(ValueError, match="dpmpp_2m"):
-        sample(toy_model(), initial_noise(), sampler="plms", steps=4, progress=False)
+        sample(toy_model(), initial_noise(), SamplingSettings(sampler="plms", steps=4), progress=False)
 
 
 def test_explicit_timesteps_override_the_spacing():
@@ -291,15 +293,17 @@ def test_explicit_timesteps_override_the_spacing():
 
     trailing = run_ours("consistency", recording, initial_noise(), steps=4, spacing="trailing", prediction="v", seed=1)
     assert seen == [999, 749, 499, 249]
-    explicit = sample(model_fn, initial_noise(), sampler="consistency", timesteps=[999, 749, 499, 249],
+    explicit = sample(model_fn, initial_noise(),
+                      SamplingSettings(sampler="consistency", timesteps=[999, 749, 499, 249]),
                       schedule=make_schedule("scaled_linear"), prediction="v",
                       generator=torch.Generator().manual_seed(1), progress=False)
     assert torch.equal(trailing, explicit)
     seen.clear()
-    sample(recording, initial_noise(), sampler="consistency", timesteps=[999, 899, 799, 699], progress=False)
+    sample(recording, initial_noise(), SamplingSettings(sampler="consistency", timesteps=[999, 899, 799, 699]),
+           progress=False)
     assert seen == [999, 899, 799, 699]
     with pytest.raises(ValueError, match="must decrease"):
-        sample(model_fn, initial_noise(), timesteps=[249, 999], progress=False)
+        sample(model_fn, initial_noise(), SamplingSettings(timesteps=[249, 999]), progress=False)
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
@@ -310,7 +314,7 @@ def test_clipped_ddpm_matches_diffusers_clip_sample(prediction):
     scheduler = DDPMScheduler(**SD_BETAS, clip_sample=True, prediction_type=PREDICTIONS[prediction],
                               timestep_spacing="trailing")
     theirs = run_diffusers(scheduler, model_fn, noise, steps=10, generator=torch.Generator().manual_seed(7))
-    ours = sample(model_fn, noise, sampler="ddpm", steps=10, prediction=prediction, clip_x0=1.0,
+    ours = sample(model_fn, noise, SamplingSettings(sampler="ddpm", steps=10), prediction=prediction, clip_x0=1.0,
                   generator=torch.Generator().manual_seed(7), progress=False)
     unclipped = run_ours("ddpm", model_fn, noise, steps=10, spacing="trailing", prediction=prediction, seed=7)
     assert_parity(ours, theirs)
@@ -344,11 +348,12 @@ def test_turbo_euler_ancestral_is_the_official_turbo_demo(steps):
         seen.append(round(float(t[0]), 3))
         return model_fn(x, t)
 
-    ours = sample(recording, noise, sampler="turbo_euler_ancestral", steps=steps, prediction="v",
+    ours = sample(recording, noise, SamplingSettings(sampler="turbo_euler_ancestral", steps=steps), prediction="v",
                   generator=torch.Generator().manual_seed(5), progress=False)
     assert seen == [999, 899, 799, 699][:steps]
     assert_parity(ours, run_turbo_demo_in_diffusers(model_fn, noise, steps, seed=5))
-    consistency = sample(model_fn, noise, sampler="consistency", timesteps=[999, 899, 799, 699][:steps],
+    consistency = sample(model_fn, noise,
+                         SamplingSettings(sampler="consistency", timesteps=[999, 899, 799, 699][:steps]),
                          prediction="v", generator=torch.Generator().manual_seed(5), progress=False)
     if steps == 1:   # one step: both are the jump to the clean estimate
         torch.testing.assert_close(ours, consistency)
@@ -358,7 +363,7 @@ def test_turbo_euler_ancestral_is_the_official_turbo_demo(steps):
 
 def test_turbo_euler_ancestral_takes_one_to_four_steps():
     with pytest.raises(ValueError, match="takes 1 to 4 steps, not 5"):
-        sample(toy_model(), initial_noise(), sampler="turbo_euler_ancestral", steps=5, progress=False)
+        sample(toy_model(), initial_noise(), SamplingSettings(sampler="turbo_euler_ancestral", steps=5), progress=False)
 
 
 def test_the_old_few_step_name_still_means_consistency_sampling_with_a_warning():

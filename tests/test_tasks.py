@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.nn.autoencoder import AutoencoderConfig
 from ldm_lab.tasks import (
@@ -162,7 +163,7 @@ def test_conditioning_errors_say_what_to_pass():
     with pytest.raises(ValueError, match="lab-pixel takes no prompts: it is conditioned on nothing.*Drop the prompts"):
         generate(pixel, prompts=["a shirt"])
     with pytest.raises(ValueError, match="unconditional: classifier-free guidance needs a condition"):
-        generate(pixel, 1, guidance_scale=3.0, steps=1)
+        generate(pixel, 1, settings=SamplingSettings(steps=1, guidance_scale=3.0))
     classes = LatentDiffusion(LatentDiffusionConfig("lab-class"))
     with pytest.raises(ValueError, match="class 12 is out of range: this model has classes 0..9"):
         generate(classes, labels=torch.tensor([3, 12]))
@@ -172,7 +173,7 @@ def test_conditioning_errors_say_what_to_pass():
 
 def test_a_class_model_samples_images_in_range():
     model = LatentDiffusion(LatentDiffusionConfig("lab-class")).eval()
-    out = generate(model, labels=torch.tensor([0, 9, 10]), steps=2, guidance_scale=2.0,
+    out = generate(model, labels=torch.tensor([0, 9, 10]), settings=SamplingSettings(steps=2, guidance_scale=2.0),
                    generator=torch.Generator().manual_seed(0))
     assert out.shape == (3, 1, 28, 28) and out.abs().max() <= 1.0
 

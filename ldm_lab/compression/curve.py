@@ -12,6 +12,7 @@ checkpoint; the device column names the device in words.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,10 +32,10 @@ from ldm_lab.compression.ablation import (
 from ldm_lab.compression.rows import rows_frame
 from ldm_lab.data import build_dataset
 from ldm_lab.device import resolve_device
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import extract_features, to_uint8
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.presets import COMPRESSION_FACTORS
-from ldm_lab.tasks.evaluate import SamplingSettings
 from ldm_lab.tasks.runs import read_run_record
 from ldm_lab.tasks.targets import ablation_target, get_target
 from ldm_lab.training import load_weights
@@ -96,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     real = validation_batch(len(build_dataset("emoji", "val", (64, 64))))
     real_features = extract_features(to_uint8(real["image"]), FEATURE_SPACE, device)
-    batch, settings = cycle_batch(real, args.num_samples), SamplingSettings(steps=args.steps)
+    batch, settings = cycle_batch(real, args.num_samples), dataclasses.replace(FIG6_SAMPLING, steps=args.steps)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for run_dir in args.runs:

@@ -6,6 +6,8 @@ image is kept; they broadcast against the latent (e.g. [B, 1, H, W]).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -35,6 +37,23 @@ def mask_blending(image: Tensor, mask: Tensor, noise: Tensor) -> AfterStep:
         return mask * x + (1 - mask) * noised_image(image, noise, sigma_next)
 
     return blend
+
+
+@dataclass(frozen=True)
+class ImageEdit:
+    """Start sampling from an image instead of pure noise: SDEdit / img2img by ``strength``, and inpainting by
+    mask blending when a ``mask`` is given (``sample(..., edit=ImageEdit(image, strength=0.6))``)."""
+
+    image: Tensor                # the image (or latent) to edit, [B, C, H, W] in the sampler's input scaling
+    strength: float = 1.0        # share of the steps run (SDEdit): 0 returns the image, 1 starts at the noisiest level
+    mask: Tensor | None = None   # inpainting: 1 = generate, 0 = keep the image; broadcasts against it ([B, 1, H, W])
+
+    def start(self, sigmas: Tensor, noise: Tensor) -> tuple[Tensor, Tensor, AfterStep | None]:
+        """The noise levels still to visit, the starting point (the image noised to the first of them), and the
+        blending to apply after every step (None without a mask)."""
+        sigmas = strength_sigmas(sigmas, self.strength)
+        blend = None if self.mask is None else mask_blending(self.image, self.mask, noise)
+        return sigmas, noised_image(self.image, noise, float(sigmas[0])), blend
 
 
 def concat_inpainting_model(model_fn: ModelFn, mask: Tensor, masked_image_latent: Tensor) -> ModelFn:

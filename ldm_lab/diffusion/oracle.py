@@ -21,7 +21,9 @@ import torch
 from torch import Tensor
 
 from ldm_lab.diffusion.parameterisation import Prediction, append_dims, check_prediction, velocity
+from ldm_lab.diffusion.sampling import sample
 from ldm_lab.diffusion.schedules import NoiseSchedule
+from ldm_lab.diffusion.settings import SamplingSettings
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,6 @@ def sampler_error_table(samplers: Sequence[str], steps: Sequence[int], *, schedu
                         seed: int = 0) -> pd.DataFrame:
     """Sample the Gaussian oracle with each sampler at each step count; one row per (sampler, steps), with the
     number of model calls (Heun makes two per step) and the errors of :func:`gaussian_fit_error`."""
-    from ldm_lab.diffusion.sampling import sample   # sampling imports this package's modules
-
     oracle = GaussianOracle(schedule, mean, std, prediction)
     calls = 0
 
@@ -81,7 +81,8 @@ def sampler_error_table(samplers: Sequence[str], steps: Sequence[int], *, schedu
             calls = 0
             generator = torch.Generator().manual_seed(seed)
             noise = torch.randn(shape, generator=generator)
-            x0 = sample(counted, noise, sampler=name, steps=n, schedule=schedule, prediction=prediction,
-                        timestep_spacing=timestep_spacing, generator=generator, progress=False)
+            settings = SamplingSettings(sampler=name, steps=n, timestep_spacing=timestep_spacing)
+            x0 = sample(counted, noise, settings, schedule=schedule, prediction=prediction, generator=generator,
+                        progress=False)
             rows.append({"sampler": name, "steps": n, "model_calls": calls, **gaussian_fit_error(x0, mean, std)})
     return pd.DataFrame(rows)

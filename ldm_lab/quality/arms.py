@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.data.materialise import training_dataset
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.diffusion import generate
@@ -157,8 +158,9 @@ def prompt_images(model: LatentDiffusion, captions: Sequence[str], seed: int, gu
                   steps: int = 20, batch_size: int = 64) -> Tensor:
     """One image per caption from a text-to-image model (DPM-Solver++, CFG), noise from one seeded CPU generator."""
     generator = torch.Generator().manual_seed(seed)
-    return torch.cat([generate(model, prompts=list(captions[i:i + batch_size]), steps=steps,
-                               guidance_scale=guidance_scale, generator=generator)
+    settings = SamplingSettings(steps=steps, guidance_scale=guidance_scale)
+    return torch.cat([generate(model, prompts=list(captions[i:i + batch_size]), settings=settings,
+                               generator=generator)
                       for i in range(0, len(captions), batch_size)])
 
 

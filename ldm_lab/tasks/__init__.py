@@ -5,7 +5,8 @@ runs, and the run directories it writes.
     from ldm_lab.tasks import get_target, run_config, train_target, load_run, generate
 
     train_target("lab-class", "build/runs/lab-class", run_config(get_target("lab-class"), steps=2000))
-    images = generate(load_run("build/runs/lab-class").model, labels=torch.arange(10), guidance_scale=3.0)
+    images = generate(load_run("build/runs/lab-class").model, labels=torch.arange(10),
+                      settings=SamplingSettings(guidance_scale=3.0))      # ldm_lab.diffusion.SamplingSettings
 """
 
 from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask

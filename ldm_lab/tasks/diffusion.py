@@ -2,12 +2,13 @@
 
     task = DiffusionTask(sample_labels=tuple(range(10)))
     train(model, task, data, config, run_dir)       # loss: ||target - eps_theta(z_t, t, tau(y))||^2
-    images = generate(model, labels=torch.tensor([3, 7]), guidance_scale=3.0)
+    images = generate(model, labels=torch.tensor([3, 7]), settings=SamplingSettings(guidance_scale=3.0))
     images = generate(model, conditions={"boxes": [...], "box_labels": [...]})   # any data-batch conditions
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.conditioning import record_cross_attention, token_maps
-from ldm_lab.diffusion import DiffusionLoss, sample
+from ldm_lab.diffusion import DiffusionLoss, SamplingSettings, sample
 from ldm_lab.diffusion.parameterisation import add_noise
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.latent_cache import has_cached_latents, sample_latents
@@ -45,30 +46,32 @@ def check_concat(model: LatentDiffusion, cond: Mapping[str, Tensor]) -> None:
 @torch.no_grad()
 def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor | None = None,
              prompts: list[str] | None = None, conditions: Mapping[str, Any] | None = None,
-             sampler: str = "dpmpp_2m", steps: int = 20, guidance_scale: float = 1.0,
-             generator: torch.Generator | None = None, progress: bool = False) -> Tensor:
-    """Images ``[N, C, H, W]`` in [-1, 1]: noise -> sampler (with CFG when ``guidance_scale != 1``) -> decoder.
+             settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
+             progress: bool = False) -> Tensor:
+    """Images ``[N, C, H, W]`` in [-1, 1]: noise -> sampler (with CFG when ``settings.guidance_scale != 1``) ->
+    decoder.
 
     Conditions are ``labels``, ``prompts``, or any data-batch fields in ``conditions`` (``boxes`` and
     ``box_labels``, ``segmentation``, ``original_size`` ...); N is their count, or ``num`` for unconditional
-    models. Noise is drawn from ``generator`` (a CPU generator gives the same images on every device)."""
+    models. Noise is drawn from ``generator``, else from ``settings.seed`` (a CPU generator: the same images on
+    every device), else from torch's global generator."""
     batch = request(labels, prompts, conditions)
     model.check_request(batch)
     num = num if not batch else model.count(batch)
     if num is None:
         raise ValueError("say how many images to draw: pass num=..., or labels / prompts (one image each).")
-    guided = guidance_scale != 1.0
+    guided = settings.guidance_scale != 1.0
     if guided and not model.is_conditional:
         raise ValueError(f"{model.preset.name} is unconditional: classifier-free guidance needs a condition. "
                          "Use guidance_scale=1.")
+    generator = settings.generator() if generator is None else generator
     cond = model.condition(batch, num)
     check_concat(model, cond)
     device = model.latent_scale.device
     noise = torch.randn(num, *model.latent_shape, generator=generator).to(device)
-    x0 = sample(model, noise, sampler=sampler, steps=steps, schedule=model.schedule,
-                prediction=model.preset.prediction.value, clip_x0=1.0 if model.first_stage is None else None,
-                guidance_scale=guidance_scale, cond=cond, uncond=model.unconditional(batch, num) if guided else None,
-                generator=generator, progress=progress)
+    x0 = sample(model, noise, settings, schedule=model.schedule, prediction=model.preset.prediction.value,
+                clip_x0=1.0 if model.first_stage is None else None, cond=cond,
+                uncond=model.unconditional(batch, num) if guided else None, generator=generator, progress=progress)
     return model.decode(x0).clamp(-1, 1)
 
 
@@ -93,13 +96,17 @@ def conditions_of(model: LatentDiffusion, batch: Mapping[str, Any]) -> dict[str,
     return {key: batch[key] for key in model.condition_keys if key in batch}
 
 
-def generate_like(model: LatentDiffusion, batch: dict, *, sampler: str = "dpmpp_2m", steps: int = 20,
-                  guidance_scale: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+def generate_like(model: LatentDiffusion, batch: dict, *, settings: SamplingSettings = SamplingSettings(),
+                  generator: torch.Generator | None = None) -> Tensor:
     """One image per item of a data batch, drawn with the item's own conditions (label, caption, boxes, map,
     sizes: whatever the model is conditioned on; unconditional models ignore them, and guidance)."""
-    guidance = guidance_scale if model.is_conditional else 1.0
-    return generate(model, len(batch["image"]), conditions=conditions_of(model, batch), sampler=sampler,
-                    steps=steps, guidance_scale=guidance, generator=generator)
+    return generate(model, len(batch["image"]), conditions=conditions_of(model, batch),
+                    settings=settings_for(model, settings), generator=generator)
+
+
+def settings_for(model: LatentDiffusion, settings: SamplingSettings) -> SamplingSettings:
+    """``settings`` without guidance for an unconditional model (there is nothing to guide towards)."""
+    return settings if model.is_conditional else dataclasses.replace(settings, guidance_scale=1.0)
 
 
 @dataclass(frozen=True)
@@ -115,9 +122,13 @@ class DiffusionTask:
     sample_conditions: dict[str, Any] = field(default_factory=dict, compare=False)  # other models: a collated
                                                    # batch of conditions (e.g. validation boxes) for the grids
     sample_num: int = 16                           # unconditional models: images per grid
-    sampler: str = "dpmpp_2m"                      # sampler of the grids (a name in ldm_lab.diffusion.SAMPLERS)
-    sample_steps: int = 20                         # its number of steps
-    guidance_scale: float = 1.0                    # CFG scale of the grids (1: no guidance)
+    guidance_scale: float = 1.0                    # the CFG scale this model is sampled at (grids, and the
+                                                   # default of eval and bench); 1: no guidance
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        """How this model's images are drawn by default: the package's sampler and steps, its guidance."""
+        return SamplingSettings(guidance_scale=self.guidance_scale)
 
     def loss(self, model: LatentDiffusion, batch: dict) -> Tensor:
         z0 = self.clean_latents(model, batch)
@@ -139,6 +150,4 @@ class DiffusionTask:
     def sample(self, model: LatentDiffusion) -> Tensor:
         conditions = request(torch.tensor(self.sample_labels) if self.sample_labels is not None else None,
                              self.sample_prompts, self.sample_conditions)
-        guidance = self.guidance_scale if model.is_conditional else 1.0
-        return generate(model, self.sample_num, conditions=conditions, sampler=self.sampler,
-                        steps=self.sample_steps, guidance_scale=guidance)
+        return generate(model, self.sample_num, conditions=conditions, settings=settings_for(model, self.sampling))

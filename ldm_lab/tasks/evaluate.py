@@ -9,14 +9,15 @@ Tab. 8). N must reach ``MIN_SAMPLES`` (50) unless ``min_samples`` lowers it: sma
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from ldm_lab.data import DATASETS, held_out_sample, split_batch
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import ResultRecord, fidelity_metrics, fidelity_records, psnr, rfid, ssim, to_uint8
 from ldm_lab.metrics.fidelity import MIN_SAMPLES, check_finite_images, check_sample_count
 from ldm_lab.tasks.diffusion import generate_like
@@ -33,19 +34,6 @@ def default_feature_space(run: Run) -> str:
     return DATASETS[run.target.dataset].feature_space
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How the generated images are drawn."""
-
-    sampler: str = "dpmpp_2m"
-    steps: int = 20
-    guidance_scale: float = 1.0
-    seed: int = 0
-
-    def describe(self) -> str:
-        return f"sampler={self.sampler} steps={self.steps} guidance={self.guidance_scale:g} seed={self.seed}"
-
-
 def validation_batches(run: Run, num_samples: int, batch_size: int) -> Iterator[dict]:
     """The first ``num_samples`` items of the validation split (in a fixed shuffled order), in batches."""
     return split_batch(held_out_sample(run.target.dataset, run.target.resolution, num_samples), batch_size)
@@ -53,17 +41,17 @@ def validation_batches(run: Run, num_samples: int, batch_size: int) -> Iterator[
 
 @torch.no_grad()
 def evaluate_diffusion(run: Run, num_samples: int, feature_space: str | None = None,
-                       settings: SamplingSettings = SamplingSettings(), batch_size: int = 64,
+                       settings: SamplingSettings = SamplingSettings(seed=0), batch_size: int = 64,
                        min_samples: int = MIN_SAMPLES) -> list[ResultRecord]:
-    """FID, KID, precision and recall of the run's samples against the validation split."""
+    """FID, KID, precision and recall of the run's samples against the validation split (one generator, from
+    ``settings.seed``, draws the noise of every batch)."""
     feature_space = default_feature_space(run) if feature_space is None else feature_space
     check_sample_count(num_samples, num_samples, min_samples=min_samples)  # before minutes of sampling
-    generator = torch.Generator().manual_seed(settings.seed)
+    generator = settings.generator()
     real, fake = [], []
     for batch in tqdm(list(validation_batches(run, num_samples, batch_size)), desc="eval"):
         real.append(to_uint8(batch["image"]))
-        images = generate_like(run.model, batch, sampler=settings.sampler, steps=settings.steps,
-                               guidance_scale=settings.guidance_scale, generator=generator)
+        images = generate_like(run.model, batch, settings=settings, generator=generator)
         fake.append(to_uint8(check_finite_images(images.cpu(), "generated images", DIVERGED)))
     device = run.model.latent_scale.device
     result = fidelity_metrics(torch.cat(real), torch.cat(fake), feature_space, device=device,
@@ -110,6 +98,5 @@ def evaluate_run(run: Run, num_samples: int, feature_space: str | None = None,
 
 
 def default_settings(run: Run) -> SamplingSettings:
-    """The sampler, steps and guidance the target's sample grids use."""
-    task = run.target.task
-    return SamplingSettings(task.sampler, task.sample_steps, task.guidance_scale)
+    """How the target's images are drawn by default (its guidance), with seed 0."""
+    return dataclasses.replace(run.target.task.sampling, seed=0)
