@@ -9,9 +9,9 @@ from ldm_lab.cli import main
 from ldm_lab.presets import get_preset
 from ldm_lab.tasks import get_target, load_run
 
-# The Shapes models decode through the compression ablation's KL-f4 (lab-kl-f4), not lab-emoji's first stage.
-CONDITIONING_TARGETS = {"lab-fmnist": "lab-fmnist-autoencoder", "lab-layout": "lab-kl-f4", "lab-seg": "lab-kl-f4",
-                        "lab-sdxl": "lab-kl-f4"}
+# Each model decodes with a first stage trained on its own data: the Shapes models share lab-shapes-autoencoder.
+CONDITIONING_TARGETS = {"lab-fmnist": "lab-fmnist-autoencoder", "lab-layout": "lab-shapes-autoencoder",
+                        "lab-seg": "lab-shapes-autoencoder", "lab-sdxl": "lab-shapes-autoencoder"}
 
 
 @pytest.mark.parametrize("name", CONDITIONING_TARGETS)
@@ -19,6 +19,7 @@ def test_each_model_names_its_first_stage_target_and_is_built_for_its_autoencode
     target = get_target(name)
     assert target.first_stage == CONDITIONING_TARGETS[name]
     assert get_preset(target.model.preset).autoencoder == get_target(target.first_stage).autoencoder
+    assert get_target(target.first_stage).dataset == target.dataset.removesuffix("_multiscale")
 
 
 def train(name: str, out, first_stage=None) -> None:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ldm_lab.checkpoints import CheckpointError, entry_fields, read_manifest
 from ldm_lab.data import fashion_mnist
 from ldm_lab.evaluation_models import shipped as manifest
-from ldm_lab.evaluation_models.shipped import CheckpointError, entry_fields, read_manifest
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.paths import DATA_ENV
 from ldm_lab.shipping import ShipConfig, load_shipped, plan_phases, ship, with_first_stages
@@ -32,10 +32,11 @@ def test_first_stages_train_first_and_are_added_unless_shipped():
     assert with_first_stages(["lab-emoji"], shipped={"lab-autoencoder"}) == ["lab-emoji"]
     assert plan_phases(["lab-emoji", "lab-pixel", "lab-autoencoder"]) == [["lab-autoencoder"],
                                                                          ["lab-emoji", "lab-pixel"]]
-    # The Shapes models share the ablation's KL-f4, not lab-emoji's first stage: it is added once, before them.
-    assert with_first_stages(["lab-layout", "lab-seg"], shipped=set()) == ["lab-kl-f4", "lab-layout", "lab-seg"]
+    # The Shapes models share their own first stage, not lab-emoji's: it is added once, before them.
+    assert with_first_stages(["lab-layout", "lab-seg"], shipped=set()) == ["lab-shapes-autoencoder", "lab-layout",
+                                                                         "lab-seg"]
     assert plan_phases(with_first_stages(["lab-emoji", "lab-layout"], shipped=set())) == [
-        ["lab-autoencoder", "lab-kl-f4"], ["lab-emoji", "lab-layout"]]
+        ["lab-autoencoder", "lab-shapes-autoencoder"], ["lab-emoji", "lab-layout"]]
 
 
 def test_all_means_every_target_but_those_kept_out_of_the_repository():

@@ -23,6 +23,7 @@ from ldm_lab.presets import (
     COMPRESSION_FACTORS,
     LAB_AUTOENCODER,
     LAB_FMNIST_AUTOENCODER,
+    LAB_SHAPES_AUTOENCODER,
     get_preset,
     lab_first_stage,
 )
@@ -233,34 +234,44 @@ TARGETS.update({t.name: t for t in [
 
 # --- the conditioning models (notebook 04) and the Fashion-MNIST first stage -----------------------------------
 
-_CONDITIONED_TRAIN = replace(_LATENT_TRAIN, batch_size=64)  # tiny U-Nets: a GPU step is cheap, batches can be big
-# The Shapes models still decode through the ablation's KL-f4, trained on emoji (their presets name its
-# architecture): a Shapes first stage is their next step.
-SHAPES_FIRST_STAGE = first_stage_target(Regularizer.KL, 4)
+# The conditioning models train with lab-emoji's recipe (cached latents, min-SNR-5, batch 16, a short EMA) for
+# the minutes a 2-core CPU can give each of them.
+_CONDITIONED_TRAIN = EMOJI_TRAIN
+SHAPES_STEPS = {"smoke": 20, "laptop": 5000, "gpu": 50_000}
+# The Shapes models decode with a first stage trained on Shapes, with lab-autoencoder's recipe.
+SHAPES_FIRST_STAGE = "lab-shapes-autoencoder"
 
 TARGETS.update({t.name: t for t in [
+    AutoencoderTarget(SHAPES_FIRST_STAGE, "the KL-f4 first stage of the Shapes models (lab-layout, lab-seg, lab-sdxl) "
+                      "on 64x64 Shapes scenes: lab-autoencoder's design and recipe", "shapes", LAB_SHAPES_AUTOENCODER,
+                      EMOJI_FIRST_STAGE_LOSS, EMOJI_FIRST_STAGE_TRAIN, steps=dict(EMOJI_FIRST_STAGE_STEPS), crop=32),
     AutoencoderTarget("lab-fmnist-autoencoder", "the 1-channel KL-f4 first stage of lab-fmnist on 32x32 "
-                      "Fashion-MNIST: L1 + PatchGAN + KL (no perceptual term: lab-clip sees RGB only)",
-                      "fashion_mnist", LAB_FMNIST_AUTOENCODER, AutoencoderLossConfig(perceptual_weight=0.0),
-                      TrainConfig(batch_size=64, lr=2e-4, warmup_steps=100, checkpoint_every=500, sample_every=500),
-                      resolution=(32, 32)),
+                      "Fashion-MNIST: lab-autoencoder's objective and optimiser (no perceptual term: lab-clip sees "
+                      "RGB only)",
+                      "fashion_mnist", LAB_FMNIST_AUTOENCODER, EMOJI_FIRST_STAGE_LOSS,
+                      ldm_first_stage_train_config(32, 4e-4, checkpoint_every=500, sample_every=500,
+                                                   keep_checkpoints=2),
+                      steps=dict(EMOJI_FIRST_STAGE_STEPS), resolution=(32, 32)),
     DiffusionTarget("lab-fmnist", "class-conditional latent diffusion on 32x32 Fashion-MNIST: the class as one "
                     "learned cross-attention token (LDM's cin models), null class for CFG", "fashion_mnist",
-                    LatentDiffusionConfig("lab-fmnist"),
+                    LatentDiffusionConfig("lab-fmnist", snr_gamma=5.0),
                     DiffusionTask(sample_labels=cycling_labels("fashion_mnist"), guidance_scale=3.0),
-                    _CONDITIONED_TRAIN, first_stage="lab-fmnist-autoencoder"),
+                    _CONDITIONED_TRAIN, first_stage="lab-fmnist-autoencoder", cache_latents=True),
     DiffusionTarget("lab-layout", "layout-to-image latent diffusion on 64x64 Shapes: boxes as (l, b, c) tokens "
                     "through a transformer encoder, cross-attended (LDM Tab. 17)", "shapes",
-                    LatentDiffusionConfig("lab-layout"), DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN,
-                    first_stage=SHAPES_FIRST_STAGE, sample_from_validation=True),
+                    LatentDiffusionConfig("lab-layout", snr_gamma=5.0), DiffusionTask(guidance_scale=3.0),
+                    _CONDITIONED_TRAIN, steps=dict(SHAPES_STEPS), first_stage=SHAPES_FIRST_STAGE,
+                    sample_from_validation=True, cache_latents=True),
     DiffusionTarget("lab-seg", "segmentation-to-image latent diffusion on 64x64 Shapes: the one-hot class map "
-                    "concatenated to the latent (LDM §4.3.2)", "shapes", LatentDiffusionConfig("lab-seg"),
-                    DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN, first_stage=SHAPES_FIRST_STAGE,
-                    sample_from_validation=True),
+                    "concatenated to the latent (LDM §4.3.2)", "shapes",
+                    LatentDiffusionConfig("lab-seg", snr_gamma=5.0),
+                    DiffusionTask(guidance_scale=3.0), _CONDITIONED_TRAIN, steps=dict(SHAPES_STEPS),
+                    first_stage=SHAPES_FIRST_STAGE, sample_from_validation=True, cache_latents=True),
     DiffusionTarget("lab-sdxl", "tiny SDXL on 64x64 Shapes resized from 0.25x-2x originals and cropped: prompt, "
                     "pooled prompt and size/crop micro-conditioning (SDXL §2.2)", "shapes_multiscale",
-                    LatentDiffusionConfig("lab-sdxl"), DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0),
-                    _CONDITIONED_TRAIN, first_stage=SHAPES_FIRST_STAGE),
+                    LatentDiffusionConfig("lab-sdxl", snr_gamma=5.0),
+                    DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0), _CONDITIONED_TRAIN,
+                    steps=dict(SHAPES_STEPS), first_stage=SHAPES_FIRST_STAGE, cache_latents=True),
 ]})
 
 
