@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -113,3 +114,12 @@ def first_stage_row(autoencoder: Autoencoder, result: Reconstructions, name: str
         rfid=rfid(to_uint8(x), to_uint8(y), feature_space, device), latent_std=z.float().std().item(),
         scale_factor=latent_scale(z), codebook_size=config.codebook_size, codebook_usage=usage,
         perplexity=perplexity, feature_space=feature_space, num_samples=len(x), device=str(device))
+
+
+def paper_table8() -> pd.DataFrame:
+    """LDM Tab. 8 (= the CompVis/latent-diffusion model zoo): the paper's first stages on ImageNet val 256x256,
+    rFID in Inception space and PSNR in dB, one row per regularizer and f. Another data set, resolution and
+    feature space than ours: compare trends, never values."""
+    rows = [("kl", 4, 0.27, 27.53), ("kl", 8, 0.90, 24.19), ("kl", 16, 0.87, 24.08), ("kl", 32, 2.04, 22.27),
+            ("vq", 4, 0.58, 27.43), ("vq", 8, 1.14, 23.07), ("vq", 16, 5.15, 20.83)]
+    return pd.DataFrame(rows, columns=["regularizer", "f", "rfid", "psnr"])
