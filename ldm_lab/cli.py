@@ -385,12 +385,16 @@ def _add_quality_command(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--minutes", type=positive_float, default=60.0, help="training minutes of each arm")
     quality.add_argument("--threads", type=positive_int, default=1, help="torch threads of each arm (they run "
                          "at once: 2 arms x 1 thread fill 2 cores)")
-    quality.add_argument("--seeds", type=positive_int, default=1, help="images per held-out caption")
+    quality.add_argument("--seeds", type=positive_int, default=None, help="images per held-out caption (default 1; "
+                         "3 with --score-shipped)")
     quality.add_argument("--out", default=None, help="the arms' folder (default build/runs/quality); finished "
                          "arms there are reused")
     quality.add_argument("--first-stage", default=None, metavar="RUN_DIR", help="ours: a lab-autoencoder run "
                          "trained before; its recorded seconds count against the minutes")
     quality.add_argument("--figure", default=None, help="the fixed-prompt grid (default figures/time_to_quality.png)")
+    quality.add_argument("--score-shipped", default=None, metavar="NAME", help="instead of the benchmark: score the "
+                         "shipped text-to-image model NAME as its bars are stated (one image per held-out caption and "
+                         "seed, guidance 3; --seeds defaults to 3 here) -> text_to_image_scores.csv")
     quality.set_defaults(func=_quality)
 
 
@@ -398,9 +402,14 @@ def _quality(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ldm_lab.paths import figures_dir
-    from ldm_lab.quality.benchmark import QualityConfig, run_benchmark, verdict
+    from ldm_lab.quality.benchmark import QualityConfig, run_benchmark, score_shipped, verdict
 
-    config = QualityConfig(minutes=args.minutes, threads=args.threads, seeds=args.seeds,
+    if args.score_shipped:
+        row = score_shipped(args.score_shipped, seeds=args.seeds or 3)
+        print(", ".join(f"{metric} {row[metric]:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]"
+                        for metric in ("kid", "fid", "clip_score")))
+        return 0
+    config = QualityConfig(minutes=args.minutes, threads=args.threads, seeds=args.seeds or 1,
                            out=Path(args.out) if args.out else None,
                            first_stage=Path(args.first_stage) if args.first_stage else None)
     table = run_benchmark(config, figure=Path(args.figure) if args.figure else figures_dir() / "time_to_quality.png")

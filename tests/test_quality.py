@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from ldm_lab.checkpoints import read_manifest
 from ldm_lab.cli import main as cli_main
-from ldm_lab.evaluation_models.shipped import read_manifest
+from ldm_lab.metrics import recentred_interval
 from ldm_lab.quality import arms
 from ldm_lab.quality.arms import ArmRecord, check_arm
-from ldm_lab.metrics import recentred_interval
 from ldm_lab.quality.benchmark import QualityConfig, score, verdict
 
 needs_lab_clip = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")
@@ -129,3 +129,28 @@ def test_held_out_row_scores_real_images_on_their_captions(encoder):
     row = held_out_row(images, captions, encoder, num_resamples=20)
     assert row["clip_score_ci_low"] <= row["clip_score"] <= row["clip_score_ci_high"]
     assert "kid" not in row and row["num_real"] == 8
+
+
+def test_score_shipped_appends_the_model_row_with_its_recorded_training(tmp_path, monkeypatch):
+    from ldm_lab.quality import benchmark
+    from ldm_lab.shipping.load import shipped_entry
+
+    seen = {}
+    def fake_scores(model, name, seeds, guidance_scale):  # the 1,062-image scoring itself is tested above
+        seen.update(name=name, seeds=seeds, guidance=guidance_scale, trained=not model.training)
+        return {"model": name, "kid": 0.2, "kid_ci_low": 0.1, "kid_ci_high": 0.3}
+    monkeypatch.setattr(benchmark, "model_scores", fake_scores)
+    row = benchmark.score_shipped("lab-emoji", seeds=2, table_folder=tmp_path)
+    entry = shipped_entry("lab-emoji")
+    assert seen == {"name": "lab-emoji", "seeds": 2, "guidance": 3.0, "trained": True}
+    assert row["steps"] == entry.steps and row["training_minutes"] == round(entry.training_seconds / 60, 1)
+    benchmark.score_shipped("lab-emoji", table_folder=tmp_path)
+    table = pd.read_csv(tmp_path / f"{benchmark.MODEL_TABLE}.csv")
+    assert list(table["model"]) == ["lab-emoji", "lab-emoji"] and list(table["steps"]) == [entry.steps] * 2
+
+
+def test_score_shipped_names_what_is_shipped_for_an_unknown_model(tmp_path):
+    from ldm_lab.quality.benchmark import score_shipped
+
+    with pytest.raises(Exception, match="lab-emoji"):
+        score_shipped("lab-emojii", table_folder=tmp_path)

@@ -35,6 +35,7 @@ from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_feature
 from ldm_lab.paths import git_commit, results_dir, runs_dir
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
+from ldm_lab.shipping.load import load_shipped, shipped_entry
 
 FEATURE_SPACE = "lab-clip"
 TABLE = "time_to_quality"  # data/results/time_to_quality.csv (ldm_lab.metrics.read_csv names tables so)
@@ -190,6 +191,18 @@ def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, guidance_sca
             "feature_space": FEATURE_SPACE, "git_commit": git_commit()}
 
 
+def score_shipped(name: str, seeds: int = 3, guidance_scale: float = 3.0, table_folder: Path | None = None,
+                  device: str | torch.device = "cpu") -> dict:
+    """``model_scores`` of the shipped model ``name``, with its training steps and minutes from the manifest,
+    appended to ``text_to_image_scores.csv``: the numbers its bars are judged by."""
+    entry = shipped_entry(name)
+    row = model_scores(load_shipped(name, device).eval(), name, seeds, guidance_scale)
+    row |= {"steps": entry.steps, "training_minutes": round(entry.training_seconds / 60, 1)}
+    path = (table_folder or results_dir()) / f"{MODEL_TABLE}.csv"
+    pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    return row
+
+
 def grid_images(config: QualityConfig, prompts: Sequence[str] = GRID_PROMPTS) -> dict[str, Tensor]:
     """Each arm's image for each fixed prompt (seed 0)."""
     return {arm: arm_images(arm, config.folder / arm, prompts, seed=0, guidance_scale=config.guidance[arm],
@@ -229,4 +242,4 @@ def verdict(table: pd.DataFrame, metric: str, lower_is_better: bool) -> str:
     return "ours wins" if ours_better else "diffusers wins" if theirs_better else "undecided (intervals overlap)"
 
 
-__all__ = ["QualityConfig", "run_benchmark", "score", "train_arms", "verdict", "GRID_PROMPTS"]
+__all__ = ["QualityConfig", "run_benchmark", "score", "score_shipped", "train_arms", "verdict", "GRID_PROMPTS"]
