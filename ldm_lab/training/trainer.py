@@ -27,7 +27,6 @@ from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ldm_lab.device import resolve_device
 from ldm_lab.training.accelerate_state import forget_single_process_state
@@ -39,6 +38,7 @@ from ldm_lab.training.config import TrainConfig
 from ldm_lab.training.data import move_to_device, resumable_loader
 from ldm_lab.training.ema import EMA
 from ldm_lab.training.images import save_image_grid
+from ldm_lab.training.progress import TrainProgress, training_progress
 from ldm_lab.training.interrupt import GracefulStop
 from ldm_lab.training.rng import capture_rng_state, restore_rng_state
 from ldm_lab.training.schedule import lr_at
@@ -138,14 +138,15 @@ class Trainer:
         batches = self._batches()
         self.model.train()
         self.session_start, window = time.perf_counter(), _MetricsWindow()
-        with tqdm(total=self.config.steps, initial=self.step, desc="train", dynamic_ncols=True,
-                  disable=not self.accelerator.is_main_process) as progress, GracefulStop() as stop:
+        with training_progress(self.config.steps, self.step, self.config.time_limit_s, desc="train",
+                               dynamic_ncols=True, disable=not self.accelerator.is_main_process) as progress, \
+                GracefulStop() as stop:
             while self.step < self.config.steps and not self._stop_requested(stop):
                 loss, grad_norm = self._train_step(batches)
                 self.step += 1
                 self.samples_seen += self.global_batch
                 window.add(loss, grad_norm)
-                progress.update(1)
+                progress.advance(self.step, time.perf_counter() - self.session_start)
                 self._after_step(window, progress)
             if window.steps:
                 self._log(window, progress)
@@ -183,7 +184,7 @@ class Trainer:
             self.ema.update(self.model, num_updates=self.step)
         return loss_sum / self.config.grad_accum_steps, grad_norm.detach().float()
 
-    def _after_step(self, window: _MetricsWindow, progress: tqdm) -> None:
+    def _after_step(self, window: _MetricsWindow, progress: TrainProgress) -> None:
         c = self.config
         if self.step % c.log_every == 0:
             self._log(window, progress)
@@ -210,7 +211,7 @@ class Trainer:
         """Wall time of the whole run, over all sessions."""
         return self.elapsed_before + time.perf_counter() - self.session_start
 
-    def _log(self, window: _MetricsWindow, progress: tqdm) -> None:
+    def _log(self, window: _MetricsWindow, progress: TrainProgress) -> None:
         loss = self.accelerator.reduce(window.loss_sum.clone(), reduction="mean").item() / window.steps
         record = {"step": self.step, "loss": loss, "lr": lr_at(self.step - 1, self.config),
                   "grad_norm": window.grad_norm_sum.item() / window.steps,
