@@ -183,8 +183,8 @@ def attention_per_token(images: Sequence[Tensor], maps: Sequence[Tensor], tokens
         for ax in axes[row, 1 + len(labels):]:
             ax.axis("off")
     fig.tight_layout()
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="inferno"), ax=axes.ravel().tolist(), fraction=0.02, pad=0.01,
-                 label="share of the pixel's attention")
+    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="inferno"), ax=axes.ravel().tolist(), fraction=0.02,
+                 pad=0.01, label="share of the pixel's attention")
     if save is not None:
         save_png(fig, save)
     return fig
@@ -201,8 +201,8 @@ def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None =
                       save: str | Path | None = None) -> Figure:
     """The Stable Diffusion model cards' curve: FID against CLIP score, one point per guidance scale (labelled),
     with the bootstrap intervals of ``ldm_lab.metrics.guidance_sweep``'s table as error bars. ``real``: the
-    real-vs-real row (``ldm_lab.metrics.calibration.real_vs_real_point``), drawn as a band at its FID interval
-    with its point: the floor of FID at this N."""
+    real-vs-real row (``ldm_lab.metrics.calibration.real_vs_real_point``), drawn as a line at its FID over a band
+    at its interval: the floor of FID at this N. (Its CLIP score is left out: real pairs set their own scale.)"""
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     clip, fid = table["clip_score"], table["fid"]
     ax.errorbar(clip, fid, xerr=_error_bars(table, "clip_score"), yerr=_error_bars(table, "fid"), marker="o",
@@ -212,8 +212,8 @@ def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None =
                     textcoords="offset points", xytext=(4, 4))
     if real is not None:
         ax.axhspan(real["fid_low"], real["fid_high"], color="C2", alpha=0.2, linewidth=0)
-        ax.plot(real["clip_score"], real["fid"], marker="s", color="C2", linestyle="none",
-                label=f"real vs real ({real['num_samples']} images)")
+        ax.axhline(real["fid"], color="C2", linestyle="--", linewidth=1,
+                   label=f"real vs real, {real['num_samples']} images (95% CI shaded)")
         ax.legend(fontsize=7, loc="best")
     space, encoder, n = table["feature_space"].iloc[0], table["clip_encoder"].iloc[0], table["num_samples"].iloc[0]
     ax.set(xlabel=f"CLIP score ({encoder}) → better prompt adherence", ylabel=f"FID ({space} features)",
@@ -270,7 +270,7 @@ def metric_vs_factor(table: pd.DataFrame, metrics: Sequence[str], *, paper: pd.D
         for ax, metric in zip(axes[1], metrics):
             if metric in with_paper:
                 _paper_lines(ax, paper, metric)
-                _factor_axis(ax, factors)
+                _factor_axis(ax, sorted(set(factors) | set(paper["f"])))
             else:
                 ax.axis("off")
                 ax.text(0.5, 0.5, f"{metric}: not in the paper's table", ha="center", va="center", fontsize=8,
@@ -351,23 +351,33 @@ def pipeline_diagram(stages: Sequence, *, title: str = "", per_row: int = 5,
                      save: str | Path | None = None) -> Figure:
     """The LDM pipeline as boxes and arrows, one box per ``ldm_lab.models.pipeline.Stage`` (its name and the
     shape of the real tensor it held), the operation that made each written on the arrow into it; ``per_row``
-    boxes a row, rows read left to right."""
+    boxes a row, rows snaking left to right, then right to left, so every arrow is short."""
     rows = (len(stages) + per_row - 1) // per_row
     fig, ax = plt.subplots(figsize=(2.3 * per_row, 1.45 * rows + 0.4))
     ax.set(xlim=(0, per_row), ylim=(rows, 0)), ax.axis("off")
-    centre = [(i % per_row + 0.5, i // per_row + 0.5) for i in range(len(stages))]
+
+    def centre(i: int) -> tuple[float, float]:
+        row, column = divmod(i, per_row)
+        return (column if row % 2 == 0 else per_row - 1 - column) + 0.5, row + 0.5
+
     for i, stage in enumerate(stages):
-        x, y = centre[i]
+        x, y = centre(i)
         shape = "x".join(map(str, stage.shape))
         ax.text(x, y, f"{stage.name}\n{shape}", ha="center", va="center", fontsize=7.5,
                 bbox=dict(boxstyle="round,pad=0.4", facecolor="#e8f0fb" if i % 2 == 0 else "#fdf1e4",
                           edgecolor="0.4"))
         if i:
-            (x0, y0), same_row = centre[i - 1], centre[i - 1][1] == y
-            start, end = ((x0 + 0.38, y0), (x - 0.38, y)) if same_row else ((x0, y0 + 0.22), (x, y - 0.22))
-            ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color="0.3"))
-            label_at = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 - (0.2 if same_row else 0))
-            ax.text(*label_at, stage.made_by, ha="center", va="bottom", fontsize=6, color="0.25")
+            x0, y0 = centre(i - 1)
+            if y0 == y:                                   # along a row, either way
+                step = 0.38 if x > x0 else -0.38
+                start, end = (x0 + step, y0), (x - step, y)
+                ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color="0.3"))
+                ax.text((start[0] + end[0]) / 2, y - 0.2, stage.made_by, ha="center", va="bottom", fontsize=6,
+                        color="0.25")
+            else:                                         # down to the next row, same column
+                start, end = (x0, y0 + 0.22), (x, y - 0.22)
+                ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->", color="0.3"))
+                ax.text(x + 0.05, (y0 + y) / 2, stage.made_by, ha="left", va="center", fontsize=6, color="0.25")
     ax.set_title(title or "the latent diffusion pipeline, shapes read off real tensors", fontsize=9)
     return _finish(fig, save)
 

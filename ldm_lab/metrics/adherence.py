@@ -43,10 +43,10 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ldm_lab.data.shapes import COLOURS
-from ldm_lab.metrics.bootstrap import mean_interval
+from ldm_lab.metrics.bootstrap import mean_interval, recentred_interval
 from ldm_lab.metrics.clip_score import DualEncoder, clip_scores
 from ldm_lab.metrics.features import extract_features
-from ldm_lab.metrics.fidelity import fid_interval
+from ldm_lab.metrics.fidelity import fid_from_features
 from ldm_lab.metrics.images import check_uint8, to_uint8
 
 CHROMA_THRESHOLD = 80.0   # max - min RGB channel of an object pixel (backgrounds <= 36, palette colours >= 126)
@@ -221,22 +221,33 @@ def shuffled(conditions: Sequence) -> list:
     return list(conditions[1:]) + list(conditions[:1])
 
 
-def layout_report(generated: Tensor, real: Tensor, boxes: Sequence[Tensor]) -> pd.DataFrame:
+AUTOENCODED = "real images, autoencoded"  # the report row of real images passed through the first stage
+
+
+def layout_report(generated: Tensor, real: Tensor, boxes: Sequence[Tensor],
+                  autoencoded: Tensor | None = None) -> pd.DataFrame:
     """Box IoU (``layout_adherence``, any object colour) of the real images (the metric's ceiling), of the
     images generated from ``boxes``, and of the same generated images against shuffled layouts (chance).
-    ``num_samples`` counts boxes."""
-    return baseline_table({"real images": layout_adherence(real, boxes),
-                           "generated": layout_adherence(generated, boxes),
-                           "generated, shuffled layouts": layout_adherence(generated, shuffled(boxes))}, "box IoU")
+    ``autoencoded``: the real images after the model's first stage (decoder(encoder(x))), a row of their own:
+    the ceiling of anything that decoder draws. ``num_samples`` counts boxes."""
+    scores = {"real images": layout_adherence(real, boxes)}
+    if autoencoded is not None:
+        scores[AUTOENCODED] = layout_adherence(autoencoded, boxes)
+    scores |= {"generated": layout_adherence(generated, boxes),
+               "generated, shuffled layouts": layout_adherence(generated, shuffled(boxes))}
+    return baseline_table(scores, "box IoU")
 
 
-def mask_report(generated: Tensor, real: Tensor, segmentations: Tensor, num_classes: int) -> pd.DataFrame:
-    """``mask_adherence``'s foreground IoU and mean IoU, as ``layout_report``: real images, generated, and
-    generated against shuffled masks."""
-    scores = {"real images": mask_adherence(real, segmentations, num_classes),
-              "generated": mask_adherence(generated, segmentations, num_classes),
-              "generated, shuffled masks": mask_adherence(generated, segmentations.roll(-1, 0),  # as shuffled()
-                                                          num_classes)}
+def mask_report(generated: Tensor, real: Tensor, segmentations: Tensor, num_classes: int,
+                autoencoded: Tensor | None = None) -> pd.DataFrame:
+    """``mask_adherence``'s foreground IoU and mean IoU, as ``layout_report``: real images (and, given, the real
+    images through the first stage), generated, and generated against shuffled masks."""
+    scores = {"real images": mask_adherence(real, segmentations, num_classes)}
+    if autoencoded is not None:
+        scores[AUTOENCODED] = mask_adherence(autoencoded, segmentations, num_classes)
+    scores |= {"generated": mask_adherence(generated, segmentations, num_classes),
+               "generated, shuffled masks": mask_adherence(generated, segmentations.roll(-1, 0),  # as shuffled()
+                                                           num_classes)}
     return pd.concat([baseline_table({name: s[metric] for name, s in scores.items()}, name)
                       for metric, name in (("foreground_iou", "object IoU"), ("mean_iou", "mean IoU"))],
                      ignore_index=True)
@@ -248,9 +259,12 @@ Draw = Callable[[Sequence[str], float], Tensor]  # (prompts, guidance scale) -> 
 
 def guidance_point(images: Tensor, prompts: Sequence[str], real_features: Tensor, encoder: DualEncoder,
                    feature_space: str = "lab-clip", num_resamples: int = 200, seed: int = 0) -> dict:
-    """FID against ``real_features`` and CLIP score of one generated set (uint8), each with a bootstrap 95% CI."""
-    fid = fid_interval(real_features, extract_features(images, feature_space), num_resamples=num_resamples,
-                       seed=seed)
+    """FID against ``real_features`` and CLIP score of one generated set (uint8), each with a bootstrap 95% CI.
+    FID's is re-centred (``recentred_interval``): resampling repeats images, which lifts every resampled FID
+    above the estimate; the spread is kept and the shift dropped, so the interval contains the estimate."""
+    generated = extract_features(images, feature_space)
+    fid = recentred_interval(lambda r, g: fid_from_features(real_features[r], generated[g]),
+                             (len(real_features), len(generated)), num_resamples, seed=seed)
     clip = mean_interval(clip_scores(images, prompts, encoder).numpy(), num_resamples=num_resamples, seed=seed)
     return {"fid": fid.estimate, "fid_low": fid.low, "fid_high": fid.high, "clip_score": clip.estimate,
             "clip_score_low": clip.low, "clip_score_high": clip.high, "num_samples": len(images),
