@@ -75,7 +75,7 @@ def test_follows_condition_and_the_ceiling_in_words_are_computed_from_the_table(
     assert "0.4 [0.38, 0.42]" in sentence and "48% of the real score" in sentence       # 0.4 / 0.83
     assert "(75% of it)" in sentence and "below the ceiling" in sentence                 # 0.3 / 0.4, apart
     level = ceiling_sentence(adherence_table((0.39, 0.3, 0.45), (0.1, 0.09, 0.12)), "box IoU", "lab-seg")
-    assert "level with the ceiling" in level and "the decoder, not the diffusion model, caps" in level
+    assert "level with the ceiling" in level and "reaches what its decoder allows" in level
     over = ceiling_sentence(adherence_table((0.6, 0.5, 0.7), (0.1, 0.09, 0.12)), "box IoU", "lab-seg")
     assert "above the ceiling" in over and "does not bound" in over
     with pytest.raises(ValueError, match="no row"):

@@ -125,11 +125,11 @@ def ceiling_sentence(table: pd.DataFrame, metric: str, model: str) -> str:
     where = {True: "above the ceiling, intervals apart: this decoder loses what the metric looks for in real "
                    "scenes more than the generator does, so the ceiling does not bound this model",
              False: "below the ceiling, intervals apart: the diffusion model, not the decoder, holds the score down",
-             None: "level with the ceiling (intervals overlap): the decoder, not the diffusion model, caps the "
-                   "score"}[above(generated, ceiling)]
+             None: "level with the ceiling (intervals overlap): as far as this measurement tells, the model reaches "
+                   "what its decoder allows"}[above(generated, ceiling)]
     return (f"{model}: real scenes score {metric} {real}; the same scenes through {model}'s first stage alone "
-            f"(encode, decode) score {ceiling} — {ceiling.value / real.value:.0%} of the real score, the ceiling of "
-            f"any image this decoder draws. The generated images score {generated} ({share}): {where}.")
+            f"(encode, decode) score {ceiling}, {ceiling.value / real.value:.0%} of the real score: what this "
+            f"decoder makes of perfect latents. The generated images score {generated} ({share}): {where}.")
 
 
 @torch.no_grad()
