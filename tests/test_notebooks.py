@@ -23,7 +23,7 @@ MIN_IMAGES = {
     "01_diffusion_basics": 11,
     "02_autoencoders": 7,
     "03_compression_ablation": 5,
-    "04_conditioning": 8,
+    "04_conditioning": 11,
 }
 
 
