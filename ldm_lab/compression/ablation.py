@@ -22,7 +22,8 @@ from ldm_lab.bench import BenchRow, bench_target
 from ldm_lab.compression.rows import Measured
 from ldm_lab.data import build_dataset, collate, held_out_sample, split_batch
 from ldm_lab.diffusion import SamplingSettings
-from ldm_lab.metrics import Interval, extract_features, fid_interval, kid_from_features, to_uint8
+from ldm_lab.metrics import (Interval, extract_features, fid_from_features, kid_from_features,
+                             recentred_interval, to_uint8)
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.presets import check_factor
 from ldm_lab.tasks.diffusion import generate_like
@@ -77,10 +78,14 @@ class SampleQuality:
 
 def sample_quality(real_features: Tensor, generated_features: Tensor, num_resamples: int = 200,
                    kid_subset_size: int | None = None, seed: int = 0) -> SampleQuality:
-    """FID with a bias-corrected bootstrap interval, and KID over random subsets (default: half the samples, so
-    the subsets differ), from feature sets ``[N, d]``. Extract features once (``ldm_lab.metrics.extract_features``):
-    the real set is shared by every model and checkpoint."""
-    fid = fid_interval(real_features, generated_features, num_resamples=num_resamples, seed=seed)
+    """FID with a re-centred bootstrap interval (``ldm_lab.metrics.recentred_interval``: resampling with
+    replacement repeats images and shifts every resampled FID upwards, so a percentile interval, bias-corrected
+    or not, can miss the estimate altogether; the re-centred one keeps the resamples' spread around the
+    estimate), and KID over random subsets (default: half the samples, so the subsets differ), from feature sets
+    ``[N, d]``. Extract features once (``ldm_lab.metrics.extract_features``): the real set is shared by every
+    model and checkpoint."""
+    fid = recentred_interval(lambda r, g: fid_from_features(real_features[r], generated_features[g]),
+                             (len(real_features), len(generated_features)), num_resamples, seed=seed)
     subset = kid_subset_size or max(2, min(len(real_features), len(generated_features)) // 2)
     kid, kid_std = kid_from_features(real_features, generated_features, subset_size=subset)
     return SampleQuality(fid, kid, kid_std, len(generated_features))
