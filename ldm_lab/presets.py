@@ -149,32 +149,38 @@ LAB_EMOJI_UNET = LAB_PROMPT_UNET.replace(model_channels=64, channel_mult=(1, 2, 
 # twice the conditioned width, at the same depth. Shapes scenes are simpler than emoji, but layout and
 # segmentation adherence need the capacity to place objects; the 1.2 M U-Nets left both at chance.
 LAB_SHAPES_UNET = LAB_CONDITIONED_UNET.replace(model_channels=64)
+# The lab models trained with the CPU recipe predict v (Salimans & Ho 2022, SD 2): an eps-model's estimate of the
+# clean latent at high noise, x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab), multiplies its error by sqrt((1 - ab) / ab)
+# (about 7 at t = 800 of scaled_linear), and the small lab U-Nets' x0 estimates there were textured noise; v's is
+# x0 = sqrt(ab) x_t - sqrt(1 - ab) v, whose error is never amplified.
 SHAPES_MAP_CLASSES = 1 + DATASETS["shapes"].num_classes  # a Shapes segmentation map: background, then each kind
 
 PRESETS.update({p.name: p for p in [
     Preset("lab-emoji", "small text-to-image latent model on 64x64 emoji: KL-f4 autoencoder, frozen lab-clip "
-           "text (SD's design: a frozen CLIP text tower, cross-attention, eps-prediction, scaled_linear)",
-           LAB_EMOJI_UNET, LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64)),
+           "text (SD 2's design: a frozen CLIP text tower, cross-attention, v-prediction, scaled_linear)",
+           LAB_EMOJI_UNET, LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64),
+           prediction=Prediction.V),
     Preset("lab-sdxl", "tiny SDXL replica: pooled text + 6 size/crop scalars as vector condition (SDXL §2.2)",
            LAB_SHAPES_UNET.replace(context_dim=LAB_CLIP_TEXT.width,
                y_dim=LAB_CLIP_TEXT.projection_dim + 6 * MICRO_CONDITIONING_DIM,
                context_description=f"lab-clip's text tower, penultimate block, no final norm, {LAB_CLIP_TEXT.width}",
                y_description=f"pooled lab-clip text {LAB_CLIP_TEXT.projection_dim} + 6 micro-conditioning scalars x "
                              f"{MICRO_CONDITIONING_DIM}"),
-           LAB_SHAPES_AUTOENCODER, {"text": LAB_CLIP_TEXT_SDXL}, text_weights="lab-clip", resolution=(64, 64)),
+           LAB_SHAPES_AUTOENCODER, {"text": LAB_CLIP_TEXT_SDXL}, text_weights="lab-clip", resolution=(64, 64),
+           prediction=Prediction.V),
     Preset("lab-fmnist", "class-conditional latent model on 32x32 Fashion-MNIST (KL-f4, 1 channel): the class "
            "as one learned cross-attention token, as LDM's cin models", LAB_CONDITIONED_UNET.replace(
                context_description="one learned class token (LDM cin), 128"),
-           LAB_FMNIST_AUTOENCODER, resolution=(32, 32)),
+           LAB_FMNIST_AUTOENCODER, resolution=(32, 32), prediction=Prediction.V),
     Preset("lab-layout", "layout-to-image on 64x64 Shapes: boxes as (l, b, c) token triples through a transformer "
            "encoder, cross-attended (LDM Tab. 17)", LAB_SHAPES_UNET.replace(
                context_description="layout tokens: 3 per box, 92 at most, 128"),
-           LAB_SHAPES_AUTOENCODER, resolution=(64, 64)),
+           LAB_SHAPES_AUTOENCODER, resolution=(64, 64), prediction=Prediction.V),
     Preset("lab-seg", "segmentation-to-image on 64x64 Shapes: the one-hot class map, averaged to the latent's "
            f"size, concatenated to the latent (in_channels = {LAB_SHAPES_AUTOENCODER.embed_dim} + {SHAPES_MAP_CLASSES})",
            LAB_SHAPES_UNET.replace(in_channels=LAB_SHAPES_AUTOENCODER.embed_dim + SHAPES_MAP_CLASSES,
                                    context_dim=None, context_description=""),
-           LAB_SHAPES_AUTOENCODER, resolution=(64, 64)),
+           LAB_SHAPES_AUTOENCODER, resolution=(64, 64), prediction=Prediction.V),
 ]})
 
 # --- the compression ablation (LDM §4.1, Tab. 8, Fig. 6; helpers in ldm_lab.compression) ---------------------
