@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ldm_lab import plotting
-from ldm_lab.compression import (ablation_target, lab_first_stage, latent_scale, real_vs_real, real_vs_real_rfid,
-                                 save_table, shipped_table, validation_batch)
+from ldm_lab.compression import (ablation_models, ablation_target, lab_first_stage, latent_scale, real_vs_real,
+                                 real_vs_real_rfid, save_table, shipped_table, validation_batch)
 from ldm_lab.compression.latents import decoded_noised_latents, encode_mean, latents_as_images
 from ldm_lab.diffusion import make_schedule
 from ldm_lab.metrics import extract_features, to_uint8
@@ -96,3 +96,13 @@ def test_shipped_table_lists_shipped_names_and_says_what_is_missing():
     assert "ldm-lab ship lab-no-such-model" in messages[0]
     with pytest.raises(RuntimeError, match="ldm-lab ship"):
         shipped_table(["lab-no-such-model"])
+
+
+def test_ablation_models_keep_comparable_unets():
+    models = ablation_models((1, 8, 32))
+    assert list(models.index) == ["LDM-1", "LDM-8", "LDM-32"]
+    assert list(models["latent (h x w x c)"].str.split("x").str[0]) == ["64", "8", "2"]
+    assert models.loc["LDM-1", "first stage"] == "none (pixels)"
+    assert models.loc["LDM-1", "first-stage parameters (frozen)"] == 0 < models.loc["LDM-8", "first-stage parameters (frozen)"]
+    counts = models["U-Net parameters"]
+    assert counts.max() < 2 * counts.min()  # comparable, as LDM §4.1

@@ -16,9 +16,9 @@ This package measures them:
   which shipped (or retrained) weights a notebook loads; real-vs-real rows calibrate every FID table.
 """
 
-from ldm_lab.compression.ablation import (FIG6_SAMPLING, AblationRow, SampleQuality, ablation_row, cycle_batch,
-                                          generate_images, measure_throughput, real_vs_real, sample_quality,
-                                          training_sample, validation_batch)
+from ldm_lab.compression.ablation import (FIG6_SAMPLING, AblationRow, SampleQuality, ablation_models, ablation_row,
+                                          cycle_batch, generate_images, measure_throughput, real_vs_real,
+                                          sample_quality, training_sample, validation_batch)
 from ldm_lab.compression.checkpoints import shipped_table, weights_folder
 from ldm_lab.compression.first_stages import (FirstStageRow, Reconstructions, evaluate_first_stage, first_stage_row,
                                               latent_scale, paper_table8, real_vs_real_rfid, reconstruct)
@@ -33,7 +33,8 @@ from ldm_lab.tasks.targets import ablation_target, first_stage_target
 
 __all__ = [
     "AUTOENCODERS_TABLE", "COMPRESSION_ABLATION_TABLE", "COMPRESSION_FACTORS", "FIG6_SAMPLING", "AblationRow",
-    "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_row", "ablation_target",
+    "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_models", "ablation_row",
+    "ablation_target",
     "append_rows", "at_common_step", "best_balance", "check_conclusions", "cycle_batch", "decoded_noised_latents",
     "encode_mean", "evaluate_first_stage", "latents_as_images", "paper_table8", "real_vs_real", "real_vs_real_rfid",
     "recorded_table", "save_table", "shipped_table", "training_sample", "weights_folder",

@@ -12,8 +12,10 @@ guidance, as Fig. 6. FID comes with a bootstrap interval; compare rows only at e
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
@@ -25,9 +27,10 @@ from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import (Interval, extract_features, fid_from_features, kid_from_features,
                              recentred_interval, to_uint8)
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.presets import check_factor
+from ldm_lab.nn.autoencoder import Regularizer
+from ldm_lab.presets import check_factor, get_preset, parameter_counts
 from ldm_lab.tasks.diffusion import generate_like
-from ldm_lab.tasks.targets import ablation_target
+from ldm_lab.tasks.targets import ablation_target, first_stage_target
 
 FIG6_SAMPLING = SamplingSettings(seed=0)  # DPM-Solver++(2M), 20 steps, no guidance (Fig. 6 used none), seed 0
 
@@ -36,6 +39,22 @@ def validation_batch(num_samples: int, dataset: str = "emoji", resolution: tuple
                      seed: int = 0) -> dict:
     """The first ``num_samples`` held-out items in a fixed shuffled order (as ``ldm-lab eval``), collated."""
     return held_out_sample(dataset, resolution, num_samples, seed)
+
+
+def ablation_models(factors: Sequence[int], resolution: int = 64) -> pd.DataFrame:
+    """LDM-f for each of ``factors``, one row each: the latent it denoises, its U-Net's levels, width and
+    parameters, and its frozen first stage (LDM §4.1 keeps the U-Nets' parameter counts comparable: a smaller
+    latent needs fewer levels, and width makes up for depth)."""
+    rows = []
+    for f in factors:
+        preset, counts = get_preset(ablation_target(check_factor(f))), parameter_counts(ablation_target(f))
+        side = resolution // f
+        rows.append({"model": f"LDM-{f}", "latent (h x w x c)": f"{side}x{side}x{preset.unet.in_channels}",
+                     "U-Net levels": len(preset.unet.channel_mult), "U-Net width": preset.unet.model_channels,
+                     "U-Net parameters": counts["unet"],
+                     "first stage": "none (pixels)" if f == 1 else first_stage_target(Regularizer.VQ, f),
+                     "first-stage parameters (frozen)": counts.get("vae", 0)})
+    return pd.DataFrame(rows).set_index("model")
 
 
 def training_sample(num_samples: int, dataset: str = "emoji", resolution: tuple[int, int] = (64, 64),
