@@ -1,4 +1,4 @@
-"""Benchmarks that print figures (not tests): ``python -m ldm_lab.bench unet`` and ``ldm-lab bench [TARGET ...]``.
+"""Benchmarks (not tests), run by ``ldm-lab bench [TARGET ...]`` and ``ldm-lab bench-unet``.
 
 ``bench_target`` measures what a training target costs on a device: train throughput (samples/s of a whole
 optimizer step: loss forward, backward, AdamW step), sample throughput (samples/s through a sampler at a given
@@ -13,8 +13,6 @@ slower runs measure the other processes, not the code).
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import resource
 import statistics
@@ -25,13 +23,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
 
+from ldm_lab.convert.unet import unet_config_to_diffusers, unet_from_diffusers
+from ldm_lab.data import build_dataset, collate
 from ldm_lab.device import resolve_device
 from ldm_lab.diffusion import SamplingSettings
-from ldm_lab.paths import git_commit
 from ldm_lab.nn.unet import UNetConfig
+from ldm_lab.paths import git_commit, results_dir
+from ldm_lab.tasks import DiffusionTarget, get_target
+from ldm_lab.tasks.diffusion import generate_like
+from ldm_lab.training import TrainConfig, build_optimizer
 
 # SD 1.5's layout at a fifth of the width: conv projections, 8 heads, cross-attention at three levels.
 BENCH_UNET = UNetConfig(model_channels=64, context_dim=256)
@@ -67,9 +71,7 @@ def _inference(run: Callable[[], torch.Tensor]) -> Callable[[], None]:
 def bench_unet(config: UNetConfig = BENCH_UNET, batch: int = 16, size: int = 32, tokens: int = 77,
                repeats: int = 5, device: str | torch.device | None = None) -> dict[str, dict[str, float]]:
     """Best-of-``repeats`` seconds of a training step and an inference forward, ours vs diffusers, same weights."""
-    from diffusers import UNet2DConditionModel
-
-    from ldm_lab.convert.unet import unet_config_to_diffusers, unet_from_diffusers
+    from diffusers import UNet2DConditionModel  # an optional dependency (the test extra): imported when used
 
     device = resolve_device(device)
     torch.manual_seed(0)
@@ -176,16 +178,12 @@ def _median_seconds(step: Callable[[], None], device: torch.device, repeats: int
 
 
 def _first_batch(target, batch_size: int, device: torch.device) -> dict:
-    from ldm_lab.data import build_dataset, collate
-
     data = build_dataset(target.dataset, "train", target.resolution)
     batch = collate([data[i] for i in range(batch_size)])
     return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
 
 
 def _optimizer_step(model: nn.Module, task, batch: dict) -> Callable[[], None]:
-    from ldm_lab.training import TrainConfig, build_optimizer
-
     optimizer = build_optimizer(model, TrainConfig())
 
     def step() -> None:
@@ -196,8 +194,6 @@ def _optimizer_step(model: nn.Module, task, batch: dict) -> Callable[[], None]:
 
 
 def _sampling(model: nn.Module, batch: dict, settings: SamplingSettings) -> Callable[[], None]:
-    from ldm_lab.tasks.diffusion import generate_like
-
     return lambda: generate_like(model.eval(), batch, settings=settings)
 
 
@@ -206,8 +202,6 @@ def bench_target(name: str, *, device: str | torch.device | None = None, batch_s
     """Train and sample throughput and peak memory of training target ``name`` (randomly initialised weights,
     real data) on ``device``, at ``batch_size`` (default: the target's training batch size), sampling as
     ``sampling`` says (default: the target's own, ``target.task.sampling``)."""
-    from ldm_lab.tasks import DiffusionTarget, get_target
-
     for option, value in (("batch_size", batch_size), ("repeats", repeats)):
         if value is not None and value < 1:
             raise ValueError(f"{option} must be >= 1, not {value} (leave batch_size out for the target's own)")
@@ -229,53 +223,6 @@ def bench_target(name: str, *, device: str | torch.device | None = None, batch_s
 
 def append_bench_rows(rows: Sequence[BenchRow], folder: Path | None = None) -> Path:
     """Append rows to ``<folder or data/results>/bench.csv`` (header written once); returns the path."""
-    import pandas as pd
-
-    from ldm_lab.paths import results_dir
-
     path = (folder or results_dir()) / "bench.csv"
     pd.DataFrame([asdict(row) for row in rows]).to_csv(path, mode="a", header=not path.exists(), index=False)
     return path
-
-
-def print_bench_rows(rows: Sequence[BenchRow]) -> None:
-    print(f"{'target':16s} {'device':7s} {'batch':>5s} {'train samples/s':>16s} {'sample samples/s':>17s} "
-          f"{'sampler/steps':>16s} {'peak MB':>9s}  memory")
-    for r in rows:
-        sampling = f"{r.sampler}/{r.sample_steps}" if r.sampler else "-"
-        print(f"{r.target:16s} {r.device:7s} {r.batch_size:5d} {r.train_samples_per_s:16.2f} "
-              f"{r.sample_samples_per_s:17.2f} {sampling:>16s} {r.peak_memory_mb:9.1f}  {r.memory_kind}")
-
-
-def _print_unet(result: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
-    print(f"U-Net benchmark: {BENCH_UNET.model_channels} channels x {BENCH_UNET.channel_mult}, batch {args.batch}, "
-          f"{args.size}x{args.size} latents, {args.repeats} repeats, device {resolve_device(args.device)}, "
-          f"{torch.get_num_threads()} CPU threads")
-    print(f"{'':12s} {'ours (s)':>10s} {'diffusers (s)':>14s} {'ours/diffusers':>15s}")
-    for kind, row in result.items():
-        print(f"{kind:12s} {row['ours']:10.3f} {row['diffusers']:14.3f} {row['ratio']:15.2f}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ldm_lab.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["unet"], help="what to benchmark")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--size", type=int, default=32, help="latent height and width")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default=None, help="default: the best available")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    result = bench_unet(batch=args.batch, size=args.size, repeats=args.repeats, device=args.device)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        _print_unet(result, args)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,6 +8,7 @@
     ldm-lab sample RUN_DIR [--prompt TEXT | --class N] ...          draw a grid of images from a run
     ldm-lab eval RUN_DIR [--num-samples N] [--feature-space ...]    FID/KID (or PSNR/SSIM/rFID) -> eval.csv
     ldm-lab bench [TARGET ...] [--device ...] [--batch-size N]      train/sample throughput -> bench.csv
+    ldm-lab bench-unet [--batch N] [--size S] [--json]             our U-Net vs diffusers', same weights
     ldm-lab quality [--minutes M] [--threads T] [--seeds S]        our recipe vs diffusers' at equal minutes
     ldm-lab ship [TARGET ... | --all] [--device D] [--jobs N] [--budget-s S]  train + ship -> data/checkpoints
 """
@@ -177,6 +178,7 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from ldm_lab.paths import runs_dir
+    from ldm_lab.shipping import load_trained
     from ldm_lab.tasks import get_target, run_config, train_target
     from ldm_lab.training import read_metrics
     from ldm_lab.training.trainer import TIME_LIMIT
@@ -185,7 +187,7 @@ def _train(args: argparse.Namespace) -> int:
                         time_limit_s=args.time_limit)
     out = args.out or str(runs_dir() / args.target)
     result = train_target(args.target, out, config, resume=args.resume, first_stage=args.first_stage,
-                          init_from=args.init_from, freeze_encoder=args.freeze_encoder)
+                          init_from=args.init_from, freeze_encoder=args.freeze_encoder, loader=load_trained)
     metrics = read_metrics(out)
     summary = (f", loss {metrics[-1]['loss']:.4g}, {metrics[-1]['samples_per_s']:.1f} samples/s, "
                f"{metrics[-1]['elapsed_s']:.0f} s in all" if metrics else "")
@@ -240,9 +242,10 @@ def _sampling_settings(args: argparse.Namespace, run):
 
 def _load_diffusion_run(args: argparse.Namespace):
     from ldm_lab.device import resolve_device
-    from ldm_lab.tasks import DiffusionTarget, load_run
+    from ldm_lab.shipping import load_trained
+    from ldm_lab.tasks import DiffusionTarget
 
-    run = load_run(args.run_dir, resolve_device(args.device), ema=not args.raw_weights)
+    run = load_trained(args.run_dir, resolve_device(args.device), ema=not args.raw_weights)
     if not isinstance(run.target, DiffusionTarget):
         raise ValueError(f"{args.run_dir} is a {run.target.name} run: an autoencoder reconstructs, it does not "
                          "sample. Evaluate it with `ldm-lab eval`, or sample from a diffusion run.")
@@ -292,10 +295,11 @@ def _add_eval_command(sub: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from ldm_lab.device import resolve_device
     from ldm_lab.metrics import append_csv
-    from ldm_lab.tasks import DiffusionTarget, load_run
+    from ldm_lab.shipping import load_trained
+    from ldm_lab.tasks import DiffusionTarget
     from ldm_lab.tasks.evaluate import evaluate_run
 
-    run = load_run(args.run_dir, resolve_device(args.device), ema=not args.raw_weights)
+    run = load_trained(args.run_dir, resolve_device(args.device), ema=not args.raw_weights)
     settings = _sampling_settings(args, run) if isinstance(run.target, DiffusionTarget) else None
     minimum = {} if args.min_samples is None else {"min_samples": args.min_samples}
     records = evaluate_run(run, args.num_samples, args.feature_space, settings, **minimum)
@@ -320,7 +324,7 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from ldm_lab.bench import append_bench_rows, bench_target, print_bench_rows
+    from ldm_lab.bench import append_bench_rows, bench_target
     from ldm_lab.tasks import TARGETS, DiffusionTarget, get_target
 
     def sampling(name: str):  # the target's own, changed as the command line says; None: it does not sample
@@ -330,8 +334,50 @@ def _bench(args: argparse.Namespace) -> int:
 
     rows = [bench_target(name, device=args.device, batch_size=args.batch_size, sampling=sampling(name),
                          repeats=args.repeats) for name in args.targets or TARGETS]
-    print_bench_rows(rows)
+    _print_bench_rows(rows)
     print(f"{len(rows)} rows -> {append_bench_rows(rows)}")
+    return 0
+
+
+def _print_bench_rows(rows) -> None:
+    print(f"{'target':16s} {'device':7s} {'batch':>5s} {'train samples/s':>16s} {'sample samples/s':>17s} "
+          f"{'sampler/steps':>16s} {'peak MB':>9s}  memory")
+    for r in rows:
+        sampling = f"{r.sampler}/{r.sample_steps}" if r.sampler else "-"
+        print(f"{r.target:16s} {r.device:7s} {r.batch_size:5d} {r.train_samples_per_s:16.2f} "
+              f"{r.sample_samples_per_s:17.2f} {sampling:>16s} {r.peak_memory_mb:9.1f}  {r.memory_kind}")
+
+
+def _add_bench_unet_command(sub: argparse._SubParsersAction) -> None:
+    unet = sub.add_parser("bench-unet", help="time our U-Net against diffusers' UNet2DConditionModel with the same "
+                          "config and weights: a training step and an inference forward (needs diffusers)")
+    unet.add_argument("--batch", type=positive_int, default=16, help="samples per step")
+    unet.add_argument("--size", type=positive_int, default=32, help="latent height and width")
+    unet.add_argument("--repeats", type=positive_int, default=5, help="timed rounds (the best is reported)")
+    unet.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's)")
+    unet.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    _add_device_argument(unet)
+    unet.set_defaults(func=_bench_unet)
+
+
+def _bench_unet(args: argparse.Namespace) -> int:
+    import torch
+
+    from ldm_lab.bench import BENCH_UNET, bench_unet
+    from ldm_lab.device import resolve_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = bench_unet(batch=args.batch, size=args.size, repeats=args.repeats, device=args.device)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"U-Net benchmark: {BENCH_UNET.model_channels} channels x {BENCH_UNET.channel_mult}, batch {args.batch}, "
+          f"{args.size}x{args.size} latents, {args.repeats} repeats, device {resolve_device(args.device)}, "
+          f"{torch.get_num_threads()} CPU threads")
+    print(f"{'':12s} {'ours (s)':>10s} {'diffusers (s)':>14s} {'ours/diffusers':>15s}")
+    for kind, row in result.items():
+        print(f"{kind:12s} {row['ours']:10.3f} {row['diffusers']:14.3f} {row['ratio']:15.2f}")
     return 0
 
 
@@ -429,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_command(sub)
     _add_eval_command(sub)
     _add_bench_command(sub)
+    _add_bench_unet_command(sub)
     _add_quality_command(sub)
     _add_ship_command(sub)
     return parser

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -19,3 +21,11 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return default_device()
     return torch.device(device)
+
+
+def describe_device(device: torch.device) -> str:
+    """Where a run trained, in words: ``"cpu (2 cores, 1 thread)"`` or the GPU's name."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    cores, threads = os.cpu_count(), torch.get_num_threads()
+    return f"{device.type} ({cores} cores, {threads} thread{'s' * (threads > 1)})"

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from ldm_lab.evaluation_models.shipped import MANIFEST_FILE, ManifestEntry, read_manifest, save_checkpoint
+from ldm_lab.checkpoints import MANIFEST_FILE, ManifestEntry, read_manifest, save_checkpoint
+from ldm_lab.files import atomic_write_text
 from ldm_lab.training import TrainConfig, train
-from ldm_lab.training.checkpoint import (CHECKPOINTS, RunDirLockedError, atomic_write_text, list_checkpoints,
-                                         run_dir_lock)
+from ldm_lab.training.checkpoint import CHECKPOINTS, RunDirLockedError, list_checkpoints, run_dir_lock
 
 ENTRIES_PER_WRITER = 100
 

@@ -14,10 +14,10 @@ from torch import nn
 
 import ldm_lab.tasks
 from ldm_lab import cli
+from ldm_lab.checkpoints import MANIFEST_FILE, read_manifest
 from ldm_lab.convert import read_state_dict
 from ldm_lab.data import emoji
 from ldm_lab.data.download import DatasetMissingError
-from ldm_lab.evaluation_models.shipped import MANIFEST_FILE, read_manifest
 from ldm_lab.metrics import features
 from ldm_lab.metrics.features import FeatureSpaceUnavailable, inception_weights
 from ldm_lab.training import TrainConfig, checkpoint, latest_checkpoint, list_checkpoints, load_weights, train

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from ldm_lab.checkpoints import read_manifest
 from ldm_lab.data.shapes import (COLOURS, KINDS, Scene, Shape, ShapesConfig, ShapesDataset, box, render,
                                  sample_scene)
-from ldm_lab.evaluation_models.shipped import read_manifest
 from ldm_lab.metrics import to_uint8
 from ldm_lab.metrics.adherence import (CHROMA_THRESHOLD, COLOUR_TOLERANCE, baseline_table, box_iou, box_ious,
                                        guidance_sweep, layout_adherence, layout_report, mask_adherence, mask_box,

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ldm_lab.checkpoints import read_manifest
 from ldm_lab.data import emoji
 from ldm_lab.evaluation_models.pairs import emoji_pairs, shapes_pairs
-from ldm_lab.evaluation_models.shipped import read_manifest
 from ldm_lab.metrics import CLIP_SCORE_SCALE, clip_score, clip_scores, lab_clip_encoder
 
 pytestmark = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")

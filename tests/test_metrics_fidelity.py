@@ -4,11 +4,11 @@ same numbers through torch-fidelity's calculate_metrics as through our feature p
 import pytest
 import torch
 
+from ldm_lab.checkpoints import read_manifest
 from ldm_lab.data import fashion_mnist
-from ldm_lab.evaluation_models.shipped import read_manifest
+from ldm_lab.evaluation_models.pairs import shapes_pairs
 from ldm_lab.metrics import (FeatureSpaceUnavailable, add_noise, blur, extract_features, fid_from_features,
                              fidelity_metrics, inception_available, kid_from_features)
-from ldm_lab.evaluation_models.pairs import shapes_pairs
 
 needs_classifier = pytest.mark.skipif(
     "fmnist-classifier" not in read_manifest() or not fashion_mnist.is_available(),

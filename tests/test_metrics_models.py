@@ -5,10 +5,11 @@ import shutil
 import pytest
 import torch
 
+from ldm_lab.checkpoints import (MANIFEST_FILE, CheckpointError, ManifestEntry, load_checkpoint, read_manifest,
+                                 save_checkpoint)
 from ldm_lab.data import emoji, fashion_mnist
+from ldm_lab.data.download import sha256_of
 from ldm_lab.evaluation_models import classifier, lab_clip
-from ldm_lab.evaluation_models.shipped import (MANIFEST_FILE, CheckpointError, ManifestEntry, load_checkpoint,
-                                               read_manifest, save_checkpoint, sha256_of)
 from ldm_lab.paths import checkpoints_dir
 
 SHIPPED = read_manifest()

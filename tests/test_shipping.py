@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ldm_lab import checkpoints as manifest
 from ldm_lab.checkpoints import CheckpointError, entry_fields, read_manifest
 from ldm_lab.data import fashion_mnist
-from ldm_lab.evaluation_models import shipped as manifest
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.paths import DATA_ENV
-from ldm_lab.shipping import ShipConfig, load_shipped, plan_phases, ship, with_first_stages
+from ldm_lab.shipping import ShipConfig, load_shipped, load_trained, plan_phases, ship, with_first_stages
 from ldm_lab.shipping import jobs as jobs_module
 from ldm_lab.shipping.export import export_run, shipped_file
 from ldm_lab.shipping.jobs import TrainJob, run_jobs
@@ -83,7 +83,7 @@ def shipped_pair(tmp_path_factory):
     folder.mkdir()
     train_target(AE, root / "ae", tiny(AE))
     export_run(root / "ae", f"ldm-lab ship {AE}", "cpu (test)", folder)
-    train_target(LDM, root / "ldm", tiny(LDM, steps=2), first_stage=folder / shipped_file(AE))
+    train_target(LDM, root / "ldm", tiny(LDM, steps=2), first_stage=folder / shipped_file(AE), loader=load_trained)
     export_run(root / "ldm", f"ldm-lab ship {LDM}", "cpu (test)", folder)
     return root, folder
 
@@ -152,12 +152,16 @@ def test_a_reshipped_first_stage_is_refused_by_the_models_trained_on_the_old_one
 
 
 def test_shipped_names_work_where_run_directories_do(shipped_pair, monkeypatch):
-    _, folder = shipped_pair
+    root, folder = shipped_pair
     monkeypatch.setattr(manifest, "checkpoints_dir", lambda: folder)
-    monkeypatch.setattr("ldm_lab.tasks.runs.checkpoints_dir", lambda: folder)
-    run = load_run(AE)
+    monkeypatch.setattr("ldm_lab.shipping.load.checkpoints_dir", lambda: folder)
+    run = load_trained(AE)
     assert run.target.name == AE and run.ema and run.step == 1
     assert run.model.autoencoder.config == get_target(AE).autoencoder
+    assert load_trained(folder / shipped_file(AE)).model.autoencoder.config == run.model.autoencoder.config
+    assert load_trained(root / "ae").run_dir == root / "ae"
+    with pytest.raises(FileNotFoundError, match="load_trained"):  # the tasks layer knows run directories only
+        load_run(AE)
 
 
 # ------------------------------------------------------------------------------------------------- manifest

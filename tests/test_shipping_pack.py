@@ -2,7 +2,7 @@
 
 import torch
 
-from ldm_lab.evaluation_models.shipped import ManifestEntry, read_manifest, save_checkpoint
+from ldm_lab.checkpoints import ManifestEntry, read_manifest, save_checkpoint
 from ldm_lab.shipping.pack import Limits, install, pack_ship, plan_parts
 
 MiB = 2**20

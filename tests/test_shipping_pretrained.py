@@ -2,7 +2,7 @@
 
 import torch
 
-from ldm_lab.evaluation_models.shipped import load_checkpoint
+from ldm_lab.checkpoints import load_checkpoint
 from ldm_lab.shipping.load import inference_weights
 from ldm_lab.tasks.targets import get_target
 

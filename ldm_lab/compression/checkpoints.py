@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ldm_lab.evaluation_models.shipped import read_manifest
+from ldm_lab.checkpoints import read_manifest
 from ldm_lab.paths import runs_dir
 from ldm_lab.profiles import current_profile
 

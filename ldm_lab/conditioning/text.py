@@ -18,6 +18,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from ldm_lab.checkpoints import load_checkpoint
 from ldm_lab.conditioning.base import Embedder, Output
 from ldm_lab.nn.text import TINY, TextEncoder, TextEncoderConfig, bpe_tokenizer
 
@@ -138,8 +139,6 @@ class TextEmbedder(Embedder):
         our ``TextEncoder`` under ``tower.``; its image tower (``visual.``) and temperature are not needed."""
         if self.config.pretrained is None:
             return
-        from ldm_lab.evaluation_models.shipped import load_checkpoint  # here: the shipped models import us
-
         state, _ = load_checkpoint(self.config.pretrained)
         tower = {f"tower.{key}": value for key, value in state.items()
                  if not key.startswith("visual.") and key != "logit_scale"}

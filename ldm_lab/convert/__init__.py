@@ -13,9 +13,12 @@ from typing import Any
 
 from torch import nn
 
+from ldm_lab.convert.autoencoder import autoencoder_from_diffusers, autoencoder_to_diffusers
 from ldm_lab.convert.files import read_state_dict
 from ldm_lab.convert.unet import (load_diffusers_unet, load_original_unet, original_state_dict, unet_from_diffusers,
                                   unet_to_diffusers)
+from ldm_lab.nn.autoencoder import Autoencoder
+from ldm_lab.nn.unet import UNet
 
 
 def from_diffusers(module: Any) -> nn.Module:
@@ -25,7 +28,6 @@ def from_diffusers(module: Any) -> nn.Module:
     if isinstance(module, UNet2DConditionModel):
         return unet_from_diffusers(module)
     if isinstance(module, AutoencoderKL):
-        from ldm_lab.convert.autoencoder import autoencoder_from_diffusers
         return autoencoder_from_diffusers(module)
     raise TypeError(f"from_diffusers converts UNet2DConditionModel and AutoencoderKL, not {type(module).__name__}")
 
@@ -33,13 +35,9 @@ def from_diffusers(module: Any) -> nn.Module:
 def to_diffusers(module: nn.Module, **options: Any) -> Any:
     """The diffusers equivalent of our ``UNet`` or KL ``Autoencoder``, with its weights. ``options`` go to
     the converter (for a U-Net with a vector condition: ``micro_conditioning_dim``, SDXL's 256)."""
-    from ldm_lab.nn.autoencoder import Autoencoder
-    from ldm_lab.nn.unet import UNet
-
     if isinstance(module, UNet):
         return unet_to_diffusers(module, **options)
     if isinstance(module, Autoencoder):
-        from ldm_lab.convert.autoencoder import autoencoder_to_diffusers
         return autoencoder_to_diffusers(module, **options)
     raise TypeError(f"to_diffusers converts ldm_lab's UNet and Autoencoder, not {type(module).__name__}")
 

@@ -22,6 +22,7 @@ from torch import Tensor
 from ldm_lab.convert.files import read_state_dict
 from ldm_lab.convert.keys_unet import ORIGINAL_PREFIX, diffusers_key_map, original_key_map
 from ldm_lab.nn.unet import UNet, UNetConfig
+from ldm_lab.presets import PRESETS, get_preset
 
 StateDict = Mapping[str, Tensor]
 
@@ -54,8 +55,6 @@ def _canonical(shape: torch.Size) -> tuple[int, ...]:
 @functools.cache
 def _preset_shapes(name: str, layout: Layout) -> dict[str, tuple[int, ...]]:
     """Key -> canonical shape of preset ``name``'s U-Net in ``layout`` (built on the meta device, cached)."""
-    from ldm_lab.presets import get_preset
-
     with torch.device("meta"):
         unet = UNet(get_preset(name).unet)
     names = layout.key_map(unet)
@@ -64,8 +63,6 @@ def _preset_shapes(name: str, layout: Layout) -> dict[str, tuple[int, ...]]:
 
 def matching_presets(state: StateDict, layout: Layout) -> list[str]:
     """Names of the presets whose U-Net has exactly this state dict's keys and shapes."""
-    from ldm_lab.presets import PRESETS
-
     shapes = {k: _canonical(v.shape) for k, v in state.items() if k.startswith(layout.prefix)}
     return [name for name, preset in PRESETS.items()
             if preset.unet is not None and _preset_shapes(name, layout) == shapes]
@@ -180,7 +177,6 @@ def load_original_unet(checkpoint: str | Path | StateDict, config: str | UNetCon
             raise ValueError("no preset matches this checkpoint's U-Net shapes; pass config=UNetConfig(...)")
         config = fits[0]
     if isinstance(config, str):
-        from ldm_lab.presets import get_preset
         config = get_preset(config).unet
     with torch.device("meta"):
         unet = UNet(config)

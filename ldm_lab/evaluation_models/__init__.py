@@ -8,9 +8,9 @@ checksummed in ``manifest.json``), because no Inception or OpenAI CLIP weights a
   Retrain: ``python -m ldm_lab.evaluation_models.train_lab_clip``.
 """
 
+from ldm_lab.checkpoints import CheckpointError, ManifestEntry, load_checkpoint, read_manifest
 from ldm_lab.evaluation_models.classifier import ClassifierConfig, FashionClassifier, load_classifier
 from ldm_lab.evaluation_models.lab_clip import LabClipConfig, build_lab_clip, load_lab_clip, tokenize
-from ldm_lab.evaluation_models.shipped import CheckpointError, ManifestEntry, load_checkpoint, read_manifest
 
 __all__ = ["CheckpointError", "ClassifierConfig", "FashionClassifier", "LabClipConfig", "ManifestEntry",
            "build_lab_clip", "load_checkpoint", "load_classifier", "load_lab_clip", "read_manifest", "tokenize"]

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ldm_lab.evaluation_models.shipped import config_from_fields, load_checkpoint
+from ldm_lab.checkpoints import config_from_fields, load_checkpoint
 
 CHECKPOINT_NAME = "fmnist-classifier"
 

@@ -16,7 +16,7 @@ from open_clip.loss import ClipLoss
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import Tensor
 
-from ldm_lab.evaluation_models.shipped import config_from_fields, load_checkpoint
+from ldm_lab.checkpoints import config_from_fields, load_checkpoint
 from ldm_lab.nn import text
 
 CHECKPOINT_NAME = "lab-clip"

@@ -15,11 +15,12 @@ import sys
 
 import torch
 
+from ldm_lab.checkpoints import ManifestEntry, save_checkpoint
 from ldm_lab.data import FashionMNIST, load_fashion_mnist
+from ldm_lab.device import describe_device
 from ldm_lab.evaluation_models.classifier import (CHECKPOINT_NAME, ClassifierConfig, FashionClassifier, accuracy,
                                                   classification_loss)
-from ldm_lab.evaluation_models.shipped import (ManifestEntry, describe_device, save_checkpoint,
-                                               training_command, train_to_completion)
+from ldm_lab.evaluation_models.retrain import train_to_completion, training_command
 from ldm_lab.paths import git_commit
 from ldm_lab.training import TrainConfig
 

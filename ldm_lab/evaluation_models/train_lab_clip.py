@@ -16,11 +16,12 @@ import sys
 
 import torch
 
+from ldm_lab.checkpoints import ManifestEntry, save_checkpoint
+from ldm_lab.device import describe_device
 from ldm_lab.evaluation_models.lab_clip import (CHECKPOINT_NAME, LabClipConfig, build_lab_clip, contrastive_loss,
                                                 embed_images, embed_texts)
 from ldm_lab.evaluation_models.pairs import CaptionedImages, emoji_pairs, shapes_pairs, training_pairs
-from ldm_lab.evaluation_models.shipped import (ManifestEntry, describe_device, save_checkpoint,
-                                               training_command, train_to_completion)
+from ldm_lab.evaluation_models.retrain import train_to_completion, training_command
 from ldm_lab.metrics.retrieval import retrieval_accuracy
 from ldm_lab.paths import git_commit
 from ldm_lab.training import TrainConfig

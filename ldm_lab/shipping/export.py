@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ldm_lab.checkpoints import ManifestEntry, read_manifest, save_checkpoint
 from ldm_lab.data import DATASETS, build_dataset, held_out_sample, split_batch
 from ldm_lab.data.materialise import describe_training_data
-from ldm_lab.evaluation_models.shipped import ManifestEntry, read_manifest, save_checkpoint
 from ldm_lab.metrics import psnr, ssim
 from ldm_lab.paths import git_commit
 from ldm_lab.shipping.load import inference_weights

@@ -1,4 +1,5 @@
-"""Loading a shipped lab model: the file ``ldm-lab ship`` wrote, checked against the manifest, built as its target.
+"""Loading a shipped lab model: the file ``ldm-lab ship`` wrote, checked against the manifest, built as its target;
+and :func:`load_trained`, which takes a shipped model wherever a run directory is expected.
 
 A shipped file holds what inference needs and nothing else: an autoencoder target ships its autoencoder (no
 discriminator, no optimizer); a latent diffusion model ships everything but its first stage, which it loads from
@@ -12,10 +13,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ldm_lab.checkpoints import CheckpointError, ManifestEntry, load_checkpoint, read_manifest, verified_file
 from ldm_lab.device import resolve_device
-from ldm_lab.evaluation_models.shipped import (CheckpointError, ManifestEntry, load_checkpoint, read_manifest,
-                                               verified_file)
 from ldm_lab.nn.autoencoder import Autoencoder
+from ldm_lab.paths import checkpoints_dir
+from ldm_lab.tasks.runs import Run, load_run
 from ldm_lab.tasks.targets import AutoencoderTarget, TrainTarget, get_target
 
 FIRST_STAGE = "first_stage"  # the attribute of a latent model that holds its frozen autoencoder
@@ -93,3 +95,36 @@ def load_shipped(name: str, device: str | torch.device | None = None, folder: Pa
     if hasattr(model, "load_pretrained"):
         model.load_pretrained()  # lab-clip's frozen text tower, from lab_clip.safetensors
     return model.to(resolve_device(device)).eval()
+
+
+def is_shipped_name(reference: str | Path, folder: Path | None = None) -> bool:
+    """Whether ``reference`` names a shipped lab model rather than a run directory."""
+    return not Path(reference).is_dir() and str(reference) in read_manifest(folder)
+
+
+def shipped_run(name: str, device: str | torch.device = "cpu", folder: Path | None = None) -> Run:
+    """A shipped lab model as a :class:`~ldm_lab.tasks.runs.Run` whose model is its target's (a shipped
+    autoencoder comes inside an ``AutoencoderGAN`` whose discriminator is untrained: discriminators are not
+    shipped)."""
+    entry = shipped_entry(name, folder)
+    target, model = get_target(entry.target), load_shipped(name, device, folder)
+    if isinstance(target, AutoencoderTarget):
+        autoencoder, model = model, target.build_model().to(device)
+        model.autoencoder = autoencoder
+    return Run((folder or checkpoints_dir()) / entry.file, target, model.eval(), entry.steps or 0, ema=True)
+
+
+def load_trained(reference: str | Path, device: str | torch.device = "cpu", *, ema: bool = True) -> Run:
+    """A trained model from a run directory (:func:`~ldm_lab.tasks.runs.load_run`, ``ema`` as there), the name of
+    a shipped lab model, or a shipped ``.safetensors`` file listed in its folder's manifest (shipped weights are
+    the EMA's). The ``ldm-lab`` commands load ``RUN_DIR``, ``--first-stage`` and ``--init-from`` with it."""
+    path = Path(reference)
+    if path.suffix == ".safetensors" and not path.is_dir():
+        names = [name for name, entry in read_manifest(path.parent).items() if entry.file == path.name]
+        if not names:
+            raise FileNotFoundError(f"{path} is not listed in {path.parent / 'manifest.json'}; pass a run "
+                                    "directory, a shipped model's name, or a file `ldm-lab ship` wrote.")
+        return shipped_run(names[0], device, path.parent)
+    if is_shipped_name(reference):
+        return shipped_run(str(reference), device)
+    return load_run(reference, device, ema=ema)

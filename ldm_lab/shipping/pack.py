@@ -21,8 +21,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ldm_lab.checkpoints import MANIFEST_FILE, read_manifest, write_manifest
 from ldm_lab.data.download import sha256_of
-from ldm_lab.evaluation_models.shipped import MANIFEST_FILE, read_manifest, write_manifest
 from ldm_lab.paths import checkpoints_dir, runs_dir
 
 MiB = 2**20

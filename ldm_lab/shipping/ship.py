@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ldm_lab.checkpoints import read_manifest
 from ldm_lab.data import DATASETS
 from ldm_lab.data.materialise import materialise
-from ldm_lab.device import resolve_device
-from ldm_lab.evaluation_models.shipped import describe_device, read_manifest
+from ldm_lab.device import describe_device, resolve_device
 from ldm_lab.paths import checkpoints_dir, runs_dir
 from ldm_lab.shipping.export import export_run
 from ldm_lab.shipping.jobs import JobResult, TrainJob, job_environment, run_jobs, train_argv

@@ -6,9 +6,10 @@
 
 A latent target starts from a trained first stage (a run of the target its ``first_stage`` names, or that target's
 shipped checkpoint); its weights are copied into the model, so the run's checkpoints are self-contained and
-sampling needs nothing else. Wherever a run directory is expected, the name of a shipped lab model
-(``data/checkpoints/``, see :mod:`ldm_lab.shipping`) works too. Training reads a materialised copy of its dataset
-when the data cache holds one (:mod:`ldm_lab.data.materialise`).
+sampling needs nothing else. The ``ldm-lab`` commands also take the name of a shipped lab model wherever a run
+directory is expected: they load with :func:`ldm_lab.shipping.load_trained`, which this module's ``loader``
+parameters accept. Training reads a materialised copy of its dataset when the data cache holds one
+(:mod:`ldm_lab.data.materialise`).
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
 
+from ldm_lab.checkpoints import read_manifest
 from ldm_lab.data import collate
 from ldm_lab.data.materialise import training_dataset
-from ldm_lab.evaluation_models.shipped import read_manifest
 from ldm_lab.json_files import read_json
-from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.latent_cache import LatentCache
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
@@ -45,11 +46,6 @@ class Run:
     ema: bool          # the weights are the EMA's (else the raw ones)
 
 
-def is_shipped_name(run_dir: str | Path) -> bool:
-    """Whether ``run_dir`` names a shipped lab model rather than a run directory."""
-    return not Path(run_dir).is_dir() and str(run_dir) in read_manifest()
-
-
 def read_run_record(run_dir: str | Path) -> dict:
     """``run.json`` of a run, or an error saying what a run directory is."""
     path = Path(run_dir) / RUN_FILE
@@ -57,16 +53,15 @@ def read_run_record(run_dir: str | Path) -> dict:
         raise FileNotFoundError(
             f"{run_dir} is not an ldm-lab run directory (it has no {RUN_FILE}). Pass the --out folder of an "
             "`ldm-lab train` run, e.g. `ldm-lab train lab-class --out runs/lab-class` makes runs/lab-class, or the "
-            f"name of a shipped model ({', '.join(read_manifest()) or 'none shipped yet'}).")
+            f"name of a shipped model ({', '.join(read_manifest()) or 'none shipped yet'}) to an ldm-lab command "
+            "(in Python: ldm_lab.shipping.load_trained).")
     return read_json(path, "Restore it from a copy, or train again into a new --out folder.")
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bool = True) -> Run:
     """The newest checkpoint of a run, built as its target's model on ``device``: its EMA weights when the run
-    kept them and ``ema`` is true (early in a run the EMA still lags far behind: pass ``ema=False``).
-    ``run_dir`` may also be a shipped model's name (its shipped, EMA, weights)."""
-    if is_shipped_name(run_dir):
-        return shipped_run(str(run_dir), device)
+    kept them and ``ema`` is true (early in a run the EMA still lags far behind: pass ``ema=False``). Shipped
+    models as well: :func:`ldm_lab.shipping.load_trained`."""
     run_dir = Path(run_dir)
     target = get_target(read_run_record(run_dir)["target"])
     checkpoint = latest_checkpoint(run_dir)
@@ -79,36 +74,18 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bo
     return Run(run_dir, target, model.eval(), int(checkpoint.name.removeprefix("step_")), ema)
 
 
-def shipped_run(name: str, device: str | torch.device = "cpu", folder: Path | None = None) -> Run:
-    """A shipped lab model as a :class:`Run` whose model is its target's (a shipped autoencoder comes inside an
-    ``AutoencoderGAN`` whose discriminator is untrained: discriminators are not shipped)."""
-    from ldm_lab.shipping.load import load_shipped, shipped_entry  # ldm_lab.shipping builds on this module
+class RunLoader(Protocol):
+    """Loads a trained model from a reference: :func:`load_run` (run directories), or
+    :func:`ldm_lab.shipping.load_trained` (also a shipped model's name or file)."""
 
-    entry = shipped_entry(name, folder)
-    target, model = get_target(entry.target), load_shipped(name, device, folder)
-    if isinstance(target, AutoencoderTarget):
-        autoencoder, model = model, target.build_model().to(device)
-        model.autoencoder = autoencoder
-    return Run((folder or checkpoints_dir()) / entry.file, target, model.eval(), entry.steps or 0, ema=True)
+    def __call__(self, reference: str | Path, device: str | torch.device = "cpu", *, ema: bool = True) -> Run: ...
 
 
-def _first_stage_run(first_stage: str | Path) -> Run:
-    """A run directory, a shipped model's name, or a shipped ``.safetensors`` file (named in its folder's
-    manifest), loaded as a run."""
-    path = Path(first_stage)
-    if path.suffix != ".safetensors" or path.is_dir():
-        return load_run(first_stage)
-    names = [name for name, entry in read_manifest(path.parent).items() if entry.file == path.name]
-    if not names:
-        raise FileNotFoundError(f"{path} is not listed in {path.parent / 'manifest.json'}; pass a run directory, "
-                                "a shipped model's name, or a file `ldm-lab ship` wrote.")
-    return shipped_run(names[0], "cpu", path.parent)
-
-
-def load_first_stage(model: nn.Module, target: DiffusionTarget, first_stage: str | Path) -> None:
-    """Copy a trained autoencoder of ``target.first_stage`` into a latent model's frozen first stage, from a run
-    directory, a shipped model's name or a shipped file."""
-    run = _first_stage_run(first_stage)
+def load_first_stage(model: nn.Module, target: DiffusionTarget, first_stage: str | Path,
+                     loader: RunLoader = load_run) -> None:
+    """Copy a trained autoencoder of ``target.first_stage`` into a latent model's frozen first stage, from what
+    ``loader`` loads ``first_stage`` as (a run directory; with ``load_trained``, also a shipped model)."""
+    run = loader(first_stage)
     if not isinstance(run.target, AutoencoderTarget):
         raise ValueError(f"{first_stage} trained {run.target.name}, not a first stage; pass a "
                          f"{target.first_stage} run as the first stage.")
@@ -140,7 +117,8 @@ class RunStart:
     freeze_encoder: bool = False           # first stages: train the decoder only, keeping the latent space
 
 
-def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart) -> None:
+def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart,
+           loader: RunLoader = load_run) -> None:
     """Fresh run: check and load the first stage (and the weights to start from), write run.json."""
     first_stage = start.first_stage
     needs = target.needs_first_stage
@@ -152,9 +130,9 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     if first_stage is not None and not needs:
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
     if first_stage is not None:
-        load_first_stage(model, target, first_stage)
+        load_first_stage(model, target, first_stage, loader)
     if start.init_from is not None:
-        _load_initial_weights(model, target, start.init_from)
+        _load_initial_weights(model, target, start.init_from, loader)
     model.load_pretrained()  # frozen pretrained parts (lab-clip's text tower); a resumed run has them already
     run_dir.mkdir(parents=True, exist_ok=True)
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None,
@@ -163,9 +141,10 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
-def _load_initial_weights(model: nn.Module, target: TrainTarget, init_from: str | Path) -> None:
-    """The newest raw weights of another run of ``target`` (or its shipped model), for fine-tuning."""
-    source = load_run(init_from, ema=False)
+def _load_initial_weights(model: nn.Module, target: TrainTarget, init_from: str | Path, loader: RunLoader) -> None:
+    """The newest raw weights of another run of ``target`` (or, with ``load_trained``, its shipped model), for
+    fine-tuning."""
+    source = loader(init_from, ema=False)
     if source.target.name != target.name:
         raise ValueError(f"{init_from} trained {source.target.name}, not {target.name}: --init-from takes a run of "
                          "the target being trained (same architecture).")
@@ -182,17 +161,19 @@ def _apply_freezing(model: nn.Module, target: TrainTarget, run_dir: Path) -> Non
 
 def train_target(name: str, run_dir: str | Path, config: TrainConfig, *, resume: bool = False,
                  first_stage: str | Path | None = None, init_from: str | Path | None = None,
-                 freeze_encoder: bool = False) -> TrainResult:
-    """Train target ``name`` into ``run_dir`` (``resume``: continue its newest checkpoint). The run directory is
-    locked from before ``run.json`` is written to the end of training: a second process training into it gets
+                 freeze_encoder: bool = False, loader: RunLoader = load_run) -> TrainResult:
+    """Train target ``name`` into ``run_dir`` (``resume``: continue its newest checkpoint); ``loader`` loads the
+    ``first_stage`` and ``init_from`` references. The run directory is locked from before ``run.json`` is
+    written to the end of training: a second process training into it gets
     :class:`~ldm_lab.training.checkpoint.RunDirLockedError` instead of mixing its run into this one."""
     target, run_dir = get_target(name), Path(run_dir)
     with run_dir_lock(run_dir):
-        return _train_locked(target, run_dir, config, resume, RunStart(first_stage, init_from, freeze_encoder))
+        return _train_locked(target, run_dir, config, resume, RunStart(first_stage, init_from, freeze_encoder),
+                             loader)
 
 
-def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resume: bool,
-                  start: RunStart) -> TrainResult:
+def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resume: bool, start: RunStart,
+                  loader: RunLoader) -> TrainResult:
     name = target.name
     model, existing = target.build_model(), latest_checkpoint(run_dir)
     if existing is not None and not resume:
@@ -203,7 +184,7 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
         if recorded != name:
             raise ValueError(f"{run_dir} is a {recorded} run; resume it with `ldm-lab train {recorded} --resume`.")
     else:
-        _start(run_dir, target, model, start)
+        _start(run_dir, target, model, start, loader)
     _apply_freezing(model, target, run_dir)
     data = training_dataset(target.dataset, target.resolution)
     if target.cache_latents:

@@ -17,10 +17,8 @@ One process at a time trains in a run directory: :func:`run_dir_lock` holds an e
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import secrets
 import shutil
 import tempfile
 import warnings
@@ -34,11 +32,11 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
+from ldm_lab.files import TEMPORARY_PREFIX, file_lock
 from ldm_lab.json_files import read_json
 
 CHECKPOINTS = "checkpoints"
 LOCK_FILE = ".lock"          # run_dir/.lock: flocked by the process training in the run directory
-TEMPORARY_PREFIX = ".tmp-"   # checkpoints/.tmp-step_000500-XXXX: a checkpoint being written
 MODEL_FILE, EMA_FILE = "model.safetensors", "ema.safetensors"
 STATE_TENSORS_FILE, STATE_JSON_FILE = "trainer_state.safetensors", "trainer_state.json"
 
@@ -60,19 +58,6 @@ class CheckpointWriteError(OSError):
 
 
 # ---------------------------------------------------------------------------------------------------- locks
-@contextmanager
-def file_lock(path: Path, *, blocking: bool = True) -> Iterator[None]:
-    """Hold an exclusive ``fcntl.flock`` on ``path`` (created if missing) for the ``with`` block. Blocking: wait
-    for the holder; else raise ``BlockingIOError`` at once. The kernel drops the lock if the process dies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 _HELD_RUN_DIRS: set[Path] = set()  # run directories this process holds the lock of
 
 
@@ -201,23 +186,6 @@ def atomic_directory(final: Path) -> Iterator[Path]:
         _fsync(final.parent)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small text file through a uniquely named temporary file in the same folder (two writers never
-    share one), fsync it and ``os.replace`` it onto ``path``: readers see the old text or the new, never a mix."""
-    temporary = path.with_name(f"{TEMPORARY_PREFIX}{path.name}-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        # O_EXCL: never another writer's file; mode 0o666 less the umask, as a plain open() would give.
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
         raise
 
 

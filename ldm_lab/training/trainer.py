@@ -29,9 +29,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ldm_lab.device import resolve_device
+from ldm_lab.files import atomic_write_text
 from ldm_lab.training.accelerate_state import forget_single_process_state
 from ldm_lab.training.checkpoint import (
-    EMA_FILE, MODEL_FILE, atomic_write_text, checkpoint_path, latest_checkpoint, load_checked,
+    EMA_FILE, MODEL_FILE, checkpoint_path, latest_checkpoint, load_checked,
     optimizer_state_from_safe, optimizer_state_to_safe, prune_checkpoints, read_trainer_state, run_dir_lock,
     write_checkpoint)
 from ldm_lab.training.config import TrainConfig

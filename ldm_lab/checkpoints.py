@@ -1,17 +1,20 @@
-"""Shipped checkpoints: small fp16 safetensors under ``data/checkpoints/``, each described by an entry of
+"""The checkpoint store: small fp16 safetensors under ``data/checkpoints/``, each described by an entry of
 ``data/checkpoints/manifest.json`` (the command, git commit and data that produced it, its scores, its size and
 its SHA-256). Loading checks the SHA-256, so a truncated or edited file is never used silently.
 
 Two kinds of models live there: the evaluation models (``fmnist-classifier``, ``lab-clip``, trained by their own
-entry points) and the lab models ``ldm-lab ship`` trains (named after their training target; see
-:mod:`ldm_lab.shipping`), whose entries also say which target builds them and which first stage they decode with."""
+entry points, :mod:`ldm_lab.evaluation_models`) and the lab models ``ldm-lab ship`` trains (named after their
+training target; see :mod:`ldm_lab.shipping`), whose entries also say which target builds them and which first
+stage they decode with.
+
+A bottom-layer module: it imports only files, hashing and path helpers, so models, embedders and the shipping code
+above can all read the store.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +23,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ldm_lab.data.download import sha256_of
+from ldm_lab.files import atomic_write_text, file_lock
 from ldm_lab.json_files import read_json
-from ldm_lab.paths import checkpoints_dir, runs_dir
-from ldm_lab.training import TrainConfig, TrainResult, train
-from ldm_lab.training.checkpoint import atomic_write_text, file_lock
+from ldm_lab.paths import checkpoints_dir
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_LOCK_FILE = "manifest.json.lock"  # flocked while a process reads, changes and rewrites the manifest
@@ -133,28 +135,3 @@ def load_checkpoint(name: str, folder: Path | None = None) -> tuple[dict[str, to
     path, entry = verified_file(name, folder)
     state = {key: (value.float() if value.is_floating_point() else value) for key, value in load_file(path).items()}
     return state, entry
-
-
-def training_command(module: str, argv: list[str]) -> str:
-    """The command line that reproduces a training run, for the manifest."""
-    return " ".join(["python -m", module, *argv])
-
-
-def describe_device(device: torch.device) -> str:
-    """Where a run trained, in words: ``"cpu (2 cores, 1 thread)"`` or the GPU's name."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    cores, threads = os.cpu_count(), torch.get_num_threads()
-    return f"{device.type} ({cores} cores, {threads} thread{'s' * (threads > 1)})"
-
-
-def train_to_completion(model: torch.nn.Module, task, data, config: TrainConfig,
-                        name: str) -> tuple[TrainResult, float]:
-    """Train in ``build/runs/<name>`` (resuming an interrupted run there); return the result and the wall
-    seconds. A run stopped early raises ``SystemExit``: only a run that reached its last step is shipped."""
-    start = time.perf_counter()
-    result = train(model, task, data, config, run_dir=runs_dir() / name, resume=True)
-    if result.interrupted:
-        raise SystemExit(f"stopped at step {result.step} of {config.steps}; nothing shipped. Run the same command "
-                         "again to resume from the checkpoint.")
-    return result, time.perf_counter() - start
