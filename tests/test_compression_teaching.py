@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ldm_lab import plotting
-from ldm_lab.compression import (ablation_models, ablation_target, lab_first_stage, latent_scale, real_vs_real,
-                                 real_vs_real_rfid, save_table, shipped_table, validation_batch)
+from ldm_lab.compression import (ablation_models, ablation_target, discriminator_start, lab_first_stage, latent_scale,
+                                 real_vs_real, real_vs_real_rfid, save_table, shipped_table, validation_batch)
 from ldm_lab.compression.latents import decoded_noised_latents, encode_mean, latents_as_images
 from ldm_lab.diffusion import make_schedule
 from ldm_lab.metrics import extract_features, to_uint8
@@ -89,6 +89,10 @@ def test_save_table_keeps_the_laptop_table_for_the_laptop_profile(tmp_path, monk
     assert path.name == "autoencoders.csv" and pd.read_csv(path).equals(frame)
 
 
+def test_discriminator_start_is_the_targets():
+    assert discriminator_start("lab-kl-f8") == get_target("lab-kl-f8").loss.disc_start > 0
+
+
 def test_shipped_table_lists_shipped_names_and_says_what_is_missing():
     messages = []
     table = shipped_table(["lab-ldm-8", "lab-no-such-model"], report=messages.append)
@@ -103,6 +107,7 @@ def test_ablation_models_keep_comparable_unets():
     assert list(models.index) == ["LDM-1", "LDM-8", "LDM-32"]
     assert list(models["latent (h x w x c)"].str.split("x").str[0]) == ["64", "8", "2"]
     assert models.loc["LDM-1", "first stage"] == "none (pixels)"
-    assert models.loc["LDM-1", "first-stage parameters (frozen)"] == 0 < models.loc["LDM-8", "first-stage parameters (frozen)"]
+    frozen = models["first-stage parameters (frozen)"]
+    assert frozen["LDM-1"] == 0 < frozen["LDM-8"]
     counts = models["U-Net parameters"]
     assert counts.max() < 2 * counts.min()  # comparable, as LDM §4.1

@@ -20,8 +20,9 @@ from ldm_lab.compression.ablation import (FIG6_SAMPLING, AblationRow, SampleQual
                                           cycle_batch, generate_images, measure_throughput, real_vs_real,
                                           sample_quality, training_sample, validation_batch)
 from ldm_lab.compression.checkpoints import shipped_table, weights_folder
-from ldm_lab.compression.first_stages import (FirstStageRow, Reconstructions, evaluate_first_stage, first_stage_row,
-                                              latent_scale, paper_table8, real_vs_real_rfid, reconstruct)
+from ldm_lab.compression.first_stages import (FirstStageRow, Reconstructions, discriminator_start,
+                                              evaluate_first_stage, first_stage_row, latent_scale, paper_table8,
+                                              real_vs_real_rfid, reconstruct)
 from ldm_lab.compression.latents import decoded_noised_latents, encode_mean, latents_as_images
 from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_ABLATION_TABLE, Measured, append_rows,
                                       recorded_table, rows_frame, save_table)
@@ -36,6 +37,7 @@ __all__ = [
     "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_models", "ablation_row",
     "ablation_target",
     "append_rows", "at_common_step", "best_balance", "check_conclusions", "cycle_batch", "decoded_noised_latents",
+    "discriminator_start",
     "encode_mean", "evaluate_first_stage", "latents_as_images", "paper_table8", "real_vs_real", "real_vs_real_rfid",
     "recorded_table", "save_table", "shipped_table", "training_sample", "weights_folder",
     "first_stage_row", "first_stage_target", "generate_images", "kl_ahead_of_vq", "lab_first_stage", "lab_ldm_unet",

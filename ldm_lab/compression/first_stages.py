@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ldm_lab.compression.ablation import training_sample
 from ldm_lab.compression.rows import Measured
+from ldm_lab.device import model_device
 from ldm_lab.metrics import psnr, rfid, ssim, to_uint8
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.nn.distributions import DiagonalGaussian
@@ -38,7 +39,7 @@ class Reconstructions:
 @torch.no_grad()
 def reconstruct(autoencoder: Autoencoder, images: Tensor, batch_size: int = 64) -> Reconstructions:
     """Encode and decode ``images`` ``[N, C, H, W]`` in [-1, 1] in batches, on the autoencoder's device."""
-    device = next(autoencoder.parameters()).device
+    device = model_device(autoencoder)
     parts = [_reconstruct_batch(autoencoder.eval(), images[i:i + batch_size].to(device))
              for i in range(0, len(images), batch_size)]
     recon, latents, codes = (list(column) for column in zip(*parts))
@@ -105,7 +106,7 @@ def first_stage_row(autoencoder: Autoencoder, result: Reconstructions, name: str
     psnrs, ssims = psnr(x, y), ssim(x, y)
     perplexity, usage = (math.nan, math.nan) if result.codes is None else (
         float(v) for v in code_usage(result.codes, config.codebook_size))
-    device = next(autoencoder.parameters()).device
+    device = model_device(autoencoder)
     return FirstStageRow(
         first_stage=name, regularizer=config.regularizer.value, f=config.downsampling_factor,
         latent_shape="x".join(map(str, (*z.shape[2:], z.shape[1]))), compression=x[0].numel() / z[0].numel(),
@@ -123,3 +124,11 @@ def paper_table8() -> pd.DataFrame:
     rows = [("kl", 4, 0.27, 27.53), ("kl", 8, 0.90, 24.19), ("kl", 16, 0.87, 24.08), ("kl", 32, 2.04, 22.27),
             ("vq", 4, 0.58, 27.43), ("vq", 8, 1.14, 23.07), ("vq", 16, 5.15, 20.83)]
     return pd.DataFrame(rows, columns=["regularizer", "f", "rfid", "psnr"])
+
+
+def discriminator_start(target: str) -> int:
+    """Training batches before the first-stage target ``target``'s GAN terms switch on (LDM's ``disc_start``):
+    a shipped first stage whose ``steps`` fall short of it was trained without its discriminator."""
+    from ldm_lab.tasks.targets import get_target  # the training targets import the models; only needed here
+
+    return get_target(target).loss.disc_start

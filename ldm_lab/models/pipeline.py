@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ldm_lab.device import model_device
 from ldm_lab.diffusion.parameterisation import add_noise, append_dims, prediction_to_x0
 from ldm_lab.models.latent_diffusion import LatentDiffusion
 
@@ -38,9 +39,10 @@ def pipeline_stages(model: LatentDiffusion, batch: Mapping[str, Any], timestep: 
     """Run ``batch`` (``image`` [B, C, H, W] in [-1, 1] and the model's conditions) through ``model`` as one
     training step sees it, then decode the U-Net's estimate of z0, recording every tensor's shape: the image,
     E(x), z0 = scale * E(x) (App. G), z_t at ``timestep`` (eq. 1's forward process), the condition, each U-Net
-    level's features on the way down (before its downsampling) and the middle block's, the U-Net's prediction, and D(z0_hat / scale)."""
+    level's features on the way down (before its downsampling) and the middle block's, the U-Net's prediction,
+    and D(z0_hat / scale)."""
     model = model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     images = batch["image"].to(device)
     stages = [Stage("image x", tuple(images.shape), "")]
     if model.first_stage is not None:
