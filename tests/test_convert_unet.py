@@ -125,6 +125,13 @@ def test_diffusers_folder_loads_without_diffusers(tmp_path):
     assert (run_ours(load_diffusers_unet(tmp_path), batch) - run_diffusers(model, batch)).abs().max() < TOLERANCE
 
 
+def test_a_damaged_diffusers_config_is_a_one_line_error_naming_the_file(tmp_path):
+    save_file({"conv_in.weight": torch.zeros(1)}, str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    (tmp_path / "config.json").write_text('{"sample_size": 64, "block_out_')   # cut short
+    with pytest.raises(ValueError, match=r"config.json is not valid JSON \(.* at line 1.*Copy the U-Net folder"):
+        load_diffusers_unet(tmp_path)
+
+
 # --- the original layout -----------------------------------------------------------------------------------
 
 def openaimodel_keys(model_channels=320, channel_mult=(1, 2, 4, 4), num_res_blocks=2, attention_resolutions=(4, 2, 1),

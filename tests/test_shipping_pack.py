@@ -1,8 +1,11 @@
 """Bringing a ship back through a narrow channel: whole files, most important first, installed only if intact."""
 
+import threading
+
 import torch
 
-from ldm_lab.checkpoints import ManifestEntry, read_manifest, save_checkpoint
+from ldm_lab.checkpoints import MANIFEST_LOCK_FILE, ManifestEntry, read_manifest, save_checkpoint, write_manifest
+from ldm_lab.files import file_lock
 from ldm_lab.shipping.pack import Limits, install, pack_ship, plan_parts
 
 MiB = 2**20
@@ -41,3 +44,23 @@ def test_only_returned_intact_checkpoints_are_installed_and_the_rest_keep_their_
     assert after["small"].sha256 == read_manifest(device)["small"].sha256
     assert after["big"] == before["big"] and after["kept"] == before["kept"]  # file and entry still agree
     assert (tmp_path / "returned" / "ship_summary.json").is_file()
+
+
+def test_install_merges_its_entries_under_the_manifest_lock_and_keeps_entries_written_meanwhile(tmp_path):
+    """install() waits while another writer holds manifest.json.lock, then merges into what that writer left."""
+    device, here, out, runs = tmp_path / "device", tmp_path / "here", tmp_path / "out", tmp_path / "runs"
+    for folder in (device, here, runs):
+        folder.mkdir()
+    save_checkpoint("kept", {"w": torch.zeros(2)}, entry("kept"), here)
+    save_checkpoint("small", {"w": torch.ones(3)}, entry("small"), device)
+    pack_ship(out, runs, device)
+    results = []
+    installer = threading.Thread(target=lambda: results.append(install(out, here, tmp_path / "returned")))
+    with file_lock(here / MANIFEST_LOCK_FILE):   # another ship, between reading and rewriting the manifest
+        installer.start()
+        installer.join(timeout=3)
+        assert installer.is_alive(), "install wrote the manifest without waiting for its lock"
+        write_manifest({**read_manifest(here), "shipped-meanwhile": entry("shipped-meanwhile")}, here)
+    installer.join(timeout=60)
+    assert results == [(["small"], [])]
+    assert set(read_manifest(here)) == {"kept", "small", "shipped-meanwhile"}

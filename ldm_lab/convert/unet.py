@@ -10,7 +10,6 @@ Files are read with safetensors, or for ``.ckpt`` with ``torch.load(weights_only
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import Tensor
 
 from ldm_lab.convert.files import read_state_dict
 from ldm_lab.convert.keys_unet import ORIGINAL_PREFIX, diffusers_key_map, original_key_map
+from ldm_lab.json_files import read_json
 from ldm_lab.nn.unet import UNet, UNetConfig
 from ldm_lab.presets import PRESETS, get_preset
 
@@ -325,7 +325,8 @@ def load_diffusers_unet(folder: str | Path) -> UNet:
     if not config_file.is_file() or not weights:
         raise FileNotFoundError(f"{folder} is not a diffusers U-Net folder: it needs config.json and "
                                 "diffusion_pytorch_model.safetensors (pass the pipeline's unet/ subfolder)")
-    config = unet_config_from_diffusers(json.loads(config_file.read_text()))
+    damaged = "Copy the U-Net folder again from where it came (its config.json is damaged)."
+    config = unet_config_from_diffusers(read_json(config_file, damaged))
     state = {k: v for file in weights for k, v in read_state_dict(file).items()}
     with torch.device("meta"):
         unet = UNet(config)

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ldm_lab.checkpoints import MANIFEST_FILE, read_manifest, write_manifest
+from ldm_lab.checkpoints import MANIFEST_FILE, read_manifest, update_manifest
 from ldm_lab.data.download import sha256_of
 from ldm_lab.paths import checkpoints_dir, runs_dir
 
@@ -121,7 +121,7 @@ def install(folder: Path, checkpoints: Path | None = None, runs: Path | None = N
                    and sha256_of(returned / CHECKPOINTS / entry.file) == entry.sha256}
         for entry in arrived.values():
             (checkpoints / entry.file).write_bytes((returned / CHECKPOINTS / entry.file).read_bytes())
-    write_manifest({**read_manifest(checkpoints), **arrived}, checkpoints)
+    update_manifest(arrived, checkpoints)  # under the manifest's lock: a ship writing entries now keeps them
     return sorted(arrived), sorted(set(entries) - set(arrived))
 
 
