@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import torch
+from torch import nn
 
 
 def default_device() -> torch.device:
@@ -21,6 +23,14 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is None or device == "auto":
         return default_device()
     return torch.device(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where a module's weights live: the device of its first parameter (or buffer); CPU for a module with none.
+    The one way ldm_lab asks a model for its device."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def describe_device(device: torch.device) -> str:

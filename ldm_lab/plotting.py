@@ -191,10 +191,10 @@ def attention_per_token(images: Sequence[Tensor], maps: Sequence[Tensor], tokens
 
 
 def _error_bars(table: pd.DataFrame, column: str) -> list[pd.Series]:
-    """matplotlib's [below, above] bar lengths from ``column``'s ``_low`` / ``_high`` bounds. At small N every
+    """matplotlib's [below, above] bar lengths from ``column``'s ``_ci_low`` / ``_ci_high`` bounds. At small N every
     bootstrap FID may lie above the estimate (FID's bias), so a side can be negative: it is drawn as 0."""
     value = table[column]
-    return [(value - table[f"{column}_low"]).clip(lower=0), (table[f"{column}_high"] - value).clip(lower=0)]
+    return [(value - table[f"{column}_ci_low"]).clip(lower=0), (table[f"{column}_ci_high"] - value).clip(lower=0)]
 
 
 def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None = None,
@@ -211,7 +211,7 @@ def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None =
         ax.annotate(f"w={row['guidance_scale']:g}", (row["clip_score"], row["fid"]), fontsize=7,
                     textcoords="offset points", xytext=(4, 4))
     if real is not None:
-        ax.axhspan(real["fid_low"], real["fid_high"], color="C2", alpha=0.2, linewidth=0)
+        ax.axhspan(real["fid_ci_low"], real["fid_ci_high"], color="C2", alpha=0.2, linewidth=0)
         ax.axhline(real["fid"], color="C2", linestyle="--", linewidth=1,
                    label=f"real vs real, {real['num_samples']} images (95% CI shaded)")
         ax.legend(fontsize=7, loc="best")
@@ -229,7 +229,7 @@ def baseline_bars(table: pd.DataFrame, *, save: str | Path | None = None) -> Fig
     for ax, metric in zip(axes[0], metrics):
         rows = table[table["metric"] == metric]
         ax.bar(rows["condition"], rows["mean"], color=[f"C{i}" for i in range(len(rows))],
-               yerr=[rows["mean"] - rows["ci_low"], rows["ci_high"] - rows["mean"]], capsize=4)
+               yerr=_error_bars(rows, "mean"), capsize=4)
         ax.set(title=metric, ylim=(0, 1), ylabel="mean (95% CI)")
         ax.tick_params(axis="x", labelsize=7, rotation=15)
     return _finish(fig, save)

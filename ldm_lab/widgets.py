@@ -60,6 +60,25 @@ class FigureBox(widgets.VBox):
         return bundle
 
 
+Controls = dict[str, widgets.ValueWidget]  # keyword of the draw function -> the widget that sets it
+
+
+def figure_controls(controls: Controls, draw_figure: Callable[..., Figure],
+                    layout: Sequence[widgets.Widget] | None = None) -> FigureBox:
+    """Controls and the figure ``draw_figure(**their values)`` makes, redrawn whenever a control changes, and
+    drawn once now (so a headless run shows the defaults' figure). ``layout``: how the controls are arranged
+    (default: one under the other)."""
+    output = widgets.Output()
+
+    def redraw(_: object = None) -> None:
+        show_figure(output, draw_figure(**{name: control.value for name, control in controls.items()}))
+
+    for control in controls.values():
+        control.observe(redraw, names="value")
+    redraw()
+    return FigureBox([*(layout or controls.values()), output], output)
+
+
 def noise_level_scrubber(images: Tensor, schedule: NoiseSchedule, *, timestep: int = 250,
                          seed: int = 0) -> widgets.VBox:
     """A slider over t that redraws ``images`` [N, C, H, W] noised to x_t (the same noise at every t)."""
@@ -67,16 +86,12 @@ def noise_level_scrubber(images: Tensor, schedule: NoiseSchedule, *, timestep: i
     eps = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
     slider = widgets.IntSlider(value=timestep, min=0, max=schedule.num_train_timesteps - 1, step=1,
                                description="timestep t", continuous_update=False)
-    output = widgets.Output()
 
-    def redraw(t: int) -> None:
+    def noised_figure(t: int) -> Figure:
         noised = add_noise(images, eps, schedule.alphas_cumprod[int(t)].float())
-        fig = image_rows({"x_t": noised}, title=sigma_readout(schedule, int(t)))
-        show_figure(output, fig)
+        return image_rows({"x_t": noised}, title=sigma_readout(schedule, int(t)))
 
-    slider.observe(lambda change: redraw(change["new"]), names="value")
-    redraw(timestep)
-    return FigureBox([slider, output], output)
+    return figure_controls({"t": slider}, noised_figure)
 
 
 def sigma_readout(schedule: NoiseSchedule, timestep: int) -> str:
@@ -87,23 +102,10 @@ def sigma_readout(schedule: NoiseSchedule, timestep: int) -> str:
 
 
 # ------------------------------------------------------------------------------------ conditioning (00, 04)
-Controls = dict[str, widgets.ValueWidget]  # keyword of the draw function -> the widget that sets it
-
-
 def image_controls(draw: Callable[..., Tensor], controls: Controls, *, title: str = "") -> widgets.VBox:
     """Controls above a picture: ``draw(**values)`` -> images ``[N, C, H, W]`` in [-1, 1], redrawn when a control
     changes (drawn once at build time, so a headless run shows the defaults' images)."""
-    output = widgets.Output()
-
-    def redraw(_: object = None) -> None:
-        images = draw(**{name: control.value for name, control in controls.items()})
-        fig = image_rows({"": images}, title=title or None)
-        show_figure(output, fig)
-
-    for control in controls.values():
-        control.observe(redraw, names="value")
-    redraw()
-    return FigureBox([*controls.values(), output], output)
+    return figure_controls(controls, lambda **values: image_rows({"": draw(**values)}, title=title or None))
 
 
 def sampling_controls(*, steps: int = SamplingSettings.steps, guidance_scale: float = 3.0, seed: int = 0,
@@ -153,18 +155,13 @@ def first_stage_explorer(reconstructions: Mapping[tuple[str, int], Reconstructio
     pick_f = widgets.Dropdown(options=sorted({f for _, f in keys}), value=f, description="f")
     num_images = min(len(result.originals) for result in reconstructions.values())
     pick_image = widgets.IntSlider(value=index, min=0, max=num_images - 1, description="image", continuous_update=False)
-    output = widgets.Output()
 
-    def redraw(_: object = None) -> None:
-        result = reconstructions[(pick_regularizer.value, pick_f.value)]
-        x, y = result.originals[pick_image.value], result.reconstructions[pick_image.value]
-        title = (f"{pick_regularizer.value.upper()} f={pick_f.value}, image {pick_image.value}: "
-                 f"PSNR {psnr(x[None], y[None]).item():.1f} dB")
-        fig = image_rows({"": reconstruction_triplet(x, y)}, column_titles=["image", "reconstruction", "|error| x4"],
-                         title=title)
-        show_figure(output, fig)
+    def reconstruction_figure(regularizer: str, f: int, image: int) -> Figure:
+        result = reconstructions[(regularizer, f)]
+        x, y = result.originals[image], result.reconstructions[image]
+        title = f"{regularizer.upper()} f={f}, image {image}: PSNR {psnr(x[None], y[None]).item():.1f} dB"
+        return image_rows({"": reconstruction_triplet(x, y)}, column_titles=["image", "reconstruction", "|error| x4"],
+                          title=title)
 
-    for control in (pick_regularizer, pick_f, pick_image):
-        control.observe(redraw, names="value")
-    redraw()
-    return FigureBox([widgets.HBox([pick_regularizer, pick_f]), pick_image, output], output)
+    return figure_controls({"regularizer": pick_regularizer, "f": pick_f, "image": pick_image}, reconstruction_figure,
+                           layout=[widgets.HBox([pick_regularizer, pick_f]), pick_image])

@@ -66,8 +66,7 @@ def _fake_run(**target_fields):
     task = SimpleNamespace(sampling=SamplingSettings(sampler="ddim", steps=2))
     target = SimpleNamespace(name="lab-class", task=task, dataset="fashion_mnist", resolution=(28, 28),
                              sample_conditions=lambda num: [None] * num, **target_fields)
-    return SimpleNamespace(model=SimpleNamespace(latent_scale=torch.zeros(())), target=target, step=0, ema=True,
-                           run_dir=Path("run"))
+    return SimpleNamespace(model=nn.Linear(1, 1), target=target, step=0, ema=True, run_dir=Path("run"))
 
 
 def test_sample_refuses_to_save_images_that_went_nan(tmp_path, monkeypatch, capsys):

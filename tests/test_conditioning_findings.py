@@ -26,8 +26,8 @@ SHIPPED = set(json.loads((checkpoints_dir() / "manifest.json").read_text()))  # 
 def sweep(fids: list[tuple[float, float, float]], clips: list[tuple[float, float, float]],
           scales: tuple[float, ...] = (1.0, 3.0, 8.0)) -> pd.DataFrame:
     """A guidance-sweep table: (estimate, low, high) of FID and CLIP score per scale."""
-    return pd.DataFrame([{"guidance_scale": w, "fid": f[0], "fid_low": f[1], "fid_high": f[2], "clip_score": c[0],
-                          "clip_score_low": c[1], "clip_score_high": c[2]}
+    return pd.DataFrame([{"guidance_scale": w, "fid": f[0], "fid_ci_low": f[1], "fid_ci_high": f[2], "clip_score": c[0],
+                          "clip_score_ci_low": c[1], "clip_score_ci_high": c[2]}
                          for w, f, c in zip(scales, fids, clips)])
 
 
@@ -63,7 +63,7 @@ def adherence_table(generated: tuple[float, float, float], shuffled: tuple[float
                     ceiling: tuple[float, float, float] = (0.4, 0.38, 0.42)) -> pd.DataFrame:
     rows = {"real images": (0.83, 0.8, 0.85), AUTOENCODED: ceiling, "generated": generated,
             "generated, shuffled layouts": shuffled}
-    return pd.DataFrame([{"condition": c, "metric": "box IoU", "mean": m, "ci_low": lo, "ci_high": hi}
+    return pd.DataFrame([{"condition": c, "metric": "box IoU", "mean": m, "mean_ci_low": lo, "mean_ci_high": hi}
                          for c, (m, lo, hi) in rows.items()])
 
 

@@ -147,8 +147,8 @@ def test_baseline_table_separates_real_from_shuffled_with_intervals():
               "shuffled masks": mask_adherence(images, masks.roll(1, 0), NUM_CLASSES)["foreground_iou"]}
     table = baseline_table(scores, "foreground IoU", num_resamples=200).set_index("condition")
     assert list(table.index) == ["own mask", "shuffled masks"] and (table["num_samples"] == 16).all()
-    assert table.loc["own mask", "ci_low"] > table.loc["shuffled masks", "ci_high"]
-    assert ((table["ci_low"] <= table["mean"]) & (table["mean"] <= table["ci_high"])).all()
+    assert table.loc["own mask", "mean_ci_low"] > table.loc["shuffled masks", "mean_ci_high"]
+    assert ((table["mean_ci_low"] <= table["mean"]) & (table["mean"] <= table["mean_ci_high"])).all()
     assert table.loc["own mask", "mean"] == pytest.approx(scores["own mask"].mean().item(), rel=1e-5)
 
 
@@ -183,6 +183,6 @@ def test_guidance_sweep_orders_a_fake_model_by_how_much_of_the_prompt_it_keeps()
     assert list(table["guidance_scale"]) == [0.25, 4.0]
     low, high = table.iloc[0], table.iloc[1]
     assert high["fid"] < low["fid"] and high["clip_score"] > low["clip_score"]
-    assert (table["clip_score_low"] <= table["clip_score"]).all()
-    assert (table["clip_score"] <= table["clip_score_high"]).all()
+    assert (table["clip_score_ci_low"] <= table["clip_score"]).all()
+    assert (table["clip_score"] <= table["clip_score_ci_high"]).all()
     assert set(table["feature_space"]) == {"lab-clip"} and set(table["num_samples"]) == {24}

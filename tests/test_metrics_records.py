@@ -9,8 +9,8 @@ from ldm_lab.metrics import (FidelityResult, ResultRecord, append_csv, fidelity_
 
 def test_records_carry_provenance_into_csv(tmp_path, monkeypatch):
     monkeypatch.setenv("LDM_LAB_PROFILE", "smoke")
-    rows = [ResultRecord(metric="fid", value=12.5, feature_space="lab-clip", num_samples=500, ci_low=11.0,
-                         ci_high=14.0, experiment="08_sample_size"),
+    rows = [ResultRecord(metric="fid", value=12.5, feature_space="lab-clip", num_samples=500, value_ci_low=11.0,
+                         value_ci_high=14.0, experiment="08_sample_size"),
             ResultRecord(metric="psnr", value=24.0, feature_space="pixels", num_samples=64, device="cpu")]
     frame = to_frame(rows)
     assert list(frame["metric"]) == ["fid", "psnr"]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from ldm_lab.device import model_device
 from ldm_lab.diffusion.parameterisation import add_noise
 from ldm_lab.diffusion.schedules import NoiseSchedule
 from ldm_lab.nn.autoencoder import Autoencoder
@@ -45,7 +46,7 @@ def decoded_noised_latents(autoencoder: Autoencoder, image: Tensor, scale: float
     z_t = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps at each of ``timesteps`` with one shared eps, and decoded as
     D(z_t / scale): ``[len(timesteps), C, H, W]`` in [-1, 1]. What the U-Net is handed at step t, in pixels."""
     autoencoder = autoencoder.eval()
-    device = next(autoencoder.parameters()).device
+    device = model_device(autoencoder)
     z0 = scale * encode_mean(autoencoder, image[None].to(device))
     eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed)).to(device)
     t = torch.as_tensor(list(timesteps), dtype=torch.long)

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ldm_lab.device import model_device
+
 
 class Output(Enum):
     """Where an embedding enters the U-Net (LDM §3.3; SGM's crossattn / vector / concat)."""
@@ -59,6 +61,6 @@ class Embedder(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        """Where the embedder's parameters live (the CPU for parameter-free embedders)."""
-        return next((p.device for p in self.parameters()), torch.device("cpu"))
+        """Where the embedder's weights live (its buffers' place for parameter-free embedders; else the CPU)."""
+        return model_device(self)
 

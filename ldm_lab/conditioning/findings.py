@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.compression.verdicts import Verdict
+from ldm_lab.device import model_device
 from ldm_lab.metrics.adherence import AUTOENCODED
 from ldm_lab.metrics.sharpness import sharpness_rises
 from ldm_lab.models import LatentDiffusion
@@ -43,10 +44,9 @@ class Estimate:
 
     @classmethod
     def of(cls, row: pd.Series, column: str) -> Estimate:
-        """``row[column]`` and its bounds ``<column>_low`` / ``<column>_high`` (a guidance-sweep row), or
-        ``mean`` / ``ci_low`` / ``ci_high`` (a ``baseline_table`` row) when ``column`` is ``"mean"``."""
-        low, high = ("ci_low", "ci_high") if column == "mean" else (f"{column}_low", f"{column}_high")
-        return cls(float(row[column]), float(row[low]), float(row[high]))
+        """``row[column]`` and its bounds ``<column>_ci_low`` / ``<column>_ci_high`` (a guidance-sweep row, or a
+        ``baseline_table`` row with ``column="mean"``)."""
+        return cls(float(row[column]), float(row[f"{column}_ci_low"]), float(row[f"{column}_ci_high"]))
 
 
 def above(larger: Estimate, smaller: Estimate) -> bool | None:
@@ -138,7 +138,7 @@ def autoencoded(model: LatentDiffusion, images: Tensor, seed: int = 0) -> Tensor
     posterior, seeded): what the decoder makes of a perfect latent."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        device = model.latent_scale.device
+        device = model_device(model)
         return model.decode(model.encode(images.to(device))).clamp(-1, 1).cpu()
 
 

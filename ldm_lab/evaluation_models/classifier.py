@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ldm_lab.checkpoints import config_from_fields, load_checkpoint
+from ldm_lab.device import model_device
 
 CHECKPOINT_NAME = "fmnist-classifier"
 
@@ -70,7 +71,7 @@ def classification_loss(model: FashionClassifier, batch: dict) -> Tensor:
 def accuracy(model: FashionClassifier, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy on uint8 ``images [N, 28, 28]`` (as ``load_fashion_mnist`` returns them)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     correct = 0
     for start in range(0, len(images), batch_size):
         pixels = images[start:start + batch_size].to(device).float().div(127.5).sub(1).unsqueeze(1)

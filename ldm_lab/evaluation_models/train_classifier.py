@@ -17,7 +17,7 @@ import torch
 
 from ldm_lab.checkpoints import ManifestEntry, save_checkpoint
 from ldm_lab.data import FashionMNIST, load_fashion_mnist
-from ldm_lab.device import describe_device
+from ldm_lab.device import describe_device, model_device
 from ldm_lab.evaluation_models.classifier import (CHECKPOINT_NAME, ClassifierConfig, FashionClassifier, accuracy,
                                                   classification_loss)
 from ldm_lab.evaluation_models.retrain import train_to_completion, training_command
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> ManifestEntry:
         file="fmnist_classifier.safetensors", sha256="", size_bytes=0, command=training_command(MODULE, argv),
         git_commit=git_commit(), data="Fashion-MNIST train (60,000) -> measured on test (10,000)",
         metrics={"test_accuracy": round(test_accuracy, 4)}, config=dataclasses.asdict(config),
-        training_seconds=round(seconds, 1), device=describe_device(next(result.model.parameters()).device))
+        training_seconds=round(seconds, 1), device=describe_device(model_device(result.model)))
     return save_checkpoint(CHECKPOINT_NAME, result.model.state_dict(), entry)
 
 

@@ -17,7 +17,7 @@ import sys
 import torch
 
 from ldm_lab.checkpoints import ManifestEntry, save_checkpoint
-from ldm_lab.device import describe_device
+from ldm_lab.device import describe_device, model_device
 from ldm_lab.evaluation_models.lab_clip import (CHECKPOINT_NAME, LabClipConfig, build_lab_clip, contrastive_loss,
                                                 embed_images, embed_texts)
 from ldm_lab.evaluation_models.pairs import CaptionedImages, emoji_pairs, shapes_pairs, training_pairs
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> ManifestEntry:
         data=f"emoji train (3,432) + shapes train (first {args.num_shapes}), 64x64 -> measured on emoji val (354) "
              f"and shapes val (first {NUM_SHAPES_VAL}); chance top-1 is 1/354 and 1/{NUM_SHAPES_VAL}",
         metrics=metrics, config=dataclasses.asdict(config), training_seconds=round(seconds, 1),
-        device=describe_device(next(model.parameters()).device))
+        device=describe_device(model_device(model)))
     return save_checkpoint(CHECKPOINT_NAME, model.state_dict(), entry)
 
 

@@ -210,8 +210,8 @@ def baseline_table(scores: Mapping[str, Tensor | Sequence[float]], metric: str, 
     rows = []
     for condition, values in scores.items():
         interval = mean_interval(np.asarray(values, dtype=float), num_resamples=num_resamples, seed=seed)
-        rows.append({"condition": condition, "metric": metric, "mean": interval.estimate, "ci_low": interval.low,
-                     "ci_high": interval.high, "num_samples": len(values)})
+        rows.append({"condition": condition, "metric": metric, "mean": interval.estimate,
+                     "mean_ci_low": interval.low, "mean_ci_high": interval.high, "num_samples": len(values)})
     return pd.DataFrame(rows)
 
 
@@ -266,8 +266,8 @@ def guidance_point(images: Tensor, prompts: Sequence[str], real_features: Tensor
     fid = recentred_interval(lambda r, g: fid_from_features(real_features[r], generated[g]),
                              (len(real_features), len(generated)), num_resamples, seed=seed)
     clip = mean_interval(clip_scores(images, prompts, encoder).numpy(), num_resamples=num_resamples, seed=seed)
-    return {"fid": fid.estimate, "fid_low": fid.low, "fid_high": fid.high, "clip_score": clip.estimate,
-            "clip_score_low": clip.low, "clip_score_high": clip.high, "num_samples": len(images),
+    return {"fid": fid.estimate, "fid_ci_low": fid.low, "fid_ci_high": fid.high, "clip_score": clip.estimate,
+            "clip_score_ci_low": clip.low, "clip_score_ci_high": clip.high, "num_samples": len(images),
             "num_real": len(real_features), "feature_space": feature_space, "clip_encoder": encoder.name}
 
 

@@ -50,8 +50,8 @@ def clip_score_scale(images: Tensor, captions: Sequence[str], encoder: DualEncod
     for pairs, texts in (("matching pairs", list(captions)), ("shuffled pairs", shuffled)):
         scores = clip_scores(images, texts, encoder).numpy()
         interval = mean_interval(scores, num_resamples=num_resamples, seed=seed)
-        rows.append({"pairs": pairs, "clip_score": interval.estimate, "clip_score_low": interval.low,
-                     "clip_score_high": interval.high, "share_clamped_to_0": float(np.mean(scores == 0.0)),
+        rows.append({"pairs": pairs, "clip_score": interval.estimate, "clip_score_ci_low": interval.low,
+                     "clip_score_ci_high": interval.high, "share_clamped_to_0": float(np.mean(scores == 0.0)),
                      "num_pairs": len(scores), "clip_encoder": encoder.name})
     return pd.DataFrame(rows)
 

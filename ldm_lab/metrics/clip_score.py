@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ldm_lab.device import resolve_device
+from ldm_lab.device import model_device, resolve_device
 from ldm_lab.evaluation_models.lab_clip import load_lab_clip, tokenize
 from ldm_lab.metrics.images import check_uint8, to_unit_range
 
@@ -73,7 +73,7 @@ def clip_scores(images: Tensor, captions: Sequence[str], encoder: DualEncoder, b
     if len(check_uint8(images)) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions; CLIP score pairs image i with "
                          "caption i")
-    device = next(encoder.model.parameters()).device
+    device = model_device(encoder.model)
     scores = []
     for start in range(0, len(images), batch_size):
         image_features = encoder.model.encode_image(encoder.pixels(images[start:start + batch_size]).to(device))

@@ -24,7 +24,7 @@ from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from ldm_lab.device import resolve_device
+from ldm_lab.device import model_device, resolve_device
 from ldm_lab.evaluation_models.classifier import load_classifier
 from ldm_lab.evaluation_models.lab_clip import load_lab_clip
 from ldm_lab.metrics.images import check_uint8, to_rgb, to_unit_range
@@ -99,7 +99,7 @@ class ClassifierFeatures(_ShippedModelFeatures):
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         side = self.model.config.image_size
-        features = self.model.features(to_unit_range(images, 1, side).to(next(self.model.parameters()).device))
+        features = self.model.features(to_unit_range(images, 1, side).to(model_device(self.model)))
         return self._select({"penultimate": features, "logits": self.model.head(features)})
 
 

@@ -29,8 +29,8 @@ class ResultRecord:
     num_samples: int             # FID is biased at small N: compare only rows with equal num_samples
     experiment: str = ""         # which table or figure it belongs to, e.g. "08_sample_size"
     settings: str = ""           # what varied, e.g. "sampler=ddim steps=50 guidance=7.5"
-    ci_low: float | None = None  # bootstrap interval (ldm_lab.metrics.bootstrap), when computed
-    ci_high: float | None = None
+    value_ci_low: float | None = None   # bootstrap interval of value (ldm_lab.metrics.bootstrap), when computed
+    value_ci_high: float | None = None
     profile: str = field(default_factory=current_profile)
     device: str = field(default_factory=lambda: str(default_device()))
     git_commit: str = field(default_factory=git_commit)

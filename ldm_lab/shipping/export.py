@@ -15,6 +15,7 @@ from torch import nn
 from ldm_lab.checkpoints import ManifestEntry, read_manifest, save_checkpoint
 from ldm_lab.data import DATASETS, build_dataset, held_out_sample, split_batch
 from ldm_lab.data.materialise import describe_training_data
+from ldm_lab.device import model_device
 from ldm_lab.metrics import psnr, ssim
 from ldm_lab.paths import git_commit
 from ldm_lab.shipping.load import inference_weights
@@ -42,7 +43,7 @@ def held_out_batches(target: TrainTarget, batch_size: int = 64) -> Iterator[dict
 @torch.no_grad()
 def reconstruction_scores(autoencoder: nn.Module, target: AutoencoderTarget) -> dict[str, float]:
     """Mean PSNR (dB) and SSIM of the held-out reconstructions (posterior mean for KL)."""
-    device = next(autoencoder.parameters()).device
+    device = model_device(autoencoder)
     originals, reconstructions = [], []
     for batch in held_out_batches(target):
         images = batch["image"].to(device)
@@ -55,7 +56,7 @@ def reconstruction_scores(autoencoder: nn.Module, target: AutoencoderTarget) -> 
 @torch.no_grad()
 def held_out_loss(run: Run) -> float:
     """The training objective, averaged over the held-out items (fixed noise and timesteps: seed 0)."""
-    device, task = run.model.latent_scale.device, run.target.build_task()
+    device, task = model_device(run.model), run.target.build_task()
     total, count = 0.0, 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)

@@ -27,6 +27,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ldm_lab.device import model_device
 from ldm_lab.nn.autoencoder import Autoencoder, AutoencoderConfig, Regularizer
 from ldm_lab.tasks.gan import PatchDiscriminator, adaptive_weight, discriminator_loss, generator_loss
 from ldm_lab.tasks.perceptual import LabClipPerceptual
@@ -182,5 +183,5 @@ class AutoencoderTask:
 
     @torch.no_grad()
     def sample(self, model: AutoencoderGAN) -> Tensor:
-        preview = self.preview.to(next(model.parameters()).device)
+        preview = self.preview.to(model_device(model))
         return torch.cat([preview, model.autoencoder(preview, sample_posterior=False).reconstruction.clamp(-1, 1)])

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.conditioning import record_cross_attention, token_maps
+from ldm_lab.device import model_device
 from ldm_lab.diffusion import DiffusionLoss, SamplingSettings, sample
 from ldm_lab.diffusion.parameterisation import add_noise
 from ldm_lab.models import LatentDiffusion
@@ -67,7 +68,7 @@ def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor |
     generator = settings.generator() if generator is None else generator
     cond = model.condition(batch, num)
     check_concat(model, cond)
-    device = model.latent_scale.device
+    device = model_device(model)
     noise = torch.randn(num, *model.latent_shape, generator=generator).to(device)
     x0 = sample(model, noise, settings, schedule=model.schedule, prediction=model.preset.prediction.value,
                 clip_x0=1.0 if model.first_stage is None else None, cond=cond,

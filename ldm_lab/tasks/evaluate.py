@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ldm_lab.data import DATASETS, held_out_sample, split_batch
+from ldm_lab.device import model_device
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import ResultRecord, fidelity_metrics, fidelity_records, psnr, rfid, ssim, to_uint8
 from ldm_lab.metrics.fidelity import MIN_SAMPLES, check_finite_images, check_sample_count
@@ -53,7 +54,7 @@ def evaluate_diffusion(run: Run, num_samples: int, feature_space: str | None = N
         real.append(to_uint8(batch["image"]))
         images = generate_like(run.model, batch, settings=settings, generator=generator)
         fake.append(to_uint8(check_finite_images(images.cpu(), "generated images", DIVERGED)))
-    device = run.model.latent_scale.device
+    device = model_device(run.model)
     result = fidelity_metrics(torch.cat(real), torch.cat(fake), feature_space, device=device,
                               min_samples=min_samples)
     return fidelity_records(result, experiment="eval", settings=f"{describe_run(run)} {settings.describe()}")
@@ -65,7 +66,7 @@ def evaluate_autoencoder(run: Run, num_samples: int, feature_space: str | None =
     """PSNR and SSIM (pixels) and rFID (``feature_space``) of validation reconstructions."""
     feature_space = default_feature_space(run) if feature_space is None else feature_space
     check_sample_count(num_samples, num_samples, min_samples=min_samples, neighborhood=None)
-    device = next(run.model.parameters()).device
+    device = model_device(run.model)
     originals, reconstructions = [], []
     for batch in validation_batches(run, num_samples, batch_size):
         images = batch["image"].to(device)

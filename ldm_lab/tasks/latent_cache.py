@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ldm_lab.device import model_device
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.nn.distributions import DiagonalGaussian
 
@@ -62,7 +63,7 @@ class LatentCache(Dataset):
                              "be cached. Train it on the images themselves.")
         if len(data) == 0:
             raise ValueError("a latent cache needs a dataset of items with an 'image' field; this one is empty.")
-        device = model.latent_scale.device
+        device = model_device(model)
         self.fields, means, stds = [], [], []
         # Batch by batch: only ``batch_size`` images are in memory at once (50,000 Shapes scenes are 2.4 GB).
         for start in tqdm(range(0, len(data), batch_size), desc="encode latents", disable=not progress):

@@ -32,6 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
+from ldm_lab.device import model_device
 from ldm_lab.files import TEMPORARY_PREFIX, file_lock
 from ldm_lab.json_files import read_json
 
@@ -289,7 +290,7 @@ def load_weights(model: nn.Module, checkpoint: str | Path, *, ema: bool = False)
 def load_checked(model: nn.Module, weights_file: Path) -> None:
     """Load a safetensors weights file into ``model`` in place, after checking every key and shape."""
     check_weights_match(model, weights_file)
-    load_model(model, str(weights_file), strict=True, device=str(next(model.parameters()).device))
+    load_model(model, str(weights_file), strict=True, device=str(model_device(model)))
 
 
 def optimizer_state_to_safe(state_dict: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
