@@ -24,6 +24,7 @@ from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.nn.distributions import DiagonalGaussian
 from ldm_lab.nn.quantize import code_usage
 from ldm_lab.presets import count_parameters
+from ldm_lab.tasks.targets import get_target
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,4 @@ def paper_table8() -> pd.DataFrame:
 def discriminator_start(target: str) -> int:
     """Training batches before the first-stage target ``target``'s GAN terms switch on (LDM's ``disc_start``):
     a shipped first stage whose ``steps`` fall short of it was trained without its discriminator."""
-    from ldm_lab.tasks.targets import get_target  # the training targets import the models; only needed here
-
     return get_target(target).loss.disc_start
