@@ -341,7 +341,7 @@ def samples_by_fid(strips: Mapping[str, Tensor], fids: Mapping[str, tuple[float,
     each model's samples), sorted from the lowest FID to the highest, each labelled with its FID and 95 %
     interval ``fids[name] = (fid, low, high)``."""
     order = sorted(strips, key=lambda name: fids[name][0])
-    rows = {f"{name}\nFID {fids[name][0]:.1f} [{fids[name][1]:.1f}, {fids[name][2]:.1f}]": strips[name]
+    rows = {f"{name}\nFID {fids[name][0]:.1f}\n[{fids[name][1]:.1f}, {fids[name][2]:.1f}]": strips[name]
             for name in order}
     fig = image_rows(rows, title=f"samples sorted by FID ({feature_space} features; lower is closer to real)")
     return _finish(fig, save)
