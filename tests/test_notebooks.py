@@ -21,7 +21,7 @@ NOTEBOOKS = find_notebooks()
 MIN_IMAGES = {
     "00_tour": 6,
     "01_diffusion_basics": 11,
-    "02_autoencoders": 7,
+    "02_autoencoders": 10,
     "03_compression_ablation": 5,
     "04_conditioning": 11,
 }
