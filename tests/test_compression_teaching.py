@@ -97,6 +97,8 @@ def test_shipped_table_lists_shipped_names_and_says_what_is_missing():
     messages = []
     table = shipped_table(["lab-ldm-8", "lab-no-such-model"], report=messages.append)
     assert list(table.name) == ["lab-ldm-8"] and table.step.iloc[0] > 0
+    asked = ["lab-ldm-8", "lab-ldm-16", "lab-ldm-2"]
+    assert list(shipped_table(asked).name) == asked          # the caller's order, not the names' sort order
     assert "ldm-lab ship lab-no-such-model" in messages[0]
     with pytest.raises(RuntimeError, match="ldm-lab ship"):
         shipped_table(["lab-no-such-model"])

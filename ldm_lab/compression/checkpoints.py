@@ -37,7 +37,8 @@ def weights_folder(names: Sequence[str], device: str, checkpoints: str | Path | 
 def shipped_table(names: Sequence[str], folder: Path | None = None, snapshots: bool = False,
                   report: Callable[[str], None] = print) -> pd.DataFrame:
     """One row per shipped checkpoint of the targets ``names`` in ``folder``'s manifest (``snapshots``: also
-    the earlier checkpoints ``NAME@STEP``): name, target, step, where and how long it trained. Names that are
+    the earlier checkpoints ``NAME@STEP``), in the order of ``names`` and then by step: name, target, step,
+    where and how long it trained. Names that are
     not shipped are reported with the command that ships them; none shipped at all is an error."""
     manifest = read_manifest(folder)
     missing = [name for name in names if name not in manifest]
@@ -51,4 +52,6 @@ def shipped_table(names: Sequence[str], folder: Path | None = None, snapshots: b
              "training s": entry.training_seconds}
             for name, entry in manifest.items()
             if entry.target in names and (name in names or (snapshots and "@" in name))]
-    return pd.DataFrame(rows).sort_values(["target", "step"]).reset_index(drop=True)
+    order = {name: index for index, name in enumerate(names)}      # the caller's order, then by step
+    return (pd.DataFrame(rows).sort_values(["target", "step"], key=lambda column: column.map(order)
+                                           if column.name == "target" else column).reset_index(drop=True))
