@@ -24,6 +24,7 @@ MIN_IMAGES = {
     "02_autoencoders": 10,
     "03_compression_ablation": 5,
     "04_conditioning": 11,
+    "05_sd_versions": 3,
 }
 
 
