@@ -18,7 +18,7 @@ from torch import nn
 from ldm_lab.data import DATASETS
 from ldm_lab.device import resolve_device
 from ldm_lab.diffusion.parameterisation import Prediction
-from ldm_lab.diffusion.schedules import Schedule
+from ldm_lab.diffusion.schedules import Schedule, check_zero_terminal_snr
 from ldm_lab.names import unknown_name_error
 from ldm_lab.nn.autoencoder import (KL_F4, KL_F8, KL_F16, KL_F32, VQ_F4, VQ_F4_NOATTN, VQ_F8, VQ_F16, Autoencoder,
                                     AutoencoderConfig, Regularizer)
@@ -41,8 +41,14 @@ class Preset:
     prediction: Prediction = Prediction.EPS
     schedule: Schedule = Schedule.SCALED_LINEAR
     num_train_timesteps: int = 1000
+    zero_terminal_snr: bool = False                   # rescale the schedule so that SNR_T = 0, pure noise at the
+                                                      # last step (Lin et al. 2023, Alg. 1); needs v-prediction
     latent_scale: float | None = None                 # z = scale * E(x); None: estimate as 1 / std (LDM App. G)
     resolution: tuple[int, int] = (512, 512)          # native image size (height, width) in pixels
+
+    def __post_init__(self) -> None:
+        if self.zero_terminal_snr:
+            check_zero_terminal_snr(Prediction(self.prediction).value, f"preset {self.name!r}")
 
     @property
     def autoencoder_name(self) -> str:
@@ -249,8 +255,11 @@ PRESETS.update({p.name: p for p in [
 ]})
 
 
-def get_preset(name: str) -> Preset:
-    """The preset called ``name``; an unknown name raises an error listing the valid ones."""
+def get_preset(name: str | Preset) -> Preset:
+    """The preset called ``name``; an unknown name raises an error listing the valid ones. A ``Preset`` itself is
+    returned as it is (a named preset changed with ``dataclasses.replace``, as the recipe ablation's variants)."""
+    if isinstance(name, Preset):
+        return name
     if name in PRESETS:
         return PRESETS[name]
     raise unknown_name_error("preset", name, PRESETS)

@@ -15,7 +15,7 @@ from ldm_lab.diffusion.denoiser import ModelFn
 from ldm_lab.diffusion.noise import standard_normal
 from ldm_lab.diffusion.parameterisation import (Prediction, add_noise, append_dims, check_prediction,
                                                 flow_interpolate, flow_velocity, training_target)
-from ldm_lab.diffusion.schedules import NoiseSchedule
+from ldm_lab.diffusion.schedules import NoiseSchedule, check_zero_terminal_snr
 
 
 def min_snr_weight(snr: Tensor, prediction: Prediction | str, gamma: float) -> Tensor:
@@ -47,6 +47,10 @@ class DiffusionLoss:
     schedule: NoiseSchedule
     prediction: Prediction | str = "eps"     # what the network learns to output
     snr_gamma: float | None = None     # min-SNR-gamma weighting; Hang et al. recommend 5. None: unweighted
+
+    def __post_init__(self) -> None:
+        if self.schedule.has_zero_terminal_snr:
+            check_zero_terminal_snr(check_prediction(self.prediction), "DiffusionLoss")
 
     def __call__(self, model_fn: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,
                  **cond: Tensor) -> Tensor:

@@ -68,6 +68,17 @@ def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
     return 1 - alphas
 
 
+def check_zero_terminal_snr(prediction: str, what: str = "this model") -> None:
+    """Refuse eps-prediction at zero terminal SNR (Lin et al. 2023, §3.2): at SNR_T = 0 the input x_T is pure
+    noise, so predicting that noise is trivial and says nothing about x0 = (x_T - sqrt(1 - ab) eps) / sqrt(ab),
+    which divides by sqrt(ab_T) = 0."""
+    if prediction == "eps":
+        raise ValueError(f"{what} uses a zero-terminal-SNR schedule with eps-prediction, which cannot work: at "
+                         "SNR = 0 the noise is the input, and x0 cannot be recovered from it (Lin et al. 2023, "
+                         "§3.2). Use v-prediction (prediction=Prediction.V, as SD 2 and Lin et al.), or turn "
+                         "zero_terminal_snr off.")
+
+
 @dataclass(frozen=True)
 class NoiseSchedule:
     """The discrete forward process (DDPM §2): ab_t for t = 0 … T-1, with its SNR and sigma views."""
@@ -78,6 +89,11 @@ class NoiseSchedule:
     def num_train_timesteps(self) -> int:
         """T, the number of discrete training timesteps."""
         return self.alphas_cumprod.shape[0]
+
+    @property
+    def has_zero_terminal_snr(self) -> bool:
+        """ab_{T-1} = 0: the last step is pure noise (Lin et al. 2023)."""
+        return bool(self.alphas_cumprod[-1] == 0)
 
     @property
     def betas(self) -> Tensor:
@@ -112,7 +128,10 @@ class NoiseSchedule:
         log_table = self.sigmas.log()                                   # [T], increasing in t
         log_sigma = torch.as_tensor(sigma, dtype=torch.float64).cpu().clamp(min=1e-10).log()
         low = (torch.searchsorted(log_table, log_sigma, right=True) - 1).clamp(0, len(log_table) - 2)
-        weight = (log_sigma - log_table[low]) / (log_table[low + 1] - log_table[low])
+        # Flat where several ab_t fall below the zero-terminal-SNR floor (the linear schedule's last few): a sigma
+        # there maps to the later timestep, never to 0 / 0.
+        gap = log_table[low + 1] - log_table[low]
+        weight = torch.where(gap > 0, (log_sigma - log_table[low]) / gap.clamp(min=1e-300), torch.ones_like(gap))
         return low + weight.clamp(0, 1)
 
     def sigma_at(self, timestep: float | Tensor) -> Tensor:

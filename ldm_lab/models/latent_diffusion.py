@@ -48,7 +48,8 @@ class VQLatents(Enum):
 class LatentDiffusionConfig:
     """A trainable latent (or pixel) diffusion model built from a preset."""
 
-    preset: str                      # a preset with a U-Net: its networks, prediction, schedule and latent scale
+    preset: str | Preset             # a preset with a U-Net: its networks, prediction, schedule and latent scale;
+                                     # its name, or a Preset (a named one changed with dataclasses.replace)
     condition_dropout: float = 0.1   # share of training conditions replaced by "no condition", so that one
                                      # network also learns the unconditional model CFG needs (Ho & Salimans 2022)
     train_text_encoder: bool = True  # LDM §4.3 trains its text transformer jointly; SD freezes CLIP (False)
@@ -85,7 +86,8 @@ class LatentDiffusion(nn.Module):
         # NaN: not measured yet; set from the first training batch by ``set_latent_scale_from`` (LDM App. G).
         scale = 1.0 if self.first_stage is None else (preset.latent_scale or math.nan)
         self.register_buffer("latent_scale", torch.tensor(scale))
-        self.schedule: NoiseSchedule = make_schedule(preset.schedule.value, preset.num_train_timesteps)
+        self.schedule: NoiseSchedule = make_schedule(preset.schedule.value, preset.num_train_timesteps,
+                                                     zero_terminal_snr=preset.zero_terminal_snr)
 
     # -- first stage ----------------------------------------------------------------------------------------
 
