@@ -10,6 +10,7 @@
     ldm-lab bench [TARGET ...] [--device ...] [--batch-size N]      train/sample throughput -> bench.csv
     ldm-lab bench-unet [--batch N] [--size S] [--json]             our U-Net vs diffusers', same weights
     ldm-lab quality [--minutes M] [--threads T] [--seeds S]        our recipe vs diffusers' at equal minutes
+    ldm-lab quality --ablation INGREDIENT [...] [--minutes M]      the recipe vs one change at a time
     ldm-lab ship [TARGET ... | --all] [--device D] [--jobs N] [--budget-s S]  train + ship -> data/checkpoints
 """
 
@@ -441,6 +442,12 @@ def _add_quality_command(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--score-shipped", default=None, metavar="NAME", help="instead of the benchmark: score the "
                          "shipped text-to-image model NAME as its bars are stated (one image per held-out caption and "
                          "seed, guidance 3; --seeds defaults to 3 here) -> text_to_image_scores.csv")
+    quality.add_argument("--ablation", nargs="+", default=None, metavar="INGREDIENT", help="instead of the "
+                         "benchmark: the recipe ablation, the recipe and one variant per named ingredient (each one "
+                         "change, e.g. eps, no-min-snr, no-ema, batch-32, unet-small, no-latent-cache, "
+                         "zero-terminal-snr), each for --minutes on --threads, on --first-stage (default the shipped "
+                         "lab-autoencoder) -> recipe_ablation.csv")
+    quality.add_argument("--parallel", type=positive_int, default=2, help="--ablation: arms trained at once")
     quality.set_defaults(func=_quality)
 
 
@@ -454,6 +461,14 @@ def _quality(args: argparse.Namespace) -> int:
         row = score_shipped(args.score_shipped, seeds=args.seeds or 3)
         print(", ".join(f"{metric} {row[metric]:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]"
                         for metric in ("kid", "fid", "clip_score")))
+        return 0
+    if args.ablation:
+        from ldm_lab.quality.ablation import AblationConfig, run_ablation
+
+        run_ablation(AblationConfig(tuple(args.ablation), minutes=args.minutes, threads=args.threads,
+                                    parallel=args.parallel, seeds=args.seeds or 1,
+                                    first_stage=args.first_stage or "lab-autoencoder",
+                                    out=Path(args.out) if args.out else None))
         return 0
     config = QualityConfig(minutes=args.minutes, threads=args.threads, seeds=args.seeds or 1,
                            out=Path(args.out) if args.out else None,

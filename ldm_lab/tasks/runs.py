@@ -159,14 +159,16 @@ def _apply_freezing(model: nn.Module, target: TrainTarget, run_dir: Path) -> Non
         model.freeze_encoder()
 
 
-def train_target(name: str, run_dir: str | Path, config: TrainConfig, *, resume: bool = False,
+def train_target(name: str | TrainTarget, run_dir: str | Path, config: TrainConfig, *, resume: bool = False,
                  first_stage: str | Path | None = None, init_from: str | Path | None = None,
                  freeze_encoder: bool = False, loader: RunLoader = load_run) -> TrainResult:
-    """Train target ``name`` into ``run_dir`` (``resume``: continue its newest checkpoint); ``loader`` loads the
+    """Train target ``name`` (or a target itself, e.g. a registered one changed with ``dataclasses.replace``, as
+    the recipe ablation's variants; ``load_run`` cannot rebuild those by name) into ``run_dir`` (``resume``:
+    continue its newest checkpoint); ``loader`` loads the
     ``first_stage`` and ``init_from`` references. The run directory is locked from before ``run.json`` is
     written to the end of training: a second process training into it gets
     :class:`~ldm_lab.training.checkpoint.RunDirLockedError` instead of mixing its run into this one."""
-    target, run_dir = get_target(name), Path(run_dir)
+    target, run_dir = get_target(name) if isinstance(name, str) else name, Path(run_dir)
     with run_dir_lock(run_dir):
         return _train_locked(target, run_dir, config, resume, RunStart(first_stage, init_from, freeze_encoder),
                              loader)
