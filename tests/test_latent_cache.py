@@ -180,12 +180,29 @@ def test_a_resumed_run_caches_latents_with_its_own_first_stage(few_emoji, tmp_pa
     train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 2), resume=True)
     assert len(few_emoji) == 2 and load_run(run_dir, ema=False).step == 2
 
-    images = collate([runs_module.training_dataset("emoji", (64, 64))[i] for i in range(TRAIN_ITEMS)])["image"]
     trained = load_run(run_dir, ema=False).model
-    mean, std = latent_moments(trained, images)
-    fresh_mean, _ = latent_moments(emoji_model(seed=1), images)
-    for cache in few_emoji:  # the fresh run's cache and the resumed run's: both encoded by the run's first stage
+    # the fresh run's cache (1 step: the 2 items it can see) and the resumed run's (2 steps: all 4), both encoded by
+    # the run's own first stage
+    for cache, steps in zip(few_emoji, (1, 2), strict=True):
+        items = runs_module.items_a_run_sees(runs_module.training_dataset("emoji", (64, 64)),
+                                             tiny_config("lab-emoji", steps))
+        images = collate([items[i] for i in range(len(items))])["image"]
+        mean, std = latent_moments(trained, images)
         torch.testing.assert_close(cache.mean, mean, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(cache.std, std, rtol=1e-5, atol=1e-5)
-        assert not torch.allclose(cache.mean, fresh_mean, atol=1e-3)
+        assert not torch.allclose(cache.mean, latent_moments(emoji_model(seed=1), images)[0], atol=1e-3)
     assert trained.latent_scale.item() == scale  # measured once, from the first cache, and resumed
+
+
+def test_a_run_shorter_than_an_epoch_caches_only_the_items_it_can_see():
+    from torch.utils.data import TensorDataset
+
+    from ldm_lab.tasks.runs import items_a_run_sees
+    from ldm_lab.training import TrainConfig
+
+    data = TensorDataset(torch.arange(100))
+    short = items_a_run_sees(data, TrainConfig(steps=3, batch_size=4, grad_accum_steps=2, seed=1))
+    assert len(short) == 24 and len({int(short[i][0]) for i in range(24)}) == 24   # distinct items
+    again = items_a_run_sees(data, TrainConfig(steps=3, batch_size=4, grad_accum_steps=2, seed=1))
+    assert [int(again[i][0]) for i in range(24)] == [int(short[i][0]) for i in range(24)]  # a resume draws the same
+    assert items_a_run_sees(data, TrainConfig(steps=50, batch_size=4)) is data

@@ -21,6 +21,7 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset, Subset
 
 from ldm_lab.checkpoints import read_manifest
 from ldm_lab.data import collate
@@ -174,6 +175,16 @@ def train_target(name: str | TrainTarget, run_dir: str | Path, config: TrainConf
                              loader)
 
 
+def items_a_run_sees(data: Dataset, config: TrainConfig) -> Dataset:
+    """The training items a run can reach: all of them, or, for a run shorter than one epoch (steps x batch x
+    accumulation below the dataset's size), that many, drawn once at random with the run's seed. A shuffled epoch
+    shows a short run no more distinct items than this, so encoding the rest for a latent cache would be wasted."""
+    seen = config.steps * config.batch_size * config.grad_accum_steps
+    if seen >= len(data):
+        return data
+    return Subset(data, torch.randperm(len(data), generator=torch.Generator().manual_seed(config.seed))[:seen].tolist())
+
+
 def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resume: bool, start: RunStart,
                   loader: RunLoader) -> TrainResult:
     name = target.name
@@ -192,5 +203,5 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
     if target.cache_latents:
         if existing is not None:
             load_weights(model, existing)  # the first stage that encodes must be the run's own, not a fresh one
-        data = LatentCache(model, data)
+        data = LatentCache(model, items_a_run_sees(data, config))
     return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)
