@@ -20,6 +20,7 @@ LAZY_IMPORTS = {
     "quality/arms.py": "the diffusers arm needs diffusers, an optional dependency",
     "quality/benchmark.py": "matplotlib only where a figure is drawn",
     "compression/checkpoints.py": "the ship machinery only when a retraining budget is given",
+    "quality/ablation.py": "an arm subprocess loads the trained first stage and the scorer only when it runs",
 }
 
 

@@ -76,6 +76,7 @@ def test_kernels_draw_inline_and_save_beside_the_copies_unless_refreshing(monkey
 
 
 def test_a_widget_displays_its_default_picture_beside_the_live_controls():
+    open_before = set(plt.get_fignums())            # figures other tests left open are not this widget's
     box = widgets.noise_level_scrubber(torch.zeros(2, 1, 8, 8), make_schedule("linear"), timestep=100)
     bundle = box._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
@@ -83,7 +84,7 @@ def test_a_widget_displays_its_default_picture_beside_the_live_controls():
     before = bundle["image/png"]
     box.children[0].value = 900                     # the slider: the picture follows it
     assert box._repr_mimebundle_()["image/png"] != before
-    assert not plt.get_fignums()                    # drawn and closed, so an inline backend shows it only once
+    assert set(plt.get_fignums()) <= open_before    # drawn and closed, so an inline backend shows it only once
 
 
 @pytest.mark.notebook

@@ -96,7 +96,8 @@ def test_save_and_load_give_identical_images(trained, tmp_path):
     assert loaded.config == trained.config and loaded.steps == trained.steps
     assert loaded.scheduler_config == trained.scheduler_config
     torch.testing.assert_close(da.generate(loaded, CAPTIONS[:2], seed=3, steps=2),
-                               da.generate(trained, CAPTIONS[:2], seed=3, steps=2), atol=0, rtol=0)
+                               da.generate(trained, CAPTIONS[:2], seed=3, steps=2), atol=1e-5, rtol=1e-4)
+    # (identical weights; float sums may run in another order across threads, ~4e-7 seen on 2 cores)
 
 
 def test_load_of_a_wrong_folder_says_what_to_give(tmp_path):
