@@ -179,8 +179,10 @@ PRESETS.update({p.name: p for p in [
                context_description="one learned class token (LDM cin), 128"),
            LAB_FMNIST_AUTOENCODER, resolution=(32, 32), prediction=Prediction.V),
     Preset("lab-layout", "layout-to-image on 64x64 Shapes: boxes as (l, b, c) token triples through a transformer "
-           "encoder, cross-attended (LDM Tab. 17)", LAB_SHAPES_UNET.replace(
-               context_description="layout tokens: 3 per box, 92 at most, 128"),
+           "encoder, cross-attended (LDM Tab. 17), and as per-kind box-coverage maps concatenated to the latent "
+           f"(in_channels = {LAB_SHAPES_AUTOENCODER.embed_dim} + {DATASETS['shapes'].num_classes})",
+           LAB_SHAPES_UNET.replace(in_channels=LAB_SHAPES_AUTOENCODER.embed_dim + DATASETS["shapes"].num_classes,
+                                   context_description="layout tokens: 3 per box, 92 at most, 128"),
            LAB_SHAPES_AUTOENCODER, resolution=(64, 64), prediction=Prediction.V),
     Preset("lab-seg", "segmentation-to-image on 64x64 Shapes: the one-hot class map, averaged to the latent's "
            f"size, concatenated to the latent (in_channels = {LAB_SHAPES_AUTOENCODER.embed_dim} + {SHAPES_MAP_CLASSES})",

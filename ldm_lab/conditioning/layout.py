@@ -13,6 +13,14 @@ tokens of the crop window after the objects; ours keeps the paper's (l, b, c) or
 scenes are never cropped). The encoder learns its position embeddings, so the order within a triple only
 renames what it learns.
 
+Box maps (``raster_cells``), a lab addition: besides the tokens, each box can also be drawn into its class's
+channel as the fraction of every latent cell it covers, and those maps concatenated to the latent, as segmentation
+maps are (LDM §4.3.2). LDM's layout model has the tokens only, and must learn from data where each of 1,024
+lattice tokens lies; on a CPU budget (15 minutes, 1,766 steps) the token-only lab model placed objects at chance
+(box IoU 0.115 vs 0.109 for shuffled boxes), while concatenated maps let the convolutions see the position
+directly (lab-seg reached 94 % of its ceiling in 12 minutes). Later layout models condition spatially the same
+way (GLIGEN's grounding tokens plus, in its follow-ups and ControlNet, spatial maps).
+
 Boxes are (top, left, bottom, right) in [0, 1], as the Shapes dataset gives them; a batch holds a list of
 (n_i, 4) boxes and a list of (n_i,) labels (``ldm_lab.data.collate`` keeps ragged fields as lists).
 """
@@ -41,6 +49,8 @@ class LayoutEmbedderConfig:
                              # column), learned from there on, so that nearby points start out alike. LDM's position
                              # tokens start random and must learn the lattice's geometry from data: 1,024 of them,
                              # each seen a few dozen times in the minutes a CPU gives, stayed at chance.
+    raster_cells: tuple[int, int] | None = None  # the latent's (h, w): also draw the boxes as per-class maps of
+                             # the fraction of each latent cell they cover, concatenated to the latent; None: tokens only
 
     @property
     def max_boxes(self) -> int:
@@ -56,7 +66,9 @@ class LayoutEmbedderConfig:
 
     @property
     def outputs(self) -> dict[Output, int]:
-        return {Output.CONTEXT: self.width}
+        if self.raster_cells is None:
+            return {Output.CONTEXT: self.width}
+        return {Output.CONTEXT: self.width, Output.CONCAT: self.num_classes}
 
     def build(self) -> LayoutEmbedder:
         return LayoutEmbedder(self)
@@ -100,6 +112,26 @@ def layout_tokens(boxes: Tensor, labels: Tensor, config: LayoutEmbedderConfig) -
     return tokens
 
 
+def box_coverage(boxes: Tensor, cells: tuple[int, int]) -> Tensor:
+    """(n, 4) boxes (top, left, bottom, right) in [0, 1] -> (n, h, w): the fraction of each of the h x w cells that
+    each box covers. Exact for axis-aligned boxes: the row overlap times the column overlap, each in cell units."""
+    def overlap(start: Tensor, end: Tensor, num: int) -> Tensor:  # (n,), (n,) -> (n, num)
+        edges = torch.arange(num + 1, dtype=boxes.dtype, device=boxes.device) / num
+        low, high = edges[:-1], edges[1:]
+        return ((torch.minimum(end[:, None], high) - torch.maximum(start[:, None], low)).clamp(min=0) * num)
+    top, left, bottom, right = boxes.clamp(0, 1).unbind(-1)
+    return torch.einsum("nh,nw->nhw", overlap(top, bottom, cells[0]), overlap(left, right, cells[1]))
+
+
+def box_maps(boxes: Tensor, labels: Tensor, num_classes: int, cells: tuple[int, int]) -> Tensor:
+    """One layout -> (num_classes, h, w): each class channel holds the coverage of its boxes (the largest where
+    boxes of one class overlap, so values stay in [0, 1])."""
+    maps = boxes.new_zeros(num_classes, *cells)
+    for coverage, label in zip(box_coverage(boxes, cells), labels.tolist(), strict=True):
+        maps[label] = torch.maximum(maps[label], coverage)
+    return maps
+
+
 class LayoutEmbedder(Embedder):
     """Boxes and labels -> context (b, max_tokens, width): token + position embedding, transformer encoder."""
 
@@ -125,7 +157,14 @@ class LayoutEmbedder(Embedder):
     def forward(self, boxes: list[Tensor], labels: list[Tensor]) -> dict[Output, Tensor]:
         tokens = self.tokenize(boxes, labels).to(self.device)
         # Padding is a learned token, not masked out: an empty layout must still give finite attention.
-        return {Output.CONTEXT: self.encoder(self.token_embedding(tokens) + self.position_embedding)}
+        outputs = {Output.CONTEXT: self.encoder(self.token_embedding(tokens) + self.position_embedding)}
+        if self.config.raster_cells is not None:  # tokenize has checked the boxes and labels
+            outputs[Output.CONCAT] = torch.stack([
+                box_maps(torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4).cpu(),
+                         torch.as_tensor(c, dtype=torch.long).reshape(-1).cpu(), self.config.num_classes,
+                         self.config.raster_cells)
+                for b, c in zip(boxes, labels, strict=True)]).to(self.device)  # (b, num_classes, h, w)
+        return outputs
 
     def null_input(self, num: int) -> tuple[list[Tensor], list[Tensor]]:
         return [torch.zeros(0, 4)] * num, [torch.zeros(0, dtype=torch.long)] * num

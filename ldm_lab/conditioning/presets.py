@@ -81,9 +81,12 @@ def _class_token(preset: Preset, dropout: float, trainable: bool) -> Conditioner
 
 
 def _layout(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
-    embedder = LayoutEmbedderConfig(DATASETS["shapes"].num_classes, width=preset.unet.context_dim)
+    """Box tokens for cross-attention, and the boxes' per-class coverage maps at the latent's size, concatenated."""
+    f = preset.autoencoder.downsampling_factor
+    embedder = LayoutEmbedderConfig(DATASETS["shapes"].num_classes, width=preset.unet.context_dim,
+                                    raster_cells=(preset.resolution[0] // f, preset.resolution[1] // f))
     return ConditionerConfig((ConditionSpec("layout", ("boxes", "box_labels"), embedder, dropout),),
-                             "boxes and their Shapes kinds")
+                             "boxes and their Shapes kinds: tokens, and coverage maps concatenated")
 
 
 def _segmentation(preset: Preset, dropout: float, trainable: bool) -> ConditionerConfig:
