@@ -53,6 +53,8 @@ class ManifestEntry:
     steps: int | None = None     # optimizer steps the run reached
     first_stage: str | None = None          # latent models: the shipped name of their first stage, a file of its own
     first_stage_sha256: str | None = None   # ... and the SHA-256 it had when this model was trained on it
+    fine_tuned_from: str | None = None      # the model its training started from, with that one's own lineage;
+                                            # steps and training_seconds count the whole lineage
 
 
 def entry_fields(entry: ManifestEntry) -> dict:

@@ -2,6 +2,7 @@
 manifest machinery the evaluation models share."""
 
 import json
+import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -20,7 +21,9 @@ from ldm_lab.shipping import jobs as jobs_module
 from ldm_lab.shipping.export import export_run, shipped_file
 from ldm_lab.shipping.jobs import TrainJob, run_jobs
 from ldm_lab.shipping.plan import NOT_SHIPPED, run_time_limit_s, shipped_targets
-from ldm_lab.tasks import TARGETS, get_target, load_run, run_config, train_target
+from ldm_lab.tasks import TARGETS, get_target, load_run, read_run_record, run_config, train_target
+from ldm_lab.training import latest_checkpoint
+from ldm_lab.training.checkpoint import read_trainer_state
 
 needs_fmnist = pytest.mark.skipif(not fashion_mnist.is_available(), reason="needs Fashion-MNIST (ldm-lab data fetch)")
 AE, LDM = "lab-fmnist-autoencoder", "lab-fmnist"   # the smallest latent pair: 32x32 grey, no perceptual loss
@@ -188,3 +191,23 @@ def test_ship_trains_in_a_subprocess_and_ships_with_a_summary(tmp_path, monkeypa
     assert load_shipped(AE, "cpu", config.checkpoints).config == get_target(AE).autoencoder
     assert (config.runs / f"{AE}.log").is_file() and (config.runs / "ship_summary.json").is_file()
     assert any(line.startswith("target") and "held-out" in line for line in "\n".join(lines).splitlines())
+
+
+def test_fine_tuning_a_shipped_model_trains_on_its_first_stage_and_ships_with_its_lineage(shipped_pair, tmp_path,
+                                                                                            capsys):
+    root, shared = shipped_pair
+    folder = tmp_path / "checkpoints"  # a copy: the fine-tuned model is shipped over its source
+    shutil.copytree(shared, folder)
+    source = read_manifest(folder)[LDM]
+    run_dir = tmp_path / "fine-tuned"
+    train_target(LDM, run_dir, tiny(LDM), init_from=folder / shipped_file(LDM), loader=load_trained)
+    assert read_run_record(run_dir)["first_stage"] == str(folder / shipped_file(AE))
+    assert f"was trained on the first stage {folder / shipped_file(AE)}" in capsys.readouterr().out
+    own_seconds = read_trainer_state(latest_checkpoint(run_dir))[1]["elapsed_s"]
+    entry = export_run(run_dir, f"ldm-lab train {LDM} --init-from {LDM}", "cpu (test)", folder)
+    assert entry.steps == 1 + source.steps == 3
+    assert entry.training_seconds == pytest.approx(own_seconds + source.training_seconds, abs=0.1)
+    assert entry.fine_tuned_from == f"{LDM} (shipped: 2 steps, {source.training_seconds:,.0f} s)"
+    assert read_manifest(folder)[LDM] == entry
+    # Shipped again, it is not counted twice: the run recorded its source when it started.
+    assert export_run(run_dir, "again", "cpu (test)", folder).training_seconds == entry.training_seconds

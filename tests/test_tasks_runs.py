@@ -1,5 +1,6 @@
 """Run directories: a latent run starts from a first-stage run, and its latent scale survives resume."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -9,7 +10,9 @@ from torch.utils.data import Subset
 
 from ldm_lab.tasks import get_target, load_run, read_run_record, run_config, train_target
 from ldm_lab.tasks import runs as runs_module
-from ldm_lab.training import list_checkpoints, load_weights
+from ldm_lab.tasks.runs import run_lineage
+from ldm_lab.training import latest_checkpoint, list_checkpoints, load_weights
+from ldm_lab.training.checkpoint import read_trainer_state
 
 TRAIN_ITEMS = 8  # items each run trains on: lab-emoji and lab-shapes encode their whole training set at start
 
@@ -47,7 +50,7 @@ def test_latent_scale_is_measured_once_and_survives_resume(first_stage_run, tmp_
     # Step 2 trained on another batch: a scale re-measured after resuming would differ from the first.
     assert load_run(run_dir).model.latent_scale.item() == first
     assert read_run_record(run_dir) == {"target": "lab-emoji", "first_stage": str(first_stage_run), "init_from": None,
-                                        "freeze_encoder": False}
+                                        "lineage": None, "freeze_encoder": False}
 
 
 def test_the_first_stage_weights_are_copied_into_the_latent_run(first_stage_run, tmp_path):
@@ -108,3 +111,32 @@ def test_init_from_refuses_a_run_of_another_target_and_freezing_a_diffusion_mode
     with pytest.raises(ValueError, match="--freeze-encoder fine-tunes a first stage's decoder"):
         train_target("lab-emoji", tmp_path / "frozen", tiny_config("lab-emoji", 1), first_stage=first_stage_run,
                      freeze_encoder=True)
+
+
+def test_fine_tuning_a_latent_run_keeps_the_first_stage_its_source_trained_on(first_stage_run, tmp_path, capsys):
+    source, run_dir = tmp_path / "emoji", tmp_path / "fine-tuned"
+    train_target("lab-emoji", source, tiny_config("lab-emoji", 1), first_stage=first_stage_run)
+    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), init_from=source)  # no --first-stage
+    assert read_run_record(run_dir)["first_stage"] == str(first_stage_run)
+    assert f"was trained on the first stage {first_stage_run}" in capsys.readouterr().out
+    expected = load_run(first_stage_run).model.autoencoder.state_dict()
+    for name, value in load_run(run_dir, ema=False).model.first_stage.state_dict().items():
+        torch.testing.assert_close(value, expected[name], msg=name)
+
+
+def test_a_fine_tuning_run_records_the_training_behind_its_start_and_a_chain_adds_up(first_stage_run, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    train_target("lab-autoencoder", first, tiny_config("lab-autoencoder", 2), init_from=first_stage_run)
+    train_target("lab-autoencoder", second, tiny_config("lab-autoencoder", 3), init_from=first)
+    seconds = {run: read_trainer_state(latest_checkpoint(run))[1]["elapsed_s"] for run in (first_stage_run, first)}
+    lineage = run_lineage(second)
+    assert (lineage.source, lineage.steps) == (str(first), 1 + 2)
+    assert lineage.training_seconds == pytest.approx(seconds[first_stage_run] + seconds[first])
+    assert lineage.description.startswith(f"{first} (run: 2 steps") and \
+        f"itself fine-tuned from {first_stage_run} (run: 1 steps" in lineage.description
+    assert run_lineage(first_stage_run) is None
+    # A run started before runs recorded their lineage: measured from its init_from when asked.
+    record = json.loads((second / "run.json").read_text())
+    del record["lineage"]
+    (second / "run.json").write_text(json.dumps(record))
+    assert run_lineage(second) == lineage

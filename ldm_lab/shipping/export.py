@@ -5,8 +5,8 @@ training loss and cheap held-out scores)."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from ldm_lab.device import model_device
 from ldm_lab.metrics import psnr, ssim
 from ldm_lab.paths import git_commit
 from ldm_lab.shipping.load import inference_weights
-from ldm_lab.tasks.runs import Run, load_run
+from ldm_lab.tasks.runs import Run, load_run, run_lineage
 from ldm_lab.tasks.targets import AutoencoderTarget, TrainTarget
 from ldm_lab.training import read_metrics
 from ldm_lab.training.checkpoint import checkpoint_path, read_trainer_state
@@ -100,11 +100,13 @@ def describe_data(target: TrainTarget, count: int) -> str:
 def export_run(run_dir: Path, command: str, device_words: str, folder: Path | None = None,
                device: str | torch.device = "cpu") -> ManifestEntry:
     """Ship the newest checkpoint of ``run_dir`` (its EMA weights when kept) into ``folder`` (default
-    data/checkpoints) under its target's name; a latent model's entry names its first stage's shipped file.
+    data/checkpoints) under its target's name; a latent model's entry names its first stage's shipped file, a
+    fine-tuned model's what it was fine-tuned from (its steps and seconds count that model's as well).
     ``command`` reproduces it, ``device_words`` says where it trained; ``device`` runs the held-out scores."""
     run = load_run(run_dir, device)
     target, name = run.target, run.target.name
     train_config, loss, seconds = training_record(run_dir, run.step)
+    lineage = run_lineage(run_dir)  # a fine-tuned model's steps and seconds count its source's too
     first_stage = target.first_stage
     metrics = {"train_loss_final": round(loss, 5)} if loss is not None else {}
     metrics |= {key: round(value, 4) for key, value in held_out_scores(run).items()}
@@ -113,7 +115,8 @@ def export_run(run_dir: Path, command: str, device_words: str, folder: Path | No
         file=shipped_file(name), sha256="", size_bytes=0, command=command,
         git_commit=git_commit(), data=describe_data(target, held_out_count(target)),
         metrics=metrics, config={"model": json_fields(model_config), "train": train_config},
-        training_seconds=round(seconds, 1), device=device_words,
-        target=name, steps=run.step, first_stage=first_stage,
-        first_stage_sha256=read_manifest(folder)[first_stage].sha256 if first_stage else None)
+        training_seconds=round(seconds + (lineage.training_seconds if lineage else 0), 1), device=device_words,
+        target=name, steps=run.step + (lineage.steps if lineage else 0), first_stage=first_stage,
+        first_stage_sha256=read_manifest(folder)[first_stage].sha256 if first_stage else None,
+        fine_tuned_from=lineage.description if lineage else None)
     return save_checkpoint(name, inference_weights(target, run.model), entry, folder)

@@ -14,6 +14,7 @@ parameters accept. Training reads a materialised copy of its dataset when the da
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,15 +24,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from ldm_lab.checkpoints import read_manifest
+from ldm_lab.checkpoints import ManifestEntry, read_manifest
 from ldm_lab.data import collate
 from ldm_lab.data.materialise import training_dataset
 from ldm_lab.json_files import read_json
+from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
-from ldm_lab.tasks.latent_cache import LatentCache
+from ldm_lab.tasks.latent_cache import cache_latents
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
-from ldm_lab.training.checkpoint import EMA_FILE, run_dir_lock
+from ldm_lab.training.checkpoint import EMA_FILE, STATE_JSON_FILE, run_dir_lock
 
 RUN_FILE = "run.json"
 
@@ -120,9 +122,15 @@ class RunStart:
 
 def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart,
            loader: RunLoader = load_run) -> None:
-    """Fresh run: check and load the first stage (and the weights to start from), write run.json."""
+    """Fresh run: load the weights to start from, check and load the first stage (a fine-tuning run without one
+    keeps the first stage its source was trained on), write run.json (with the lineage of those weights)."""
+    source = _initial_run(target, start.init_from, loader) if start.init_from is not None else None
     first_stage = start.first_stage
     needs = target.needs_first_stage
+    if needs and first_stage is None and source is not None:
+        first_stage = source_first_stage(start.init_from, target)
+        print(f"{target.name}: --init-from {start.init_from} was trained on the first stage {first_stage}; "
+              "training on it too (pass --first-stage to choose another)", flush=True)
     if needs and first_stage is None:
         raise ValueError(
             f"{target.name} trains in the latent space of a first stage, and none was given. Train one first, "
@@ -130,26 +138,97 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
             f"--first-stage runs/{target.first_stage}.")
     if first_stage is not None and not needs:
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
+    if source is not None:  # before the first stage: a --first-stage given as well replaces the source's
+        model.load_state_dict(source.model.state_dict())
     if first_stage is not None:
         load_first_stage(model, target, first_stage, loader)
-    if start.init_from is not None:
-        _load_initial_weights(model, target, start.init_from, loader)
     model.load_pretrained()  # frozen pretrained parts (lab-clip's text tower); a resumed run has them already
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The lineage is recorded now: a source that trains on, or is shipped again, later changes nothing about this run.
+    lineage = lineage_of(start.init_from) if start.init_from is not None else None
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None,
               "init_from": str(start.init_from) if start.init_from is not None else None,
+              "lineage": dataclasses.asdict(lineage) if lineage is not None else None,
               "freeze_encoder": start.freeze_encoder}
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
-def _load_initial_weights(model: nn.Module, target: TrainTarget, init_from: str | Path, loader: RunLoader) -> None:
-    """The newest raw weights of another run of ``target`` (or, with ``load_trained``, its shipped model), for
-    fine-tuning."""
+def _initial_run(target: TrainTarget, init_from: str | Path, loader: RunLoader) -> Run:
+    """Another run of ``target`` (or, with ``load_trained``, its shipped model) with its newest raw weights, to
+    fine-tune from."""
     source = loader(init_from, ema=False)
     if source.target.name != target.name:
         raise ValueError(f"{init_from} trained {source.target.name}, not {target.name}: --init-from takes a run of "
                          "the target being trained (same architecture).")
-    model.load_state_dict(source.model.state_dict())
+    return source
+
+
+def _shipped_source(reference: str | Path) -> tuple[str, ManifestEntry, Path] | None:
+    """(name, manifest entry, checkpoints folder) of a shipped model given by name (in the default folder) or by
+    file; None for a run directory or anything else."""
+    path = Path(reference)
+    if path.is_dir():
+        return None
+    folder = path.parent if path.suffix == ".safetensors" else checkpoints_dir()
+    found = [(name, entry) for name, entry in read_manifest(folder).items()
+             if (entry.file == path.name if path.suffix == ".safetensors" else name == str(reference))]
+    return (*found[0], folder) if found else None
+
+
+def source_first_stage(init_from: str | Path, target: TrainTarget) -> str:
+    """The first stage the run or shipped model ``init_from`` was trained on, as a reference ``load_trained``
+    takes: a run's recorded ``first_stage``; a shipped model's manifest entry's (by name in the default checkpoints
+    folder, else by file); else the target's own first stage (its shipped model)."""
+    if (Path(init_from) / RUN_FILE).is_file() and (recorded := read_run_record(init_from)["first_stage"]):
+        return recorded
+    shipped = _shipped_source(init_from)
+    if shipped is not None and shipped[1].first_stage in (manifest := read_manifest(shipped[2])):
+        name, folder = shipped[1].first_stage, shipped[2]
+        return name if folder.resolve() == checkpoints_dir().resolve() else str(folder / manifest[name].file)
+    return target.first_stage
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """The training behind the weights a fine-tuning run starts from (``--init-from``), its sources' included."""
+
+    source: str              # the --init-from reference: a run directory, or a shipped model's name or file
+    steps: int               # optimizer steps behind those weights
+    training_seconds: float  # wall seconds of training behind them
+    description: str         # "lab-emoji (shipped: 7,000 steps, 4,622 s)", and what that was fine-tuned from
+
+
+def lineage_of(reference: str | Path) -> Lineage:
+    """The training behind ``reference``'s newest weights: a run directory's newest checkpoint (its step and
+    elapsed seconds, plus the lineage it was itself started from), or a shipped model's manifest entry (whose
+    steps and seconds already count its lineage)."""
+    shipped = _shipped_source(reference)
+    if shipped is not None:
+        name, entry, _ = shipped
+        inner = f", itself fine-tuned from {entry.fine_tuned_from}" if entry.fine_tuned_from else ""
+        return Lineage(str(reference), entry.steps or 0, entry.training_seconds,
+                       f"{name} (shipped: {entry.steps or 0:,} steps, {entry.training_seconds:,.0f} s){inner}")
+    checkpoint = latest_checkpoint(reference) if Path(reference).is_dir() else None
+    if checkpoint is None:
+        raise FileNotFoundError(f"{reference} is neither a shipped model nor a run directory with a checkpoint: "
+                                "--init-from takes one of those.")
+    step = int(checkpoint.name.removeprefix("step_"))
+    seconds = read_json(checkpoint / STATE_JSON_FILE, "Pass another --init-from run.")["elapsed_s"]
+    own = f"{reference} (run: {step:,} steps, {seconds:,.0f} s)"
+    inner = run_lineage(reference)
+    if inner is None:
+        return Lineage(str(reference), step, seconds, own)
+    return Lineage(str(reference), step + inner.steps, seconds + inner.training_seconds,
+                   f"{own}, itself fine-tuned from {inner.description}")
+
+
+def run_lineage(run_dir: str | Path) -> Lineage | None:
+    """What a run was fine-tuned from (None: it started from scratch): recorded in run.json when it started, or
+    for a run started before runs recorded it, measured from its ``init_from`` now."""
+    record = read_run_record(run_dir)
+    if record.get("lineage"):
+        return Lineage(**record["lineage"])
+    return lineage_of(record["init_from"]) if record.get("init_from") else None
 
 
 def _apply_freezing(model: nn.Module, target: TrainTarget, run_dir: Path) -> None:
@@ -203,5 +282,5 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
     if target.cache_latents:
         if existing is not None:
             load_weights(model, existing)  # the first stage that encodes must be the run's own, not a fresh one
-        data = LatentCache(model, items_a_run_sees(data, config))
+        data = cache_latents(model, items_a_run_sees(data, config))
     return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)
