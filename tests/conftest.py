@@ -20,3 +20,17 @@ def scratch_outputs(tmp_path_factory):
     os.environ["LDM_LAB_OUTPUT"] = str(tmp_path_factory.mktemp("outputs"))
     yield
     os.environ.pop("LDM_LAB_OUTPUT")
+
+
+@pytest.fixture(scope="session")
+def untrained_ldm8():
+    """LDM-8 of the compression ablation, untrained (seed 0), in eval mode, its latent scale measured on the first
+    4 validation images: the pipeline's shapes without a trained model. Tests share it: read it, do not change it."""
+    # Imported here, not at the top: every test process loads this file, and most never build a model.
+    from ldm_lab.compression import ablation_target, validation_batch
+    from ldm_lab.tasks import get_target
+
+    torch.manual_seed(0)
+    model = get_target(ablation_target(8)).build_model().eval()
+    model.set_latent_scale_from(validation_batch(4)["image"])
+    return model

@@ -11,7 +11,6 @@ from ldm_lab.compression import (
     AUTOENCODERS_TABLE,
     Measured,
     ablation_row,
-    ablation_target,
     append_rows,
     best_balance,
     check_conclusions,
@@ -35,7 +34,6 @@ from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import psnr
 from ldm_lab.nn.autoencoder import Autoencoder, Regularizer
 from ldm_lab.nn.distributions import DiagonalGaussian
-from ldm_lab.tasks import get_target
 
 
 @pytest.fixture(scope="module")
@@ -103,20 +101,13 @@ def test_the_fid_interval_contains_its_estimate_at_small_n():
     assert fid.low <= fid.estimate <= fid.high and fid.width > 0
 
 
-@pytest.fixture(scope="module")
-def tiny_ldm(val_batch):
-    torch.manual_seed(0)
-    model = get_target(ablation_target(32)).build_model().eval()
-    model.set_latent_scale_from(val_batch["image"])
-    return model
-
-
-def test_generated_images_are_seeded_uint8(tiny_ldm, val_batch):
+def test_generated_images_are_seeded_uint8(untrained_ldm8, val_batch):
     settings = SamplingSettings(sampler="ddim", steps=2, seed=3)
-    images = generate_images(tiny_ldm, val_batch, settings, batch_size=5, progress=False)
+    images = generate_images(untrained_ldm8, val_batch, settings, batch_size=5, progress=False)
     assert images.dtype == torch.uint8 and images.shape == (8, 3, 64, 64)
-    assert torch.equal(images, generate_images(tiny_ldm, val_batch, settings, batch_size=8, progress=False))
-    other = generate_images(tiny_ldm, val_batch, SamplingSettings(sampler="ddim", steps=2, seed=4), progress=False)
+    assert torch.equal(images, generate_images(untrained_ldm8, val_batch, settings, batch_size=8, progress=False))
+    other = generate_images(untrained_ldm8, val_batch, SamplingSettings(sampler="ddim", steps=2, seed=4),
+                            progress=False)
     assert not torch.equal(images, other)
 
 

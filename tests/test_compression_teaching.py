@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ldm_lab import plotting
-from ldm_lab.compression import (ablation_models, ablation_target, discriminator_start, lab_first_stage, latent_scale,
+from ldm_lab.compression import (ablation_models, discriminator_start, lab_first_stage, latent_scale,
                                  real_vs_real, real_vs_real_rfid, save_table, shipped_table, validation_batch)
 from ldm_lab.compression.latents import decoded_noised_latents, encode_mean, latents_as_images
 from ldm_lab.diffusion import make_schedule
@@ -24,24 +24,16 @@ def batch():
     return validation_batch(4)
 
 
-@pytest.fixture(scope="module")
-def ldm8(batch):
-    torch.manual_seed(0)
-    model = get_target(ablation_target(8)).build_model().eval()
-    model.set_latent_scale_from(batch["image"])
-    return model
-
-
-def test_pipeline_stages_are_read_off_the_model(ldm8, batch, tmp_path):
-    stages = pipeline_stages(ldm8, batch, timestep=300)
+def test_pipeline_stages_are_read_off_the_model(untrained_ldm8, batch, tmp_path):
+    stages = pipeline_stages(untrained_ldm8, batch, timestep=300)
     shapes = {stage.name.split(" (")[0]: stage.shape for stage in stages}
-    c, h, w = ldm8.latent_shape
+    c, h, w = untrained_ldm8.latent_shape
     assert stages[0].shape == (4, 3, 64, 64) and shapes["latent E(x)"] == (4, c, h, w) == (4, c, 8, 8)
     assert shapes["scaled latent z0"] == shapes["noised latent z_t"] == shapes["U-Net output"] == (4, c, 8, 8)
     assert stages[-1].shape == (4, 3, 64, 64) and "t = 300" in stages[3].name
     levels = [stage.shape for stage in stages if stage.name.startswith("U-Net level")]
-    assert len(levels) == len(ldm8.unet.down) and [shape[-1] for shape in levels] == [8 // 2 ** i for i in
-                                                                                      range(len(levels))]
+    assert len(levels) == len(untrained_ldm8.unet.down)
+    assert [shape[-1] for shape in levels] == [8 // 2 ** i for i in range(len(levels))]
     assert shapes["U-Net middle"][-1] == levels[-1][-1]
     assert any(stage.name == "condition y" for stage in stages)  # class-conditional: the label reaches the U-Net
     fig = plotting.pipeline_diagram(stages, save=tmp_path / "pipeline.png")

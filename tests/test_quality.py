@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from ldm_lab.checkpoints import read_manifest
+from ldm_lab.checkpoints import CheckpointError, read_manifest
 from ldm_lab.cli import main as cli_main
 from ldm_lab.metrics import recentred_interval
 from ldm_lab.quality import arms
 from ldm_lab.quality.arms import ArmRecord, check_arm
-from ldm_lab.quality.benchmark import QualityConfig, score, verdict
+from ldm_lab.quality.benchmark import QualityConfig, score, score_shipped, verdict
 
 needs_lab_clip = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")
 
@@ -150,7 +150,5 @@ def test_score_shipped_appends_the_model_row_with_its_recorded_training(tmp_path
 
 
 def test_score_shipped_names_what_is_shipped_for_an_unknown_model(tmp_path):
-    from ldm_lab.quality.benchmark import score_shipped
-
-    with pytest.raises(Exception, match="lab-emoji"):
+    with pytest.raises(CheckpointError, match="no checkpoint named 'lab-emojii'.*it lists: .*lab-emoji"):
         score_shipped("lab-emojii", table_folder=tmp_path)
