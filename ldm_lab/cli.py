@@ -23,6 +23,7 @@ import json
 import math
 import signal
 import sys
+import textwrap
 from collections.abc import Sequence
 
 
@@ -148,8 +149,30 @@ def _params(args: argparse.Namespace) -> int:
     return 0
 
 
-TARGETS_HELP = ("lab-pixel, lab-class, lab-emoji, lab-shapes (diffusion models) or lab-autoencoder (the first "
-                "stage lab-emoji and lab-shapes need); an unknown name lists all")
+class TargetNames:
+    """The training targets of the registry (``ldm_lab.tasks.TARGETS``), by kind, read only when a help text shows
+    them: importing the registry loads every model's code, which other commands should not wait for."""
+
+    def __str__(self) -> str:
+        from ldm_lab.tasks import TARGETS, AutoencoderTarget
+
+        first_stages = [name for name, target in TARGETS.items() if isinstance(target, AutoencoderTarget)]
+        models = [name for name in TARGETS if name not in first_stages]
+        return f"Diffusion models: {', '.join(models)}. First stages: {', '.join(first_stages)}."
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, wrapping help between words only (never inside a name such as lab-shapes-autoencoder)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def _add_target_argument(parser: argparse.ArgumentParser, name: str, what: str, **options) -> None:
+    """A TARGET argument whose help, ``what`` and the registry's targets, lists them when it is shown (argparse
+    fills the help's ``%(targets)s`` from the argument's attributes)."""
+    action = parser.add_argument(name, metavar="TARGET", help=f"{what}. %(targets)s", **options)
+    action.targets = TargetNames()
 
 
 def _add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -157,8 +180,9 @@ def _add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train_command(sub: argparse._SubParsersAction) -> None:
-    train = sub.add_parser("train", help="train a lab model (or its first stage) into a run directory")
-    train.add_argument("target", metavar="TARGET", help=TARGETS_HELP)
+    train = sub.add_parser("train", help="train a lab model (or its first stage) into a run directory",
+                           formatter_class=HelpFormatter)
+    _add_target_argument(train, "target", "the target to train")
     train.add_argument("--steps", type=positive_int, default=None, help="optimizer steps (default: the profile's, "
                        "$LDM_LAB_PROFILE: smoke 20, laptop 3000, gpu 50000)")
     train.add_argument("--out", default=None, help="run directory (default: build/runs/TARGET)")
@@ -167,7 +191,8 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
                        help="stop after S seconds, checkpointed (continue later with --resume)")
     train.add_argument("--first-stage", default=None, metavar="RUN_DIR",
-                       help="latent targets: the lab-autoencoder run whose autoencoder to train on")
+                       help="latent targets: a run (or the shipped model) of the target's first stage to train on "
+                            "(default with --init-from: the one its source was trained on)")
     train.add_argument("--init-from", default=None, metavar="RUN_DIR",
                        help="start from the weights of another run of TARGET (or its shipped model): fine-tuning")
     train.add_argument("--freeze-encoder", action="store_true",
@@ -312,8 +337,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _add_bench_command(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="train and sample throughput and peak memory; appends to bench.csv")
-    bench.add_argument("targets", nargs="*", metavar="TARGET", help=f"default: all. {TARGETS_HELP}")
+    bench = sub.add_parser("bench", help="train and sample throughput and peak memory; appends to bench.csv",
+                           formatter_class=HelpFormatter)
+    _add_target_argument(bench, "targets", "targets to time (default: all)", nargs="*")
     bench.add_argument("--batch-size", type=positive_int, default=None,
                        help="samples per train step and per sampling call (default: each target's training batch)")
     bench.add_argument("--sampler", default=None, help="sampler timed for sample throughput (default: the "
@@ -480,8 +506,7 @@ def _quality(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ldm-lab", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="ldm-lab", description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_data_commands(sub)
     _add_notebook_commands(sub)

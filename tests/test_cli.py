@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -47,3 +48,22 @@ def test_outputs_go_to_the_scratch_folder_in_tests():
     from ldm_lab.paths import REPO_ROOT, figures_dir, results_dir
 
     assert not figures_dir().is_relative_to(REPO_ROOT) and not results_dir().is_relative_to(REPO_ROOT)
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_the_target_help_lists_exactly_the_registrys_targets(command, capsys, monkeypatch):
+    from ldm_lab.tasks import TARGETS, AutoencoderTarget
+
+    monkeypatch.setenv("COLUMNS", "60")  # narrow: names must not be split at their hyphens when the help wraps
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    def names(text: str) -> list[str]:
+        return sorted(re.findall(r"(?<![\w-])lab-[\w-]*\w", text))
+
+    arguments = help_text.split("positional arguments:")[1].split("options:")[0]
+    assert names(arguments) == sorted(TARGETS)
+    assert names(arguments.split("First stages:")[1]) == sorted(
+        name for name, target in TARGETS.items() if isinstance(target, AutoencoderTarget))
+
