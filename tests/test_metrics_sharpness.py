@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from ldm_lab.metrics import blur, to_uint8
-from ldm_lab.metrics.sharpness import laplacian_energy, sharpness_by_size, sharpness_rises
+from ldm_lab.metrics.sharpness import (laplacian_energy, sharpness_by_original_size, sharpness_by_size,
+                                      sharpness_rises)
 
 
 def checkerboard(n: int = 4, size: int = 32) -> torch.Tensor:
@@ -48,3 +49,15 @@ def test_overlapping_end_intervals_are_undecided():
     table = pd.DataFrame({"original_size": [16, 128], "sharpness": [1.0, 1.2], "sharpness_ci_low": [0.8, 1.0],
                           "sharpness_ci_high": [1.2, 1.4], "num_samples": [8, 8]})
     assert sharpness_rises(table) is None
+
+
+def test_real_images_group_by_their_original_side():
+    sharp = to_uint8(checkerboard(6))
+    images = torch.cat([blur(sharp[:3], 2.0), sharp[3:]])  # three "upscaled" originals, then three sharp ones
+    with pytest.raises(ValueError, match="no image has an original side in \\[24, 64\\)"):
+        sharpness_by_original_size(images, [16, 20, 23, 64, 90, 127], [16, 24, 64, 128], num_resamples=50)
+    table = sharpness_by_original_size(images, [16, 20, 23, 64, 90, 127], [16, 24, 128], num_resamples=50)
+    assert list(table["original_side"]) == ["16-23", "24-127"]
+    assert list(table["num_samples"]) == [3, 3]
+    assert table["sharpness"][0] < table["sharpness"][1]
+    assert table["sharpness_ci_high"][0] < table["sharpness_ci_low"][1]
