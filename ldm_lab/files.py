@@ -43,3 +43,18 @@ def atomic_write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A uniquely named temporary path in ``path``'s folder (ending in ``path``'s name) for the ``with`` block to
+    write with any library that takes a file name; when the block succeeds it is fsynced and ``os.replace``d onto
+    ``path``, when it fails it is removed. Readers see the old file or the new one, never a part."""
+    temporary = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}")
+    try:
+        yield temporary
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

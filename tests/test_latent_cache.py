@@ -14,7 +14,8 @@ from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.tasks import DiffusionTask, get_target, load_run, run_config, train_target
 from ldm_lab.tasks import runs as runs_module
 from ldm_lab.tasks import latent_cache
-from ldm_lab.tasks.latent_cache import MEAN, STD, LatentCache, latent_moments, sample_latents
+from ldm_lab.tasks.latent_cache import (MEAN, STD, CacheFile, LatentCache, cache_key, latent_moments, sample_latents,
+                                        stored_key)
 
 CAPTIONS = ["red apple", "a cat", "grinning face", "red apple", "a dog", "a tree"]
 TRAIN_ITEMS = 4  # the training runs below see this many emoji: the cache is built twice, at every start
@@ -111,6 +112,54 @@ def test_a_vq_first_stage_caches_its_pre_quantisation_latent_with_std_zero():
     assert torch.equal(model.first_stage.quantizer.idle, idle)
 
 
+def scenes(n: int = 5) -> list[dict]:
+    """Items with the field types of a Shapes scene: ragged boxes, a map, size tuples, a float score."""
+    generator = torch.Generator().manual_seed(2)
+    return [{"image": torch.rand(3, 64, 64, generator=generator) * 2 - 1, "caption": CAPTIONS[i], "label": i,
+             "boxes": torch.rand(i % 3 + 1, 4, generator=generator), "segmentation": torch.randint(0, 5, (64, 64)),
+             "original_size": (64, 60 + i), "aesthetic_score": 0.25 * i} for i in range(n)]
+
+
+def test_a_stored_cache_is_loaded_instead_of_encoded_again_with_every_field_as_it_was(tmp_path, monkeypatch,
+                                                                                       capsys):
+    model, data = emoji_model(), scenes()
+    store = CacheFile(tmp_path / "latent_cache.safetensors", "shapes train 64x64")
+    encoded = LatentCache(model, data, batch_size=2, progress=False, store=store)
+    assert store.path.is_file() and not list(tmp_path.glob(".tmp-*"))
+    scale = model.latent_scale.item()
+    monkeypatch.setattr(latent_cache, "latent_moments", lambda *args: pytest.fail("encoded again"))
+    model.latent_scale.fill_(float("nan"))  # unmeasured again: measured from the loaded latents, as from encoded ones
+    loaded = LatentCache(model, data, batch_size=2, progress=False, store=store)
+    assert "5 items loaded" in capsys.readouterr().out
+    assert torch.equal(loaded.mean, encoded.mean) and torch.equal(loaded.std, encoded.std)
+    assert model.latent_scale.item() == pytest.approx(scale, rel=0.2)
+    for ours, theirs in zip(loaded, encoded, strict=True):
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs.items():
+            assert type(ours[key]) is type(value), key
+            assert torch.equal(ours[key], value) if isinstance(value, torch.Tensor) else ours[key] == value, key
+
+
+def test_a_stored_cache_from_another_first_stage_dataset_or_items_is_encoded_again_saying_why(tmp_path, capsys):
+    model, data = emoji_model(), scenes(4)
+    store = CacheFile(tmp_path / "latent_cache.safetensors", "shapes train 64x64")
+    LatentCache(model, data, progress=False, store=store)
+    with torch.no_grad():
+        next(model.first_stage.encoder.parameters()).add_(0.01)  # the first stage changed
+    changed = LatentCache(model, data, progress=False, store=store)
+    assert "first stage's weights differ" in capsys.readouterr().out
+    images = torch.stack([item["image"] for item in data])
+    torch.testing.assert_close(changed.mean, latent_moments(model, images)[0], rtol=0, atol=0)
+    assert stored_key(store.path) == cache_key(model, data, "shapes train 64x64")  # the new one is stored
+    LatentCache(model, Subset(data, [0, 2]), progress=False, store=store)
+    assert "other items" in capsys.readouterr().out
+    LatentCache(model, Subset(data, [0, 2]), progress=False, store=replace(store, dataset="shapes train 32x32"))
+    assert "another dataset, split or resolution" in capsys.readouterr().out
+    store.path.write_bytes(b"not a safetensors file")
+    assert len(LatentCache(model, data, progress=False, store=store)) == 4
+    assert "unreadable: encoding again" in capsys.readouterr().out
+
+
 class GeneratedImages(Dataset):
     """Makes each image when asked, as the Shapes dataset does, and keeps a weak reference to know which live."""
 
@@ -160,14 +209,13 @@ def few_emoji(monkeypatch):
     training_dataset = runs_module.training_dataset
     monkeypatch.setattr(runs_module, "training_dataset",
                         lambda *args, **kwargs: Subset(training_dataset(*args, **kwargs), range(TRAIN_ITEMS)))
-    caches = []
+    caches, init = [], LatentCache.__init__
 
-    class RecordedCache(LatentCache):
-        def __init__(self, *args, **kwargs) -> None:
-            super().__init__(*args, **kwargs)
-            caches.append(self)
+    def recorded_init(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        caches.append(self)
 
-    monkeypatch.setattr(runs_module, "LatentCache", RecordedCache)
+    monkeypatch.setattr(LatentCache, "__init__", recorded_init)
     return caches
 
 
@@ -192,6 +240,19 @@ def test_a_resumed_run_caches_latents_with_its_own_first_stage(few_emoji, tmp_pa
         torch.testing.assert_close(cache.std, std, rtol=1e-5, atol=1e-5)
         assert not torch.allclose(cache.mean, latent_moments(emoji_model(seed=1), images)[0], atol=1e-3)
     assert trained.latent_scale.item() == scale  # measured once, from the first cache, and resumed
+
+
+def test_a_resumed_run_loads_the_latent_cache_it_stored_instead_of_encoding_again(few_emoji, tmp_path, monkeypatch):
+    first_stage, run_dir = tmp_path / "ae", tmp_path / "emoji"
+    train_target("lab-autoencoder", first_stage, tiny_config("lab-autoencoder", 1))
+    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 2), first_stage=first_stage)  # 2 x 2: every item
+    assert (run_dir / runs_module.LATENT_CACHE_FILE).is_file()
+    encoded = []
+    moments = latent_cache.latent_moments
+    monkeypatch.setattr(latent_cache, "latent_moments", lambda *args: encoded.append(1) or moments(*args))
+    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 3), resume=True)
+    assert encoded == [] and load_run(run_dir, ema=False).step == 3
+    torch.testing.assert_close(few_emoji[1].mean, few_emoji[0].mean, rtol=0, atol=0)
 
 
 def test_a_run_shorter_than_an_epoch_caches_only_the_items_it_can_see():

@@ -10,16 +10,30 @@ is, so that each step still draws a fresh latent as LDM's ``get_first_stage_enco
 
 Every other field of an item (caption, label, boxes, segmentation, sizes) is served unchanged, so conditions
 work as before. The image itself is dropped: the task reads ``latent_mean`` / ``latent_std`` instead.
+
+A training run keeps its cache in its folder (:class:`CacheFile`, safetensors in the materialised-dataset format),
+so a resume loads it instead of encoding again (minutes for a Shapes run). The file records what it was made
+from: the first stage's weights (a SHA-256), the dataset (name, split, resolution, and the code or materialised
+copy that makes its items) and which items; a cache that differs in any of them is encoded again, saying why.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+from ldm_lab.data.materialise import (Column, Encoding, FieldKind, MaterialisedDataset, columns_of,
+                                      fingerprint, merge, save_columns)
 from ldm_lab.device import model_device
+from ldm_lab.files import TEMPORARY_PREFIX, atomic_file
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.nn.distributions import DiagonalGaussian
 
@@ -49,38 +63,181 @@ def sample_latents(batch: dict, scale: Tensor) -> Tensor:
     return scale * (mean + std * torch.randn_like(mean))
 
 
+CACHE_FORMAT = 1  # raise when the stored layout changes: older files are then encoded again
+
+
+@dataclass(frozen=True)
+class CacheFile:
+    """Where a training run keeps its latent cache, so that a resume loads it instead of encoding again."""
+
+    path: Path      # a safetensors file in the run folder
+    dataset: str    # the dataset the items come from: name, split and resolution, e.g. "shapes train 64x64"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """What a stored cache was made from; a cache is used only where every field matches."""
+
+    first_stage: str   # SHA-256 of the first stage's weights (the encoder that made the latents)
+    dataset: str       # name, split and resolution
+    source: str        # the code (fingerprint) or materialised copy that makes the items
+    items: str         # SHA-256 of the indices of the items encoded, in order
+    count: int         # how many items
+    format: int = CACHE_FORMAT
+
+
+WHY_STALE = {  # CacheKey field -> why a stored cache that differs in it cannot be used
+    "first_stage": "its first stage's weights differ from this model's",
+    "dataset": "it encodes another dataset, split or resolution",
+    "source": "the dataset's items are made by other code or from another materialised copy now",
+    "items": "it holds other items (a run of another length or seed sees others)",
+    "count": "it holds another number of items",
+    "format": "it was written in an older format",
+}
+
+
+def first_stage_fingerprint(model: LatentDiffusion) -> str:
+    """SHA-256 of the first stage's state dict: names, dtypes, shapes and bytes, in order."""
+    digest = hashlib.sha256()
+    for name, tensor in model.first_stage.state_dict().items():
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def base_items(data: Dataset) -> tuple[Dataset, list[int]]:
+    """The dataset under ``data``'s ``Subset`` wrappers, and the indices of the items ``data`` holds, in order."""
+    indices = list(range(len(data)))
+    while isinstance(data, Subset):
+        indices = [int(data.indices[i]) for i in indices]
+        data = data.dataset
+    return data, indices
+
+
+def item_source(data: Dataset) -> str:
+    """What makes a dataset's items: a materialised copy's file name (it carries the fingerprint of the code that
+    made it), else the class and the fingerprint of its source code and settings."""
+    if isinstance(data, MaterialisedDataset):
+        return data.path.name
+    try:
+        return f"{type(data).__name__}-{fingerprint(data)}"
+    except TypeError:  # a built-in container (a list of items) has no source file to hash
+        return type(data).__name__
+
+
+def cache_key(model: LatentDiffusion, data: Dataset, dataset: str) -> CacheKey:
+    base, indices = base_items(data)
+    items = hashlib.sha256(json.dumps(indices).encode()).hexdigest()
+    return CacheKey(first_stage_fingerprint(model), dataset, item_source(base), items, len(indices))
+
+
+def stored_key(path: Path) -> CacheKey | None:
+    """The key a stored cache records (None: no file, or one that is not a readable cache)."""
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), "pt") as file:
+            return CacheKey(**json.loads(file.metadata()["description"]))
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _latent_column(latents: Tensor) -> Column:
+    """``[N, C, H, W]`` latents as a materialised tensor column (raw float32)."""
+    shapes = torch.tensor([list(latents.shape[1:])] * len(latents), dtype=torch.int64)
+    return Column(FieldKind.TENSOR, latents.dtype, Encoding.RAW, latents.reshape(-1), shapes)
+
+
 class LatentCache(Dataset):
     """``data`` with each image replaced by its first-stage latent distribution, encoded once by ``model``.
 
     A model whose latent scale is not measured yet gets it here, as 1 / std of latents drawn for the first
     ``scale_items`` items (LDM's ``scale_by_std`` measures it on the first training batch; more items give the
-    same quantity with less noise)."""
+    same quantity with less noise). With a ``store``, a cache stored there from the same first stage, dataset and
+    items is loaded instead of encoded, and a newly encoded one is stored (atomically) for the next resume."""
 
     def __init__(self, model: LatentDiffusion, data: Dataset, batch_size: int = 256, scale_items: int = 1024,
-                 progress: bool = True) -> None:
+                 progress: bool = True, store: CacheFile | None = None) -> None:
         if model.first_stage is None:
             raise ValueError(f"{model.preset.name} works in pixel space: it has no first stage whose latents could "
                              "be cached. Train it on the images themselves.")
         if len(data) == 0:
             raise ValueError("a latent cache needs a dataset of items with an 'image' field; this one is empty.")
+        key = cache_key(model, data, store.dataset) if store is not None else None
+        if key is None or not self._load(store.path, key):
+            columns = self._encode(model, data, batch_size, progress)
+            if store is not None:
+                self._store(store.path, key, columns)
+        if model.needs_latent_scale:
+            first = {MEAN: self.mean[:scale_items], STD: self.std[:scale_items]}
+            model.latent_scale.fill_(1.0 / sample_latents(first, torch.tensor(1.0)).float().std().item())
+
+    def _encode(self, model: LatentDiffusion, data: Dataset, batch_size: int,
+                progress: bool) -> list[dict[str, Column]] | None:
+        """Encode every item; returns the fields as materialised columns per batch (None if a field cannot be
+        stored)."""
         device = model_device(model)
-        self.fields, means, stds = [], [], []
+        self.fields, means, stds, columns = [], [], [], []
         # Batch by batch: only ``batch_size`` images are in memory at once (50,000 Shapes scenes are 2.4 GB).
         for start in tqdm(range(0, len(data), batch_size), desc="encode latents", disable=not progress):
             items = [data[i] for i in range(start, min(start + batch_size, len(data)))]
             if "image" not in items[0]:
                 raise ValueError("a latent cache needs a dataset of items with an 'image' field.")
-            self.fields += [{k: v for k, v in item.items() if k != "image"} for item in items]
+            fields = [{k: v for k, v in item.items() if k != "image"} for item in items]
+            self.fields += fields
+            columns = _field_columns(fields, columns)
             mean, std = latent_moments(model, torch.stack([item["image"] for item in items]).to(device))
             means.append(mean.cpu())
             stds.append(std.cpu())
         self.mean, self.std = torch.cat(means), torch.cat(stds)
-        if model.needs_latent_scale:
-            first = {MEAN: self.mean[:scale_items], STD: self.std[:scale_items]}
-            model.latent_scale.fill_(1.0 / sample_latents(first, torch.tensor(1.0)).float().std().item())
+        return columns
+
+    def _store(self, path: Path, key: CacheKey, columns: list[dict[str, Column]] | None) -> None:
+        """Write the cache to ``path`` through a temporary file (a killed run leaves the old file or none)."""
+        if columns is None:
+            print(f"latent cache not stored: an item field cannot be written to {path.name}", flush=True)
+            return
+        for orphan in path.parent.glob(f"{TEMPORARY_PREFIX}*{path.stem}*"):  # left by a run killed mid-write
+            orphan.unlink(missing_ok=True)
+        fields = merge(columns) if columns else {}  # none: the items hold nothing but their image
+        merged = {**fields, MEAN: _latent_column(self.mean), STD: _latent_column(self.std)}
+        with atomic_file(path) as temporary:
+            save_columns(merged, temporary, json.dumps(asdict(key)))
+
+    def _load(self, path: Path, key: CacheKey) -> bool:
+        """Load the cache stored at ``path`` if it was made from ``key``; say why not otherwise."""
+        stored = stored_key(path)
+        if stored is None:
+            if path.exists():
+                print(f"latent cache {path} is unreadable: encoding again", flush=True)
+            return False
+        if stored != key:
+            reasons = [why for name, why in WHY_STALE.items() if getattr(stored, name) != getattr(key, name)]
+            print(f"latent cache {path} not used ({'; '.join(reasons)}): encoding again", flush=True)
+            return False
+        items = MaterialisedDataset(path)
+        shape = items.shapes[MEAN][0].tolist()
+        self.mean = items.values[MEAN].reshape(len(items), *shape)
+        self.std = items.values[STD].reshape(len(items), *shape)
+        self.fields = [{name: value for name, value in items[i].items() if name not in (MEAN, STD)}
+                       for i in range(len(items))]
+        print(f"latent cache: {len(items):,} items loaded from {path} (same first stage, dataset and items)",
+              flush=True)
+        return True
 
     def __len__(self) -> int:
         return len(self.fields)
 
     def __getitem__(self, index: int) -> dict:
         return {**self.fields[index], MEAN: self.mean[index], STD: self.std[index]}
+
+
+def _field_columns(fields: list[dict], columns: list[dict[str, Column]] | None) -> list[dict[str, Column]] | None:
+    """``columns`` with one more batch of item fields as materialised columns; None once a field cannot be
+    stored (a type the materialised format does not hold)."""
+    if columns is None:
+        return None
+    try:
+        return [*columns, columns_of(fields)] if fields[0] else columns
+    except TypeError:
+        return None

@@ -2,6 +2,7 @@
 
     run_dir/
         run.json        which target, which first stage it started from (written by us)
+        latent_cache.safetensors   cached-latents targets: the training items encoded, loaded again on resume
         config.json     train config and model config, metrics.jsonl, samples/, checkpoints/ (the trainer's)
 
 A latent target starts from a trained first stage (a run of the target its ``first_stage`` names, or that target's
@@ -30,12 +31,13 @@ from ldm_lab.data.materialise import training_dataset
 from ldm_lab.json_files import read_json
 from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
-from ldm_lab.tasks.latent_cache import cache_latents
+from ldm_lab.tasks.latent_cache import CacheFile, LatentCache
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
 from ldm_lab.training.checkpoint import EMA_FILE, STATE_JSON_FILE, run_dir_lock
 
 RUN_FILE = "run.json"
+LATENT_CACHE_FILE = "latent_cache.safetensors"  # cached-latents targets: the encoded items
 
 
 @dataclass(frozen=True)
@@ -282,5 +284,7 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
     if target.cache_latents:
         if existing is not None:
             load_weights(model, existing)  # the first stage that encodes must be the run's own, not a fresh one
-        data = cache_latents(model, items_a_run_sees(data, config))
+        height, width = target.resolution
+        store = CacheFile(run_dir / LATENT_CACHE_FILE, f"{target.dataset} train {height}x{width}")
+        data = LatentCache(model, items_a_run_sees(data, config), store=store)  # a resume loads what it stored
     return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)
