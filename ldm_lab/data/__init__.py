@@ -10,11 +10,12 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from ldm_lab.data import emoji, fashion_mnist, shapes
+from ldm_lab.data import buckets, emoji, fashion_mnist, shapes
 from ldm_lab.data.batching import collate, split_batch
 from ldm_lab.data.download import DatasetMissingError
 from ldm_lab.data.emoji import EmojiDataset
 from ldm_lab.data.fashion_mnist import FashionMNIST, load_fashion_mnist
+from ldm_lab.data.sdxl_variants import HiddenConditions, LargeOriginals
 from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
 from ldm_lab.names import unknown_name_error
 
@@ -52,6 +53,30 @@ DATASETS: dict[str, DatasetSource] = {
         lambda: None, shapes.info, held_out_split="val", feature_space="lab-clip", num_classes=len(shapes.KINDS),
         build=lambda split, size: ShapesDataset(split, ShapesConfig(size=size, original_scale=(0.25, 2.0)))),
 }
+
+
+def _shapes_source(build: Callable[[str, tuple[int, int]], Dataset]) -> DatasetSource:
+    return DatasetSource(lambda: None, shapes.info, held_out_split="val", feature_space="lab-clip",
+                         num_classes=len(shapes.KINDS), build=build)
+
+
+# SDXL's ablations (notebook 06; ldm_lab.data.sdxl_variants, ldm_lab.data.buckets): shapes_multiscale without its
+# small originals (Tab. 2 "512² only"), with the original size or the crop hidden, and multi-aspect originals
+# trained at aspect buckets, centre-cropped to squares, or square-only (§2.3).
+DATASETS.update({
+    "shapes_multiscale_large": _shapes_source(
+        lambda split, size: LargeOriginals(DATASETS["shapes_multiscale"].build(split, size))),
+    "shapes_multiscale_no_size": _shapes_source(
+        lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("original_size",))),
+    "shapes_multiscale_no_crop": _shapes_source(
+        lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("crop_top_left",))),
+    "shapes_buckets": _shapes_source(
+        lambda split, size: buckets.BucketedShapes(split, buckets.at_size(buckets.BUCKETS, size))),
+    "shapes_centre_crop": _shapes_source(
+        lambda split, size: buckets.BucketedShapes(split, buckets.at_size(buckets.CENTRE_CROP, size))),
+    "shapes_square": _shapes_source(
+        lambda split, size: buckets.BucketedShapes(split, buckets.at_size(buckets.SQUARE_ONLY, size))),
+})
 
 
 def _check_names(names: Sequence[str]) -> None:

@@ -272,30 +272,35 @@ class ShapesDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} shapes items")
-        scene, target = self.scene(index), self.config.size
         original, crop = self.view(index)
-        image, instances = render_view(scene, original, target, crop)
-        resized = covering_size(original, target)
-        boxes, box_labels, box_instances = [], [], []
-        for instance, shape in enumerate(scene.shapes, start=1):
-            top, left, bottom, right = box(shape, resized)
-            top, bottom = np.clip([top - crop[0], bottom - crop[0]], 0, target[0]) / target[0]
-            left, right = np.clip([left - crop[1], right - crop[1]], 0, target[1]) / target[1]
-            if bottom > top and right > left:  # shapes cropped away entirely have no box
-                boxes.append((top, left, bottom, right))
-                box_labels.append(KINDS.index(shape.kind))
-                box_instances.append(instance)
-        kind_of_instance = torch.tensor([0] + [1 + KINDS.index(s.kind) for s in scene.shapes])
-        instances = torch.from_numpy(instances)
-        return {
-            "image": torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 127.5 - 1,
-            "caption": caption(scene), "label": label(scene),
-            "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "box_labels": torch.tensor(box_labels, dtype=torch.int64),
-            "box_instances": torch.tensor(box_instances, dtype=torch.int64),
-            "segmentation": kind_of_instance[instances], "instances": instances,
-            "original_size": original, "crop_top_left": crop, "target_size": target,
-        }
+        return scene_item(self.scene(index), original, self.config.size, crop)
+
+
+def scene_item(scene: Scene, original: tuple[int, int], target: tuple[int, int], crop: tuple[int, int]) -> dict:
+    """One dataset item: ``scene`` photographed at ``original`` size, resized to cover ``target`` and cropped at
+    ``crop`` (``render_view``), with its caption, label, boxes, maps and size/crop metadata."""
+    image, instances = render_view(scene, original, target, crop)
+    resized = covering_size(original, target)
+    boxes, box_labels, box_instances = [], [], []
+    for instance, shape in enumerate(scene.shapes, start=1):
+        top, left, bottom, right = box(shape, resized)
+        top, bottom = np.clip([top - crop[0], bottom - crop[0]], 0, target[0]) / target[0]
+        left, right = np.clip([left - crop[1], right - crop[1]], 0, target[1]) / target[1]
+        if bottom > top and right > left:  # shapes cropped away entirely have no box
+            boxes.append((top, left, bottom, right))
+            box_labels.append(KINDS.index(shape.kind))
+            box_instances.append(instance)
+    kind_of_instance = torch.tensor([0] + [1 + KINDS.index(s.kind) for s in scene.shapes])
+    instances = torch.from_numpy(instances)
+    return {
+        "image": torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 127.5 - 1,
+        "caption": caption(scene), "label": label(scene),
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "box_labels": torch.tensor(box_labels, dtype=torch.int64),
+        "box_instances": torch.tensor(box_instances, dtype=torch.int64),
+        "segmentation": kind_of_instance[instances], "instances": instances,
+        "original_size": original, "crop_top_left": crop, "target_size": target,
+    }
 
 
 def info() -> dict:

@@ -34,6 +34,16 @@ def min_snr_weight(snr: Tensor, prediction: Prediction | str, gamma: float) -> T
     return torch.where(snr == 0, torch.ones_like(weight), weight)
 
 
+def check_timestep_range(timestep_range: tuple[int, int] | None, num_train_timesteps: int) -> None:
+    """A training range of timesteps must be a non-empty [low, high) within [0, T)."""
+    if timestep_range is None:
+        return
+    low, high = timestep_range
+    if not 0 <= low < high <= num_train_timesteps:
+        raise ValueError(f"timestep_range {timestep_range} must be [low, high) with 0 <= low < high <= "
+                         f"{num_train_timesteps}; SDXL's refiner trains on (0, 200), the first 200 noise levels.")
+
+
 def per_sample_mse(output: Tensor, target: Tensor) -> Tensor:
     """[B] mean squared error over all but the batch dimension."""
     return (output.float() - target.float()).pow(2).flatten(1).mean(dim=1)
@@ -47,16 +57,24 @@ class DiffusionLoss:
     schedule: NoiseSchedule
     prediction: Prediction | str = "eps"     # what the network learns to output
     snr_gamma: float | None = None     # min-SNR-gamma weighting; Hang et al. recommend 5. None: unweighted
+    timestep_range: tuple[int, int] | None = None  # draw t uniformly from [low, high) only: a low-noise expert
+                                       # such as SDXL's refiner trains on (0, 200) (§2.5); None: all T timesteps
 
     def __post_init__(self) -> None:
         if self.schedule.has_zero_terminal_snr:
             check_zero_terminal_snr(check_prediction(self.prediction), "DiffusionLoss")
+        check_timestep_range(self.timestep_range, self.schedule.num_train_timesteps)
+
+    @property
+    def timesteps(self) -> tuple[int, int]:
+        """[low, high) of the timesteps this loss trains on."""
+        return self.timestep_range or (0, self.schedule.num_train_timesteps)
 
     def __call__(self, model_fn: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,
                  **cond: Tensor) -> Tensor:
         device = generator.device if generator is not None else x0.device
-        t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],), generator=generator,
-                          device=device).to(x0.device)
+        low, high = self.timesteps
+        t = torch.randint(low, high, (x0.shape[0],), generator=generator, device=device).to(x0.device)
         eps = standard_normal(x0, generator)
         alpha_bar = append_dims(self.schedule.alpha_bar_at(t), x0.ndim).to(x0.dtype)
         target = training_target(self.prediction, x0, eps, alpha_bar)

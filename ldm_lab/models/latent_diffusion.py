@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ldm_lab.conditioning import ClassEmbedder, Conditioner, conditioner_config
 from ldm_lab.diffusion import NoiseSchedule, make_schedule
+from ldm_lab.diffusion.losses import check_timestep_range
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.nn.distributions import DiagonalGaussian
 from ldm_lab.nn.unet import UNet
@@ -54,8 +55,12 @@ class LatentDiffusionConfig:
                                      # network also learns the unconditional model CFG needs (Ho & Salimans 2022)
     train_text_encoder: bool = True  # LDM §4.3 trains its text transformer jointly; SD freezes CLIP (False)
     snr_gamma: float | None = None   # min-SNR-gamma loss weighting (Hang et al. 2023); None: DDPM's plain loss
+    timestep_range: tuple[int, int] | None = None  # train on timesteps [low, high) only: a low-noise expert, as
+                                     # SDXL's refiner on (0, 200) (§2.5); None: all of them
     vq_latents: VQLatents = VQLatents.PRE_QUANTISATION  # VQ first stages only: latents before quantisation
                                      # (LDM's LatentDiffusion on a VQModelInterface) or the quantised codes
+    multi_aspect: bool = False       # accept images of any size whose sides are multiples of ``size_multiple``
+                                     # (SDXL §2.3's aspect buckets); False: only the preset's resolution
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.condition_dropout < 1.0:
@@ -88,6 +93,7 @@ class LatentDiffusion(nn.Module):
         self.register_buffer("latent_scale", torch.tensor(scale))
         self.schedule: NoiseSchedule = make_schedule(preset.schedule.value, preset.num_train_timesteps,
                                                      zero_terminal_snr=preset.zero_terminal_snr)
+        check_timestep_range(config.timestep_range, preset.num_train_timesteps)
 
     # -- first stage ----------------------------------------------------------------------------------------
 
@@ -105,6 +111,34 @@ class LatentDiffusion(nn.Module):
             return self.latent_channels, height, width
         f = self.first_stage.config.downsampling_factor
         return self.latent_channels, height // f, width // f
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the first stage's f times the U-Net's total downsampling (each
+        level but the last halves the latent), so every level's skip connection meets a feature map of its size."""
+        f = 1 if self.first_stage is None else self.first_stage.config.downsampling_factor
+        return f * 2 ** (len(self.preset.unet.channel_mult) - 1)
+
+    def latent_shape_at(self, size: tuple[int, int]) -> tuple[int, int, int]:
+        """(channels, height, width) of the latent of a ``size`` (height, width) image: ``latent_shape`` at the
+        preset's resolution; other sizes only for a ``multi_aspect`` model."""
+        self.check_size(tuple(size))
+        f = 1 if self.first_stage is None else self.first_stage.config.downsampling_factor
+        return self.latent_channels, size[0] // f, size[1] // f
+
+    def check_size(self, size: tuple[int, int]) -> None:
+        """An error that says which image sizes this model takes, for one it does not."""
+        if tuple(size) == tuple(self.preset.resolution):
+            return
+        if not self.config.multi_aspect:
+            h, w = self.preset.resolution
+            raise ValueError(f"{self.preset.name} is built for {h}x{w} images, not {size[0]}x{size[1]}. Build the "
+                             f"dataset at {h}x{w}, or train with LatentDiffusionConfig(multi_aspect=True) to take "
+                             "other sizes (SDXL's aspect buckets).")
+        m = self.size_multiple
+        if size[0] % m or size[1] % m or min(size) < m:
+            raise ValueError(f"image sides must be multiples of {m} (the first stage's f x the U-Net's "
+                             f"downsampling), not {size[0]}x{size[1]}; the aspect buckets of ldm_lab.data.buckets are.")
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -151,6 +185,9 @@ class LatentDiffusion(nn.Module):
         return latents if self.first_stage is None else self.first_stage.decode(latents / self.latent_scale)
 
     def check_images(self, images: Tensor) -> None:
+        if self.config.multi_aspect and images.shape[1] == self.image_shape[0]:
+            self.check_size(tuple(images.shape[-2:]))
+            return
         if tuple(images.shape[1:]) != self.image_shape:
             c, h, w = self.image_shape
             raise ValueError(

@@ -24,6 +24,9 @@ from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.latent_cache import has_cached_latents, sample_latents
 
 
+SIZE_KEYS = ("original_size", "target_size")  # SDXL's size conditions: the image size asked for, by default
+
+
 def request(labels: Tensor | None = None, prompts: list[str] | None = None,
             conditions: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One conditions dict, in the data batch's keys: ``labels`` -> ``label``, ``prompts`` -> ``caption``."""
@@ -48,9 +51,11 @@ def check_concat(model: LatentDiffusion, cond: Mapping[str, Tensor]) -> None:
 def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor | None = None,
              prompts: list[str] | None = None, conditions: Mapping[str, Any] | None = None,
              settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
-             progress: bool = False) -> Tensor:
+             progress: bool = False, size: tuple[int, int] | None = None) -> Tensor:
     """Images ``[N, C, H, W]`` in [-1, 1]: noise -> sampler (with CFG when ``settings.guidance_scale != 1``) ->
-    decoder.
+    decoder. ``size``: (H, W), default the preset's resolution; other sizes need a ``multi_aspect`` model, and a
+    model conditioned on sizes then gets ``target_size`` and ``original_size`` = ``size`` unless given (SDXL's
+    sampling default).
 
     Conditions are ``labels``, ``prompts``, or any data-batch fields in ``conditions`` (``boxes`` and
     ``box_labels``, ``segmentation``, ``original_size`` ...); N is their count, or ``num`` for unconditional
@@ -58,6 +63,8 @@ def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor |
     every device), else from torch's global generator."""
     batch = request(labels, prompts, conditions)
     model.check_request(batch)
+    size = tuple(model.preset.resolution) if size is None else tuple(size)
+    latent_shape = model.latent_shape_at(size)
     num = num if not batch else model.count(batch)
     if num is None:
         raise ValueError("say how many images to draw: pass num=..., or labels / prompts (one image each).")
@@ -66,10 +73,12 @@ def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor |
         raise ValueError(f"{model.preset.name} is unconditional: classifier-free guidance needs a condition. "
                          "Use guidance_scale=1.")
     generator = settings.generator() if generator is None else generator
+    if size != tuple(model.preset.resolution):
+        batch = {**{key: torch.tensor([size] * num) for key in SIZE_KEYS if key in model.condition_keys}, **batch}
     cond = model.condition(batch, num)
     check_concat(model, cond)
     device = model_device(model)
-    noise = torch.randn(num, *model.latent_shape, generator=generator).to(device)
+    noise = torch.randn(num, *latent_shape, generator=generator).to(device)
     x0 = sample(model, noise, settings, schedule=model.schedule, prediction=model.preset.prediction.value,
                 clip_x0=1.0 if model.first_stage is None else None, cond=cond,
                 uncond=model.unconditional(batch, num) if guided else None, generator=generator, progress=progress)
@@ -134,7 +143,8 @@ class DiffusionTask:
     def loss(self, model: LatentDiffusion, batch: dict) -> Tensor:
         z0 = self.clean_latents(model, batch)
         cond = model.condition(batch, len(z0), dropout=True)
-        objective = DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma)
+        objective = DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma,
+                                  model.config.timestep_range)
         return objective(model, z0, **cond)
 
     @staticmethod

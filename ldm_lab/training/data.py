@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from ldm_lab.data.buckets import BucketBatchSampler, item_groups
+
 
 def epoch_permutation(dataset_size: int, seed: int, epoch: int) -> np.ndarray:
     """The order of epoch ``epoch``: a permutation seeded by the pair (seed, epoch)."""
@@ -58,7 +60,9 @@ class SeededBatchSampler:
 def resumable_loader(data: Dataset | DataLoader, *, batch_size: int, seed: int, start: int, rank: int,
                      world_size: int, num_workers: int = 0,
                      collate_fn: Callable[[list], Any] | None = None) -> DataLoader:
-    """A DataLoader over ``data`` driven by :class:`SeededBatchSampler`.
+    """A DataLoader over ``data`` driven by :class:`SeededBatchSampler`, or, for a dataset whose items come in
+    groups that must not share a batch (SDXL's aspect buckets: ``ldm_lab.data.buckets.item_groups``), by
+    :class:`~ldm_lab.data.buckets.BucketBatchSampler`.
 
     ``data`` is a map-style dataset (``len`` and integer indexing), or a DataLoader whose dataset and
     ``collate_fn`` are reused (its own sampler and batch size are replaced, so resuming stays exact).
@@ -72,7 +76,9 @@ def resumable_loader(data: Dataset | DataLoader, *, batch_size: int, seed: int, 
             f"the trainer needs a map-style dataset (with __len__ and __getitem__), got {type(data).__name__}. "
             "It draws the batches itself so that a resumed run continues exactly; wrap a stream or generator "
             "in a Dataset (e.g. a list of samples) instead of passing an iterator of batches.")
-    sampler = SeededBatchSampler(len(data), batch_size, seed, start, rank, world_size)
+    groups = item_groups(data)
+    sampler = (SeededBatchSampler(len(data), batch_size, seed, start, rank, world_size) if groups is None else
+               BucketBatchSampler(groups, batch_size, seed, start, rank, world_size))
     # Its own generator: otherwise creating the iterator would draw worker seeds from the global torch RNG,
     # which is part of the state a resume restores.
     return DataLoader(data, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn,
