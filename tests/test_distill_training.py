@@ -1,0 +1,99 @@
+"""The ADD training loop on tiny models: one step moves the student's U-Net and the heads and nothing frozen; a
+killed-and-resumed run ends where an uninterrupted one does; the student loads back; bad runs say what to do."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from ldm_lab.distill import ADDConfig, Distiller, build_models, distill, load_student, load_teacher
+from ldm_lab.training import list_checkpoints, read_metrics
+
+from test_distill import parts, tiny_batch, tiny_config, tiny_data, tiny_features, tiny_teacher
+
+
+def snapshot(models) -> dict[str, list[torch.Tensor]]:
+    return {name: [p.detach().clone() for p in params] for name, params in parts(models).items()}
+
+
+def changed(before: dict, models) -> dict[str, bool]:
+    return {name: any(not torch.equal(a, b) for a, b in zip(before[name], params))
+            for name, params in parts(models).items()}
+
+
+def test_one_training_step_moves_the_student_and_the_heads_and_nothing_frozen(tmp_path):
+    models = build_models(tiny_teacher(), tiny_config(), tiny_features())
+    distiller = Distiller(models, tiny_data(), tiny_config(), tmp_path)
+    before = snapshot(models)
+    record = distiller.train_step(tiny_batch())
+    assert changed(before, models) == {"student U-Net": True, "heads": True, "feature network": False,
+                                       "teacher": False, "first stage": False, "text tower": False}
+    assert set(record) == {"loss", "adversarial", "distillation", "grad_norm", "lr", "discriminator", "r1"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
+    ema = distiller.ema.model.unet.state_dict()
+    assert any(not torch.equal(ema[k], v) for k, v in models.teacher.unet.state_dict().items())  # the EMA moved too
+
+
+def run(run_dir, steps: int, resume: bool = False, teacher=None, **add):
+    return distill(teacher if teacher is not None else tiny_teacher(), run_dir, tiny_config(steps, **add),
+                   resume=resume, features=tiny_features(), data=tiny_data())
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
+    whole = run(tmp_path / "whole", 2)
+    run(tmp_path / "split", 1)
+    resumed = run(tmp_path / "split", 2, resume=True)
+    assert resumed.step == whole.step == 2
+    for key, value in whole.models.trainable.state_dict().items():
+        assert torch.equal(resumed.models.trainable.state_dict()[key], value), key
+    for key, value in whole.ema_student.state_dict().items():
+        assert torch.equal(resumed.ema_student.state_dict()[key], value), key
+    metrics = read_metrics(tmp_path / "split")
+    assert [r["step"] for r in metrics] == [1, 2] and {"discriminator", "r1", "distillation"} <= set(metrics[0])
+    assert [step for step, _ in list_checkpoints(tmp_path / "split")] == [1, 2]
+    record = json.loads((tmp_path / "split" / "distill.json").read_text())
+    assert record["config"]["add"]["distillation_weight"] == 2.5
+
+    student = load_student(tmp_path / "split", teacher=tiny_teacher())
+    for key, value in whole.ema_student.state_dict().items():
+        assert torch.equal(student.state_dict()[key], value), key
+    assert student.schedule.has_zero_terminal_snr and not student.training
+
+
+def test_a_run_stopped_by_its_time_limit_keeps_a_checkpoint(tmp_path):
+    config = tiny_config(50)
+    config = replace(config, train=replace(config.train, time_limit_s=1e-3))
+    result = distill(tiny_teacher(), tmp_path, config, features=tiny_features(), data=tiny_data())
+    assert result.stopped_by == "time_limit" and result.step == 1  # the limit is checked after each step
+    assert [step for step, _ in list_checkpoints(tmp_path)] == [result.step]
+
+
+def test_bad_runs_say_what_to_do(tmp_path):
+    run(tmp_path, 1)
+    with pytest.raises(FileExistsError, match="--resume"):
+        run(tmp_path, 2)
+    with pytest.raises(ValueError, match="same teacher and settings"):
+        run(tmp_path, 2, resume=True, distillation_weight=1.0)
+    with pytest.raises(ValueError, match="teacher in memory"):
+        load_student(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "distill.json").write_text((tmp_path / "distill.json").read_text())
+        load_student(tmp_path / "empty", teacher=tiny_teacher())
+    not_text_to_image = lambda *args, **kwargs: SimpleNamespace(model=torch.nn.Linear(1, 1))  # noqa: E731
+    with pytest.raises(ValueError, match="not a text-to-image"):
+        load_teacher("runs/some-classifier", torch.device("cpu"), loader=not_text_to_image)
+
+
+def test_adversarial_only_runs_skip_nothing_and_distillation_only_runs_skip_the_discriminator(tmp_path):
+    models = build_models(tiny_teacher(), tiny_config(adversarial_weight=0.0), tiny_features())
+    distiller = Distiller(models, tiny_data(), tiny_config(adversarial_weight=0.0), tmp_path)
+    heads_before = [p.detach().clone() for p in models.heads.parameters()]
+    record = distiller.train_step(tiny_batch())
+    assert "discriminator" not in record and record["adversarial"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(heads_before, models.heads.parameters()))
+    assert ADDConfig(distillation_weight=0.0).adversarial_weight == 1.0
