@@ -5,6 +5,7 @@
     ldm-lab notebooks [NAME ...] [--refresh-committed]   execute notebooks headless in a profile
     ldm-lab params PRESET [--json]     parameter count of each network of a preset
     ldm-lab train TARGET [--steps N] [--out DIR] [--resume] ...   train a lab model into a run directory
+    ldm-lab distill TEACHER --out DIR [--steps N] [--resume] ...  ADD: a 1-4 step student of a text model
     ldm-lab sample RUN_DIR [--prompt TEXT | --class N] ...          draw a grid of images from a run
     ldm-lab eval RUN_DIR [--num-samples N] [--feature-space ...]    FID/KID (or PSNR/SSIM/rFID) -> eval.csv
     ldm-lab bench [TARGET ...] [--device ...] [--batch-size N]      train/sample throughput -> bench.csv
@@ -12,6 +13,12 @@
     ldm-lab quality [--minutes M] [--threads T] [--seeds S]        our recipe vs diffusers' at equal minutes
     ldm-lab quality --ablation INGREDIENT [...] [--minutes M]      the recipe vs one change at a time
     ldm-lab ship [TARGET ... | --all] [--device D] [--jobs N] [--budget-s S]  train + ship -> data/checkpoints
+    ldm-lab pack OUT_DIR --runs RUNS_DIR [--checkpoints DIR] [--priority NAME ...]  a ship as a few small archives
+    ldm-lab unpack FOLDER [--checkpoints DIR] [--runs DIR]          install the checkpoints that came back in them
+    ldm-lab train-evaluator {fmnist-classifier,lab-clip} [--steps N] ...   retrain and ship an evaluation model
+    ldm-lab compression-curve RUN_DIR ... --out CSV [--num-samples N]    FID per checkpoint of LDM-f runs (Fig. 6)
+    ldm-lab quality-arm {ours,diffusers} --minutes M --out DIR      one arm of `quality`, in a process of its own
+    ldm-lab selftest --out DIR [--steps N] [--resume] ...           a tiny run through the whole trainer
 """
 
 from __future__ import annotations
@@ -42,6 +49,22 @@ def finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0 (for options where 0 means "none", said in their help)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, not {text}")
     return value
 
 
@@ -175,8 +198,9 @@ def _add_target_argument(parser: argparse.ArgumentParser, name: str, what: str, 
     action.targets = TargetNames()
 
 
-def _add_device_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda, then mps, then cpu)")
+def _add_device_argument(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument("--device", default=default, help="cpu, cuda, cuda:1, mps, or auto: cuda, then mps, then "
+                        f"cpu (default: {default or 'auto'})")
 
 
 def _add_train_command(sub: argparse._SubParsersAction) -> None:
@@ -224,6 +248,42 @@ def _train(args: argparse.Namespace) -> int:
     elif result.stopped_by is not None:  # killed by a signal: checkpointed, but the caller must see it failed
         print(f"stopped by {result.stopped_by}, checkpointed; {resume}", file=sys.stderr)
         return 128 + signal.Signals[result.stopped_by].value  # the shell's code for death by that signal
+    return 0
+
+
+def _add_distill_command(sub: argparse._SubParsersAction) -> None:
+    distill = sub.add_parser("distill", help="distil a trained text-to-image model into a 1-4 step student with "
+                             "Adversarial Diffusion Distillation (SDXL-Turbo's recipe; ldm_lab.distill)")
+    distill.add_argument("teacher", metavar="TEACHER", help="the teacher: a run directory or a shipped model, e.g. "
+                         "lab-emoji")
+    distill.add_argument("--out", required=True, metavar="DIR", help="run directory: distill.json, metrics.jsonl "
+                         "(with elapsed_s and cpu_s), samples/, checkpoints/")
+    distill.add_argument("--steps", type=positive_int, default=None, help="student updates (default: the profile's)")
+    distill.add_argument("--batch-size", type=positive_int, default=None, help="images per update (default 8)")
+    distill.add_argument("--time-limit-s", type=positive_float, default=None,
+                         help="stop after this many seconds, checkpointed (continue with --resume)")
+    distill.add_argument("--student-steps", type=positive_int, default=None,
+                         help="N, the student's training timesteps (default 4: 999, 749, 499, 249)")
+    distill.add_argument("--threads", type=positive_int, default=None, help="CPU threads (the machine may be shared)")
+    distill.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
+    _add_device_argument(distill)
+    distill.set_defaults(func=_distill)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    import torch
+
+    from ldm_lab.distill import distill, run_config
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit_s,
+                        device=args.device, student_steps=args.student_steps)
+    result = distill(args.teacher, args.out, config, resume=args.resume)
+    print(f"{result.step} student updates in {args.out}; load with ldm_lab.distill.load_student({args.out!r})")
+    if result.stopped_by is not None and result.stopped_by in signal.Signals.__members__:
+        print(f"stopped by {result.stopped_by}, checkpointed; continue with --resume", file=sys.stderr)
+        return 128 + signal.Signals[result.stopped_by].value
     return 0
 
 
@@ -451,6 +511,179 @@ def _ship(args: argparse.Namespace) -> int:
 # ---- end of ship ------------------------------------------------------------------------------------------------
 
 
+def _add_pack_commands(sub: argparse._SubParsersAction) -> None:
+    pack = sub.add_parser("pack", help="pack a ship's run files and checkpoints, most important first, into at most "
+                          "8 tar.gz parts of <= 15 MiB for a return channel that takes only a few small files")
+    pack.add_argument("out", metavar="OUT_DIR", help="folder for the parts (ship-N.tar.gz)")
+    pack.add_argument("--runs", required=True, metavar="DIR", help="the ship's run folders and logs (its --runs)")
+    pack.add_argument("--checkpoints", default=None, metavar="DIR", help="default: data/checkpoints")
+    pack.add_argument("--priority", nargs="*", default=(), metavar="NAME", help="checkpoints to pack first")
+    pack.add_argument("--extra", nargs="*", default=(), metavar="FILE", help="more small files to bring back")
+    pack.set_defaults(func=_pack)
+
+    unpack = sub.add_parser("unpack", help="unpack returned ship-*.tar.gz parts: run files under --runs, each "
+                            "checkpoint whose SHA-256 matches its entry into --checkpoints, merged into its manifest")
+    unpack.add_argument("folder", metavar="FOLDER", help="the folder holding the returned parts")
+    unpack.add_argument("--checkpoints", default=None, metavar="DIR", help="default: data/checkpoints")
+    unpack.add_argument("--runs", default=None, metavar="DIR", help="default: build/runs/ship-returned")
+    unpack.set_defaults(func=_unpack)
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ldm_lab.paths import checkpoints_dir
+    from ldm_lab.shipping.pack import MiB, pack_ship
+
+    checkpoints = Path(args.checkpoints) if args.checkpoints else checkpoints_dir()
+    parts, left_out = pack_ship(Path(args.out), Path(args.runs), checkpoints, args.priority,
+                                [Path(extra) for extra in args.extra])
+    print("packed " + ", ".join(f"{p.name} ({p.stat().st_size / MiB:.1f} MiB)" for p in parts))
+    print(f"left out (too big for the return channel): {', '.join(left_out) or 'nothing'}")
+    return 0
+
+
+def _unpack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ldm_lab.shipping.pack import install
+
+    installed, missing = install(Path(args.folder), Path(args.checkpoints) if args.checkpoints else None,
+                                 Path(args.runs) if args.runs else None)
+    print(f"installed {len(installed)}: {', '.join(installed)}")
+    print(f"listed but not returned (their old files and entries stay): {', '.join(missing) or 'none'}")
+    return 0
+
+
+def _add_train_evaluator_command(sub: argparse._SubParsersAction) -> None:
+    evaluator = sub.add_parser("train-evaluator", help="retrain a shipped evaluation model (a feature space of "
+                               "FID/KID and CLIP score) with the trainer, measure it and ship it into data/checkpoints")
+    models = evaluator.add_subparsers(dest="evaluator", required=True, metavar="MODEL")
+    classifier = models.add_parser("fmnist-classifier", help="the Fashion-MNIST classifier (17 min on one thread)")
+    _add_evaluator_options(classifier, steps=2000, epochs="4.3", lr=2e-3)
+    classifier.set_defaults(func=_train_classifier)
+    clip = models.add_parser("lab-clip", help="the small CLIP of emoji and Shapes captions (12 min on one thread)")
+    _add_evaluator_options(clip, steps=700, epochs="9.5", lr=1e-3)
+    clip.add_argument("--num-shapes", type=positive_int, default=6000,
+                      help="Shapes train scenes next to the 3,432 emoji")
+    clip.set_defaults(func=_train_lab_clip)
+
+
+def _add_evaluator_options(parser: argparse.ArgumentParser, steps: int, epochs: str, lr: float) -> None:
+    parser.add_argument("--steps", type=positive_int, default=steps, help=f"optimizer steps ({steps} x 128 = "
+                        f"{epochs} epochs)")
+    parser.add_argument("--batch-size", type=positive_int, default=128, help="samples per step")
+    parser.add_argument("--lr", type=positive_float, default=lr, help="peak learning rate")
+    parser.add_argument("--threads", type=positive_int, default=1, help="CPU threads (the machine may be shared)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the batches")
+    _add_device_argument(parser)
+
+
+def _evaluator_options(args: argparse.Namespace, options_class: type):
+    """The command line's options as the evaluation model's training dataclass."""
+    return options_class(**{field.name: getattr(args, field.name) for field in dataclasses.fields(options_class)})
+
+
+def _train_classifier(args: argparse.Namespace) -> int:
+    from ldm_lab.evaluation_models.train_classifier import ClassifierTraining, train_classifier
+
+    entry = train_classifier(_evaluator_options(args, ClassifierTraining))
+    print(f"fmnist-classifier: {entry.metrics} -> {entry.file}")
+    return 0
+
+
+def _train_lab_clip(args: argparse.Namespace) -> int:
+    from ldm_lab.evaluation_models.train_lab_clip import LabClipTraining, train_lab_clip
+
+    entry = train_lab_clip(_evaluator_options(args, LabClipTraining))
+    print(f"lab-clip: {entry.metrics} -> {entry.file}")
+    return 0
+
+
+def _add_compression_curve_command(sub: argparse._SubParsersAction) -> None:
+    curve = sub.add_parser("compression-curve", help="FID and KID (lab-clip space) of every kept checkpoint of "
+                           "LDM-f runs, measured where they trained (LDM Fig. 6); appends to a CSV file")
+    curve.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of lab-ldm-* targets (other runs are "
+                       "skipped, saying why)")
+    curve.add_argument("--out", required=True, metavar="CSV", help="the CSV file to append the rows to")
+    curve.add_argument("--num-samples", type=positive_int, default=512, help="generated images per checkpoint")
+    curve.add_argument("--every", type=non_negative_int, default=0, help="only checkpoints at multiples of this "
+                       "step (0: every kept checkpoint)")
+    curve.add_argument("--steps", type=positive_int, default=None, help="sampler steps (default: those of "
+                       "ldm_lab.compression.ablation.FIG6_SAMPLING)")
+    curve.add_argument("--resamples", type=positive_int, default=100, help="bootstrap resamples of each FID")
+    _add_device_argument(curve)
+    curve.set_defaults(func=_compression_curve)
+
+
+def _compression_curve(args: argparse.Namespace) -> int:
+    from ldm_lab.compression.ablation import FIG6_SAMPLING
+    from ldm_lab.compression.curve import record_curves
+
+    settings = dataclasses.replace(FIG6_SAMPLING, **({"steps": args.steps} if args.steps else {}))
+    record_curves(args.runs, args.out, args.num_samples, args.every, settings, args.resamples, args.device,
+                  report=lambda line: print(line, flush=True))
+    return 0
+
+
+def _add_quality_arm_command(sub: argparse._SubParsersAction) -> None:
+    arm = sub.add_parser("quality-arm", help="train one arm of `ldm-lab quality` into a folder (reusing a finished "
+                         "one there) and print its record; `quality` runs each arm in a process of its own this way")
+    arm.add_argument("arm", metavar="ARM", help="ours or diffusers")
+    arm.add_argument("--minutes", type=positive_float, required=True, help="the arm's training minutes")
+    arm.add_argument("--out", required=True, metavar="DIR", help="the arm's folder")
+    arm.add_argument("--first-stage", default=None, metavar="RUN_DIR", help="ours: a lab-autoencoder run trained "
+                     "before; its recorded seconds count against the minutes")
+    arm.set_defaults(func=_quality_arm)
+
+
+def _quality_arm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ldm_lab.profiles import current_profile
+    from ldm_lab.quality.arms import check_arm, train_arm
+
+    check_arm(args.arm)  # before anything is written
+    record = train_arm(args.arm, args.minutes, Path(args.out), Path(args.first_stage) if args.first_stage else None)
+    print(json.dumps(dataclasses.asdict(record)), f"(profile {current_profile()})")
+    return 0
+
+
+def _add_selftest_command(sub: argparse._SubParsersAction) -> None:
+    from ldm_lab.training.config import MIXED_PRECISION_CHOICES
+
+    test = sub.add_parser("selftest", help="a tiny run through the whole trainer (checkpoints, resume, signals, "
+                          "several processes under torchrun or accelerate launch); prints one JSON line per process")
+    test.add_argument("--out", required=True, metavar="DIR", help="the run folder")
+    test.add_argument("--steps", type=positive_int, default=200, help="optimizer steps")
+    test.add_argument("--batch-size", type=positive_int, default=8, help="samples per process and micro-batch")
+    test.add_argument("--grad-accum-steps", type=positive_int, default=1, help="micro-batches per step")
+    test.add_argument("--checkpoint-every", type=non_negative_int, default=50,
+                      help="steps between checkpoints (0: only at the end and on interrupt)")
+    test.add_argument("--seed", type=int, default=0, help="seed of the run")
+    test.add_argument("--input-noise", type=non_negative_float, default=0.1, help="size of the noise on the inputs "
+                      "(drawn with torch, numpy and random, so a resume that forgot any RNG diverges; 0: none)")
+    test.add_argument("--seconds-per-step", type=non_negative_float, default=0.0,
+                      help="slow each step down (lets a test send a signal mid-run)")
+    test.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISION_CHOICES)
+    test.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
+    _add_device_argument(test, default="cpu")
+    test.set_defaults(func=_selftest)
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from ldm_lab.training.selftest import SelftestConfig, run_selftest
+
+    report = run_selftest(SelftestConfig(
+        args.out, steps=args.steps, batch_size=args.batch_size, grad_accum_steps=args.grad_accum_steps,
+        checkpoint_every=args.checkpoint_every, seed=args.seed, input_noise=args.input_noise,
+        seconds_per_step=args.seconds_per_step, device=args.device, mixed_precision=args.mixed_precision,
+        resume=args.resume))
+    sys.stdout.write(json.dumps(report) + "\n")  # one write, so the lines of several processes do not interleave
+    sys.stdout.flush()
+    return 0
+
+
 def _add_quality_command(sub: argparse._SubParsersAction) -> None:
     quality = sub.add_parser("quality", help="time to quality: the emoji pipeline trained with our CPU recipe and "
                              "with diffusers' untuned one for the same minutes, side by side, scored alike "
@@ -512,12 +745,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_notebook_commands(sub)
     _add_params_command(sub)
     _add_train_command(sub)
+    _add_distill_command(sub)
     _add_sample_command(sub)
     _add_eval_command(sub)
     _add_bench_command(sub)
     _add_bench_unet_command(sub)
     _add_quality_command(sub)
     _add_ship_command(sub)
+    _add_pack_commands(sub)
+    _add_train_evaluator_command(sub)
+    _add_compression_curve_command(sub)
+    _add_quality_arm_command(sub)
+    _add_selftest_command(sub)
     return parser
 
 

@@ -2,10 +2,13 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from ldm_lab.cli import main
+import ldm_lab
+from ldm_lab.cli import build_parser, main
+from ldm_lab.data import DATASETS
 from ldm_lab.profiles import check_profile
 
 
@@ -17,7 +20,7 @@ def test_data_info_json_is_one_object_per_dataset():
     result = run_cli("data", "info", "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert set(info) == {"emoji", "fashion_mnist", "shapes", "shapes_multiscale"}  # multiscale: lab-sdxl's crops
+    assert set(info) == set(DATASETS) >= {"emoji", "fashion_mnist", "shapes", "shapes_multiscale"}
     assert info["emoji"]["num_images"] == 3786 and info["fashion_mnist"]["num_images"] == 70_000
     assert info["fashion_mnist"]["splits"] == {"train": 60_000, "test": 10_000}
     assert sum(info["emoji"]["splits"].values()) == 3786
@@ -67,3 +70,32 @@ def test_the_target_help_lists_exactly_the_registrys_targets(command, capsys, mo
     assert names(arguments.split("First stages:")[1]) == sorted(
         name for name, target in TARGETS.items() if isinstance(target, AutoencoderTarget))
 
+
+
+FOLDED = ["bench.py", "quality/arms.py", "training/selftest.py", "compression/curve.py", "shipping/pack.py",
+          "evaluation_models/train_classifier.py", "evaluation_models/train_lab_clip.py"]
+
+
+@pytest.mark.parametrize("module", FOLDED)
+def test_former_entry_points_are_libraries_whose_command_line_lives_in_cli(module):
+    source = (Path(ldm_lab.__file__).parent / module).read_text(encoding="utf-8")
+    assert "argparse" not in source and "__main__" not in source
+
+
+@pytest.mark.parametrize("command", [["quality-arm"], ["selftest"], ["compression-curve"], ["pack"], ["unpack"],
+                                     ["train-evaluator", "fmnist-classifier"], ["train-evaluator", "lab-clip"]])
+def test_each_command_has_its_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"usage: ldm-lab {' '.join(command)}")
+
+
+def test_an_evaluation_model_records_the_command_that_retrains_it():
+    from ldm_lab.evaluation_models.retrain import training_command
+    from ldm_lab.evaluation_models.train_lab_clip import LabClipTraining
+
+    assert training_command("lab-clip", LabClipTraining()) == "ldm-lab train-evaluator lab-clip"
+    assert training_command("lab-clip", LabClipTraining(steps=900, num_shapes=10)) == \
+        "ldm-lab train-evaluator lab-clip --steps 900 --num-shapes 10"
+    args = build_parser().parse_args(["train-evaluator", "lab-clip", "--steps", "900", "--num-shapes", "10"])
+    assert args.func.__name__ == "_train_lab_clip" and (args.steps, args.num_shapes, args.lr) == (900, 10, 1e-3)

@@ -249,7 +249,7 @@ def test_final_checkpoints_at_different_steps_are_all_compared():
 def test_curve_measures_every_kept_checkpoint_of_ablation_runs(tmp_path, capsys):
     from dataclasses import replace
 
-    from ldm_lab.compression.curve import main
+    from ldm_lab.cli import main
     from ldm_lab.tasks import train_target
     from ldm_lab.tasks.targets import ABLATION_TRAIN
     from ldm_lab.training import TrainConfig
@@ -258,8 +258,8 @@ def test_curve_measures_every_kept_checkpoint_of_ablation_runs(tmp_path, capsys)
     config = replace(ABLATION_TRAIN, steps=2, batch_size=2, checkpoint_every=1, sample_every=0, device="cpu")
     train_target("lab-ldm-32", tmp_path / "ldm", config, first_stage=tmp_path / "vq")
     out = tmp_path / "curve.csv"
-    main([str(tmp_path / "ldm"), str(tmp_path / "vq"), "--out", str(out), "--num-samples", "6", "--steps", "1",
-          "--resamples", "3", "--device", "cpu"])
+    assert main(["compression-curve", str(tmp_path / "ldm"), str(tmp_path / "vq"), "--out", str(out),
+                 "--num-samples", "6", "--steps", "1", "--resamples", "3", "--device", "cpu"]) == 0
     table = pd.read_csv(out)
     assert list(zip(table.f, table.step)) == [(32, 1), (32, 2)] and set(table.num_samples) == {6}
     assert (table.fid_ci_low <= table.fid_ci_high).all() and "skipped" in capsys.readouterr().err

@@ -13,7 +13,6 @@ import torch
 from ldm_lab.checkpoints import CheckpointError, read_manifest
 from ldm_lab.cli import main as cli_main
 from ldm_lab.metrics import recentred_interval
-from ldm_lab.quality import arms
 from ldm_lab.quality.arms import ArmRecord, check_arm
 from ldm_lab.quality.benchmark import QualityConfig, score, score_shipped, verdict
 
@@ -49,12 +48,13 @@ def test_quality_command_refuses_zero(argv, capsys):
     assert "must be" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["bogus", "--minutes", "1", "--out", "x"], ["ours", "--minutes", "0", "--out", "x"]])
-def test_arm_entry_point_refuses_bad_arguments(argv, tmp_path, monkeypatch, capsys):
+def test_the_arm_command_refuses_bad_arguments_before_writing_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
+    assert cli_main(["quality-arm", "bogus", "--minutes", "1", "--out", "x"]) == 2
+    assert "unknown arm 'bogus'" in capsys.readouterr().err
     with pytest.raises(SystemExit) as stop:
-        arms.main(argv)
-    assert stop.value.code == 2
+        cli_main(["quality-arm", "ours", "--minutes", "0", "--out", "x"])
+    assert stop.value.code == 2 and "must be a number > 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # refused before anything was written
 
 

@@ -5,6 +5,7 @@ import threading
 import torch
 
 from ldm_lab.checkpoints import MANIFEST_LOCK_FILE, ManifestEntry, read_manifest, save_checkpoint, write_manifest
+from ldm_lab.cli import main
 from ldm_lab.files import file_lock
 from ldm_lab.shipping.pack import Limits, install, pack_ship, plan_parts
 
@@ -64,3 +65,17 @@ def test_install_merges_its_entries_under_the_manifest_lock_and_keeps_entries_wr
     installer.join(timeout=60)
     assert results == [(["small"], [])]
     assert set(read_manifest(here)) == {"kept", "small", "shipped-meanwhile"}
+
+
+def test_pack_and_unpack_from_the_command_line(tmp_path, capsys):
+    device, here, out, runs = tmp_path / "device", tmp_path / "here", tmp_path / "out", tmp_path / "runs"
+    for folder in (device, here, runs):
+        folder.mkdir()
+    (runs / "ship_summary.json").write_text("[]")
+    save_checkpoint("small", {"w": torch.ones(3)}, entry("small"), device)
+    assert main(["pack", str(out), "--runs", str(runs), "--checkpoints", str(device), "--priority", "small"]) == 0
+    assert "packed ship-0.tar.gz" in capsys.readouterr().out
+    assert main(["unpack", str(out), "--checkpoints", str(here), "--runs", str(tmp_path / "returned")]) == 0
+    assert "installed 1: small" in capsys.readouterr().out
+    assert read_manifest(here)["small"].sha256 == read_manifest(device)["small"].sha256
+    assert (tmp_path / "returned" / "ship_summary.json").is_file()

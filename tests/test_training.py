@@ -18,14 +18,14 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 import ldm_lab.training.checkpoint as checkpoint_module
+from ldm_lab.cli import main as cli_main
 from ldm_lab.training import (
     EMA, CheckpointMismatchError, SeededBatchSampler, TrainConfig, Trainer, latest_checkpoint, list_checkpoints,
     load_weights, read_metrics, train, warmup_cosine_lr)
 from ldm_lab.training.checkpoint import checkpoint_path
-from ldm_lab.training.selftest import main as selftest_main
-from ldm_lab.training.selftest import parameter_digest, tiny_model
+from ldm_lab.training.selftest import SelftestConfig, parameter_digest, run_selftest, tiny_model
 
-SELFTEST = [sys.executable, "-m", "ldm_lab.training.selftest"]
+SELFTEST = [sys.executable, "-m", "ldm_lab.cli", "selftest"]
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -225,11 +225,11 @@ def test_mixed_precision(tmp_path):
 @pytest.fixture(scope="module")
 def uninterrupted_digest(tmp_path_factory) -> str:
     """Final weights of an uninterrupted 200-step selftest run (in this process)."""
-    return selftest_main(["--run-dir", str(tmp_path_factory.mktemp("uninterrupted")), "--steps", "200"])["digest"]
+    return run_selftest(SelftestConfig(tmp_path_factory.mktemp("uninterrupted"), steps=200))["digest"]
 
 
 def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, uninterrupted_digest):
-    args = ["--run-dir", str(tmp_path), "--steps", "200"]
+    args = ["--out", str(tmp_path), "--steps", "200"]
     run = subprocess.Popen([*SELFTEST, *args, "--seconds-per-step", "0.02"], env=CHILD_ENV,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     wait_for(checkpoint_path(tmp_path, 50), run)
@@ -247,7 +247,7 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, uninterrupted
 
 
 def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path, uninterrupted_digest):
-    args = ["--run-dir", str(tmp_path), "--steps", "200"]
+    args = ["--out", str(tmp_path), "--steps", "200"]
     run = subprocess.Popen([*SELFTEST, *args, "--seconds-per-step", "0.02"], env=CHILD_ENV,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     wait_for(checkpoint_path(tmp_path, 50), run)
@@ -264,9 +264,8 @@ def test_sigterm_checkpoints_the_current_step_and_exits_cleanly(tmp_path, uninte
 
 def test_two_cpu_processes_stay_in_sync_and_match_one_process_with_the_global_batch(tmp_path):
     args = ["--steps", "30", "--checkpoint-every", "0", "--input-noise", "0"]
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
-              "ldm_lab.training.selftest"]
-    done = subprocess.run([*launch, "--run-dir", str(tmp_path / "two"), *args, "--batch-size", "4"],
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "ldm_lab.cli", "selftest"]
+    done = subprocess.run([*launch, "--out", str(tmp_path / "two"), *args, "--batch-size", "4"],
                           env=CHILD_ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     reports = sorted((json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")),
@@ -278,7 +277,7 @@ def test_two_cpu_processes_stay_in_sync_and_match_one_process_with_the_global_ba
     assert parameter_digest(saved) == reports[0]["digest"]
 
     single = tiny_model()
-    load_weights(single, selftest_main(["--run-dir", str(tmp_path / "one"), *args, "--batch-size", "8"]) and
-                 tmp_path / "one")
+    assert cli_main(["selftest", "--out", str(tmp_path / "one"), *args, "--batch-size", "8"]) == 0
+    load_weights(single, tmp_path / "one")
     for a, b in zip(saved.parameters(), single.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)

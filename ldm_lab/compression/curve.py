@@ -1,6 +1,6 @@
 """FID against training steps for LDM-{1..32} runs (LDM Fig. 6), measured where the runs trained:
 
-    python -m ldm_lab.compression.curve RUN_DIR [RUN_DIR ...] --num-samples 512 --every 1000 \\
+    ldm-lab compression-curve RUN_DIR [RUN_DIR ...] --num-samples 512 --every 1000 \\
         --out data/results/compression_ablation_gpu.csv
 
 For every kept checkpoint of each run (at multiples of ``--every`` steps): its EMA weights draw images for the
@@ -11,10 +11,8 @@ checkpoint; the device column names the device in words.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -83,35 +81,28 @@ def curve_rows(run_dir: str | Path, real_features: torch.Tensor, batch: dict, ev
     return rows
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ldm_lab.compression.curve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run directories of lab-ldm-* targets")
-    parser.add_argument("--out", required=True, help="CSV file to append the rows to")
-    parser.add_argument("--num-samples", type=int, default=512, help="generated images per checkpoint")
-    parser.add_argument("--every", type=int, default=0, help="only checkpoints at multiples of this step")
-    parser.add_argument("--steps", type=int, default=FIG6_SAMPLING.steps, help="sampler steps")
-    parser.add_argument("--resamples", type=int, default=100, help="bootstrap resamples of each FID")
-    parser.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
-    args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+def record_curves(run_dirs: Sequence[str | Path], out: str | Path, num_samples: int = 512, every: int = 0,
+                  settings: SamplingSettings = FIG6_SAMPLING, num_resamples: int = 100,
+                  device: str | torch.device | None = None,
+                  report: Callable[[str], None] = print) -> list[AblationRow]:
+    """:func:`curve_rows` of each run, ``num_samples`` images per checkpoint against all emoji validation images,
+    appended to the CSV file ``out`` run by run. A run that cannot be measured (not an ablation run, no
+    checkpoint) is skipped with a line on stderr, so it does not cost the others their rows."""
+    device = resolve_device(device)
     real = validation_batch(len(build_dataset("emoji", "val", (64, 64))))
     real_features = extract_features(to_uint8(real["image"]), FEATURE_SPACE, device)
-    batch, settings = cycle_batch(real, args.num_samples), dataclasses.replace(FIG6_SAMPLING, steps=args.steps)
-    out = Path(args.out)
+    batch, out = cycle_batch(real, num_samples), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for run_dir in args.runs:
+    recorded = []
+    for run_dir in run_dirs:
         try:
-            rows = curve_rows(run_dir, real_features, batch, args.every, settings, args.resamples, device)
-        except (FileNotFoundError, ValueError) as error:  # one bad run must not cost the others their rows
+            rows = curve_rows(run_dir, real_features, batch, every, settings, num_resamples, device)
+        except (FileNotFoundError, ValueError) as error:
             print(f"skipped {run_dir}: {error}", file=sys.stderr)
             continue
         rows_frame(rows).to_csv(out, mode="a", header=not out.exists(), index=False)
         for row in rows:
-            print(f"LDM-{row.f} step {row.step}: FID {row.fid:.2f} [{row.fid_ci_low:.2f}, {row.fid_ci_high:.2f}] "
-                  f"KID {row.kid:.4f}", flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+            report(f"LDM-{row.f} step {row.step}: FID {row.fid:.2f} [{row.fid_ci_low:.2f}, {row.fid_ci_high:.2f}] "
+                   f"KID {row.kid:.4f}")
+        recorded += rows
+    return recorded

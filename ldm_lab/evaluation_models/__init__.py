@@ -2,10 +2,10 @@
 checksummed in ``manifest.json``), because no Inception or OpenAI CLIP weights are available here:
 
 * ``fmnist-classifier`` (:mod:`.classifier`): a small CNN, the FID feature space for Fashion-MNIST.
-  Retrain: ``python -m ldm_lab.evaluation_models.train_classifier``.
+  Retrain: ``ldm-lab train-evaluator fmnist-classifier``.
 * ``lab-clip`` (:mod:`.lab_clip`): a small CLIP (open_clip's model class and BPE tokenizer) trained on emoji +
   shapes captions: CLIP score and a second FID feature space.
-  Retrain: ``python -m ldm_lab.evaluation_models.train_lab_clip``.
+  Retrain: ``ldm-lab train-evaluator lab-clip``.
 """
 
 from ldm_lab.checkpoints import CheckpointError, ManifestEntry, load_checkpoint, read_manifest

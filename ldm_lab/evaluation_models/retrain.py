@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
@@ -12,9 +13,13 @@ from ldm_lab.paths import runs_dir
 from ldm_lab.training import TrainConfig, TrainResult, train
 
 
-def training_command(module: str, argv: list[str]) -> str:
-    """The command line that reproduces a training run, for the manifest."""
-    return " ".join(["python -m", module, *argv])
+def training_command(name: str, options) -> str:
+    """The command line that reproduces a training run, for the manifest: ``ldm-lab train-evaluator NAME`` with
+    the ``options`` (a frozen dataclass of them) that differ from their defaults."""
+    defaults = type(options)()
+    changed = [f"--{field.name.replace('_', '-')} {value}" for field in dataclasses.fields(options)
+               if (value := getattr(options, field.name)) != getattr(defaults, field.name)]
+    return " ".join(["ldm-lab train-evaluator", name, *changed])
 
 
 def train_to_completion(model: torch.nn.Module, task, data, config: TrainConfig,

@@ -8,12 +8,11 @@
 
 Each arm writes into its own folder and records what it did in ``arm_record.json`` (steps, seconds, images/s);
 a folder that already holds a finished record is reused, so an interrupted benchmark resumes where it stopped.
-Run one arm in a process of its own: ``python -m ldm_lab.quality.arms ours --minutes 60 --out DIR``.
+Run one arm in a process of its own: ``ldm-lab quality-arm ours --minutes 60 --out DIR``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections.abc import Sequence
@@ -26,7 +25,6 @@ from torch import Tensor
 from ldm_lab.data.materialise import training_dataset
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.diffusion import generate
 from ldm_lab.tasks.runs import load_run, run_config, train_target
 from ldm_lab.tasks.targets import get_target
@@ -105,7 +103,6 @@ def train_ours(minutes: float, out: Path, first_stage_share: float = 0.33,
     return record
 
 
-
 def _diffusers_arm():
     """``ldm_lab.quality.diffusers_arm``, imported where it is used: diffusers is a test-extra dependency."""
     try:
@@ -162,21 +159,3 @@ def prompt_images(model: LatentDiffusion, captions: Sequence[str], seed: int, gu
     return torch.cat([generate(model, prompts=list(captions[i:i + batch_size]), settings=settings,
                                generator=generator)
                       for i in range(0, len(captions), batch_size)])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train one arm of the time-to-quality benchmark.")
-    parser.add_argument("arm", choices=ARMS)
-    parser.add_argument("--minutes", type=float, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--first-stage", type=Path, help="ours: a lab-autoencoder run trained before")
-    args = parser.parse_args(argv)
-    if args.minutes <= 0:
-        parser.error(f"--minutes must be positive, got {args.minutes}")
-    record = train_arm(args.arm, args.minutes, args.out, args.first_stage)
-    print(json.dumps(asdict(record)), f"(profile {current_profile()})")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

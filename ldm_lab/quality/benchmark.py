@@ -75,7 +75,7 @@ def train_arms(config: QualityConfig, report: Callable[[str], None] = print) -> 
     for arm in ARMS:
         folder = config.folder / arm
         folder.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "ldm_lab.quality.arms", arm, "--minutes", str(config.minutes), "--out",
+        argv = [sys.executable, "-m", "ldm_lab.cli", "quality-arm", arm, "--minutes", str(config.minutes), "--out",
                 str(folder)]
         if arm == "ours" and config.first_stage is not None:
             argv += ["--first-stage", str(config.first_stage)]

@@ -1,8 +1,8 @@
 """Bringing a ship back from a machine that can return only a few small files: pack whole files, most important
 first, into at most N tar.gz parts of bounded size; unpack them here and install the checkpoints that came back.
 
-    python -m ldm_lab.shipping.pack OUT_DIR RUNS_DIR CHECKPOINTS_DIR [--priority NAME ...]   (there)
-    python -m ldm_lab.shipping.pack --install FOLDER                                            (here)
+    ldm-lab pack OUT_DIR --runs RUNS_DIR [--checkpoints DIR] [--priority NAME ...]   (there)
+    ldm-lab unpack FOLDER                                                           (here)
 
 A file that does not fit is left out (and listed); each part is a complete archive, so every part that came
 back can be used. Installing copies each returned checkpoint whose SHA-256 matches its entry into
@@ -12,10 +12,8 @@ file and entry, so the manifest never lists a file it does not have.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gzip
-import sys
 import tarfile
 import tempfile
 from collections.abc import Sequence
@@ -123,26 +121,3 @@ def install(folder: Path, checkpoints: Path | None = None, runs: Path | None = N
             (checkpoints / entry.file).write_bytes((returned / CHECKPOINTS / entry.file).read_bytes())
     update_manifest(arrived, checkpoints)  # under the manifest's lock: a ship writing entries now keeps them
     return sorted(arrived), sorted(set(entries) - set(arrived))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folders", nargs="+", metavar="DIR", help="pack: OUT RUNS CHECKPOINTS; --install: FOLDER")
-    parser.add_argument("--priority", nargs="*", default=(), metavar="NAME", help="checkpoints to pack first")
-    parser.add_argument("--extra", nargs="*", default=(), metavar="FILE", help="more small files to bring back")
-    parser.add_argument("--install", action="store_true", help="unpack returned parts into data/checkpoints")
-    args = parser.parse_args(argv)
-    if args.install:
-        installed, missing = install(Path(args.folders[0]))
-        print(f"installed {len(installed)}: {', '.join(installed)}")
-        print(f"listed but not returned (their old files and entries stay): {', '.join(missing) or 'none'}")
-        return 0
-    out, runs, folder = map(Path, args.folders)
-    parts, left_out = pack_ship(out, runs, folder, args.priority, [Path(extra) for extra in args.extra])
-    print("packed " + ", ".join(f"{p.name} ({p.stat().st_size / MiB:.1f} MiB)" for p in parts))
-    print(f"left out (too big for the return channel): {', '.join(left_out) or 'nothing'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

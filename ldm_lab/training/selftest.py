@@ -1,31 +1,29 @@
 """A tiny training run that exercises the whole trainer: checkpoints, resume, signals, several processes.
 
-    python -m ldm_lab.training.selftest --run-dir /tmp/run --steps 200
-    torchrun --nproc_per_node 2 -m ldm_lab.training.selftest --run-dir /tmp/run2      # 2 CPU processes (gloo)
-    accelerate launch --multi_gpu --num_processes 2 -m ldm_lab.training.selftest --run-dir /tmp/run2 --device auto
+    ldm-lab selftest --out /tmp/run --steps 200
+    torchrun --nproc_per_node 2 -m ldm_lab.cli selftest --out /tmp/run2      # 2 CPU processes (gloo)
+    accelerate launch --multi_gpu --num_processes 2 -m ldm_lab.cli selftest --out /tmp/run2 --device auto
 
 The task is a small MLP regressing a fixed random linear map on synthetic data, with input noise whose size is
 drawn from torch, numpy *and* Python's ``random``, so that a resume which forgot any RNG would diverge. Every
-process prints one JSON line: its rank, the final step, whether it was interrupted, a SHA-256 of its
-parameters, and whether all processes hold identical parameters (checked by all-gather).
+process reports (and the command prints as one JSON line) its rank, the final step, whether it was interrupted, a
+SHA-256 of its parameters, and whether all processes hold identical parameters (checked by all-gather).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import random
-import sys
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from ldm_lab.training.config import MIXED_PRECISION_CHOICES, TrainConfig
+from ldm_lab.training.config import TrainConfig
 from ldm_lab.training.trainer import Trainer
 
 IN_FEATURES, HIDDEN, OUT_FEATURES = 8, 32, 4
@@ -67,46 +65,39 @@ def parameter_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(steps=args.steps, batch_size=args.batch_size, grad_accum_steps=args.grad_accum_steps,
-                       lr=1e-2, warmup_steps=10, weight_decay=0.01, ema_decay=0.9, max_grad_norm=1.0,
-                       checkpoint_every=args.checkpoint_every, log_every=10, seed=args.seed,
-                       mixed_precision=args.mixed_precision, device=args.device)
+@dataclass(frozen=True)
+class SelftestConfig:
+    """One self-test run (the trainer's settings are fixed: lr 1e-2, 10 warm-up steps, EMA 0.9, clipping 1)."""
+
+    run_dir: str | Path                 # the run folder (checkpoints, metrics)
+    steps: int = 200
+    batch_size: int = 8                 # per process and micro-batch
+    grad_accum_steps: int = 1
+    checkpoint_every: int = 50          # 0: only the final checkpoint
+    seed: int = 0
+    input_noise: float = 0.1            # size of the noise added to the inputs (0: none)
+    seconds_per_step: float = 0.0       # slow each step down, so that a test can send a signal mid-run
+    device: str | None = "cpu"          # "cpu" (bit-exact resume); "auto" or None: the best available; "cuda", "mps"
+    mixed_precision: str = "no"         # one of MIXED_PRECISION_CHOICES
+    resume: bool = False                # continue the newest checkpoint in run_dir
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(steps=self.steps, batch_size=self.batch_size, grad_accum_steps=self.grad_accum_steps,
+                           lr=1e-2, warmup_steps=10, weight_decay=0.01, ema_decay=0.9, max_grad_norm=1.0,
+                           checkpoint_every=self.checkpoint_every, log_every=10, seed=self.seed,
+                           mixed_precision=self.mixed_precision, device=self.device)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run-dir", required=True)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch-size", type=int, default=8, help="per process and micro-batch")
-    parser.add_argument("--grad-accum-steps", type=int, default=1)
-    parser.add_argument("--checkpoint-every", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--input-noise", type=float, default=0.1)
-    parser.add_argument("--seconds-per-step", type=float, default=0.0, help="slow each step down (signal tests)")
-    parser.add_argument("--device", default="cpu", help="'cpu' (bit-exact resume), 'auto', 'cuda' or 'mps'")
-    parser.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISION_CHOICES)
-    parser.add_argument("--resume", action="store_true")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Run (or resume) the tiny training; print and return this process's JSON report."""
-    args = parse_args(argv)
+def run_selftest(config: SelftestConfig) -> dict:
+    """Run (or resume) the tiny training; return this process's report (``ldm-lab selftest`` prints it)."""
     torch.set_num_threads(1)
-    trainer = Trainer(tiny_model(), NoisyRegression(args.input_noise, args.seconds_per_step), tiny_dataset(),
-                      config_from_args(args), args.run_dir, resume=args.resume)
+    trainer = Trainer(tiny_model(), NoisyRegression(config.input_noise, config.seconds_per_step), tiny_dataset(),
+                      config.train_config(), config.run_dir, resume=config.resume)
     result = trainer.fit()
     flat = torch.cat([p.detach().flatten() for p in result.model.parameters()])
     every_rank = trainer.accelerator.gather(flat[None])  # [processes, num_params]
     report = {"rank": trainer.accelerator.process_index, "num_processes": trainer.accelerator.num_processes,
               "step": result.step, "interrupted": result.interrupted, "digest": parameter_digest(result.model),
               "ranks_in_sync": bool((every_rank == every_rank[0]).all())}
-    sys.stdout.write(json.dumps(report) + "\n")  # one write, so the lines of several processes do not interleave
-    sys.stdout.flush()
     trainer.accelerator.end_training()
     return report
-
-
-if __name__ == "__main__":
-    main()
