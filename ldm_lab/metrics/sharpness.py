@@ -77,3 +77,17 @@ def sharpness_by_original_size(images: Tensor, original_sides: Sequence[int], ed
         rows.append({"original_side": f"{low}-{high - 1}", "sharpness": interval.estimate,
                      "sharpness_ci_low": interval.low, "sharpness_ci_high": interval.high, "num_samples": len(in_bin)})
     return pd.DataFrame(rows)
+
+
+# The lab refiner's stand-in for SDXL's aesthetic score (§2.5 conditions the refiner on a LAION-aesthetics score;
+# no such predictor exists here): a score of measurable detail, 5 + log2(Laplacian energy / 5e-4), clipped to
+# [0, 10]. On shapes_multiscale the median small original (shorter side < 24 px, upscaled, blurred) scores about 2.7
+# and the median large one (>= 64 px) about 5.7, so SDXL's sampling values 6.0 and, for the unconditional branch,
+# 2.5 ask for a sharp and a blurred image as they do in SDXL.
+DETAIL_REFERENCE = 5e-4   # the Laplacian energy that scores 5
+
+
+def detail_score(images: Tensor) -> Tensor:
+    """uint8 ``[N, C, H, W]`` -> ``[N]`` detail scores in [0, 10]: one point per doubling of Laplacian energy."""
+    energy = laplacian_energy(images).clamp(min=1e-12)
+    return (5 + torch.log2(energy / DETAIL_REFERENCE)).clamp(0, 10)

@@ -1,0 +1,217 @@
+"""SDXL's training tricks as lab pieces: the Tab. 2 and crop-conditioning data variants and targets, the refiner
+trained on the lowest-noise timesteps, and the hand-off from base to refiner during sampling (SDXL §2.2-2.5)."""
+
+from dataclasses import fields, replace
+
+import pytest
+import torch
+
+from ldm_lab.cli import main
+from ldm_lab.data import build_dataset
+from ldm_lab.data.sdxl_variants import HiddenConditions, LargeOriginals
+from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
+from ldm_lab.diffusion import DiffusionLoss, ImageEdit, SamplingSettings, make_schedule, sample
+from ldm_lab.diffusion.experts import Expert, refiner_steps, sample_experts
+from ldm_lab.metrics.corruptions import blur
+from ldm_lab.metrics.images import to_uint8
+from ldm_lab.metrics.sharpness import detail_score
+from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
+from ldm_lab.models.sdxl import LAB_SDXL_REFINER, REFINER_TIMESTEPS
+from ldm_lab.tasks import get_target, load_run
+from ldm_lab.tasks.refiner import Handoff, check_same_latent_space, generate_with_refiner
+from ldm_lab.tasks.sdxl_targets import SDXL_ABLATIONS
+
+MULTISCALE = ShapesConfig(num_images=40, original_scale=(0.25, 2.0))
+
+
+# -------------------------------------------------------------------------------------- the data variants
+def test_large_originals_keep_only_originals_at_least_the_training_size():
+    data = ShapesDataset("train", MULTISCALE)
+    large = LargeOriginals(data)
+    kept = [min(data.view(i)[0]) >= 64 for i in range(len(data))]
+    assert len(large) == sum(kept) and 0 < len(large) < len(data)
+    assert all(min(large[i]["original_size"]) >= 64 for i in range(3))
+    assert large[0]["caption"] == data[large.indices[0]]["caption"]
+
+
+def test_hidden_conditions_fix_the_size_or_the_crop_and_keep_the_image():
+    data = ShapesDataset("train", MULTISCALE)
+    index = next(i for i in range(len(data)) if data.view(i)[1] != (0, 0) and data.view(i)[0] != (64, 64))
+    no_size, no_crop = HiddenConditions(data, ("original_size",)), HiddenConditions(data, ("crop_top_left",))
+    item = data[index]
+    assert no_size[index]["original_size"] == (64, 64) and no_size[index]["crop_top_left"] == item["crop_top_left"]
+    assert no_crop[index]["crop_top_left"] == (0, 0) and no_crop[index]["original_size"] == item["original_size"]
+    assert torch.equal(no_size[index]["image"], item["image"]) and torch.equal(no_crop[index]["image"], item["image"])
+    with pytest.raises(ValueError, match="hide some of"):
+        HiddenConditions(data, ("target_size",))
+
+
+def test_registered_variants_see_the_same_scenes():
+    plain = build_dataset("shapes_multiscale", "val", (64, 64))
+    no_size = build_dataset("shapes_multiscale_no_size", "val", (64, 64))
+    assert no_size[2]["caption"] == plain[2]["caption"] and no_size[2]["original_size"] == (64, 64)
+    scored = build_dataset("shapes_multiscale_scored", "val", (64, 64))[2]
+    assert 0 <= scored["aesthetic_score"] <= 10
+
+
+# ------------------------------------------------------------------------------------------------ targets
+def test_every_ablation_is_lab_sdxl_with_one_change_at_equal_compute():
+    base = get_target("lab-sdxl")
+    changed = {}
+    for target in SDXL_ABLATIONS:
+        assert target.train == base.train and target.steps == base.steps  # equal compute
+        assert target.first_stage == base.first_stage and target.task == base.task
+        model_changes = {f.name for f in fields(base.model)
+                         if getattr(target.model, f.name) != getattr(base.model, f.name)}
+        changed[target.name] = (target.dataset if target.dataset != base.dataset else None, model_changes)
+    assert changed == {
+        "lab-sdxl-large-only": ("shapes_multiscale_large", set()),
+        "lab-sdxl-no-size": ("shapes_multiscale_no_size", set()),
+        "lab-sdxl-size": (None, set()),
+        "lab-sdxl-no-crop": ("shapes_multiscale_no_crop", set()),
+        "lab-sdxl-buckets": ("shapes_buckets", {"multi_aspect"}),
+        "lab-sdxl-square": ("shapes_square", {"multi_aspect"}),
+        "lab-sdxl-centre-crop": ("shapes_centre_crop", {"multi_aspect"}),
+        "lab-sdxl-refiner": ("shapes_multiscale_scored", {"preset", "timestep_range"}),
+    }
+
+
+def test_the_refiner_is_conditioned_as_sdxls_refiner():
+    refiner = LatentDiffusion(get_target("lab-sdxl-refiner").model)
+    assert refiner.condition_keys == ("caption", "original_size", "crop_top_left", "aesthetic_score")
+    assert refiner.preset.unet.y_dim == 128 + 5 * 256 and refiner.config.timestep_range == REFINER_TIMESTEPS
+    cond = refiner.condition({"caption": ["a red circle"] * 2, "aesthetic_score": torch.tensor([6.0, 2.5])})
+    assert cond["y"].shape == (2, 128 + 5 * 256) and not torch.equal(cond["y"][0], cond["y"][1])
+    base = LatentDiffusion(get_target("lab-sdxl").model)
+    assert refiner.first_stage.config == base.first_stage.config and refiner.preset.unet.model_channels == 64
+
+
+def test_the_detail_score_falls_when_an_image_is_blurred():
+    images = torch.stack([build_dataset("shapes", "val", (64, 64))[i]["image"] for i in range(6)])
+    sharp, blurred = detail_score(to_uint8(images)), detail_score(blur(to_uint8(images), 1.5))
+    assert (blurred <= sharp).all() and ((0 <= sharp) & (sharp <= 10)).all()
+    assert (blurred < sharp - 1)[sharp > 2].all() and (sharp > 2).sum() >= 3  # clipped at 0 below
+
+
+# ------------------------------------------------------------------------------------- low-noise training
+class RecordingModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight, self.timesteps = torch.nn.Parameter(torch.ones(())), []
+
+    def forward(self, x, t, **cond):
+        self.timesteps.append(t.detach().clone())
+        return x * self.weight
+
+
+def test_the_loss_trains_only_on_its_timestep_range():
+    schedule, x0 = make_schedule("scaled_linear", 1000), torch.randn(512, 4, 2, 2)
+    model = RecordingModel()
+    DiffusionLoss(schedule, "v", timestep_range=(0, 200))(model, x0, generator=torch.Generator().manual_seed(0))
+    t = model.timesteps[0]
+    assert t.min() >= 0 and t.max() < 200 and t.float().std() > 40  # spread over the range, not one level
+    # without a range the draws are the ones the loss always made
+    full, plain = RecordingModel(), RecordingModel()
+    DiffusionLoss(schedule, "v")(full, x0, generator=torch.Generator().manual_seed(1))
+    DiffusionLoss(schedule, "v", timestep_range=(0, 1000))(plain, x0, generator=torch.Generator().manual_seed(1))
+    expected = torch.randint(0, 1000, (512,), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(full.timesteps[0], expected) and torch.equal(plain.timesteps[0], expected)
+    with pytest.raises(ValueError, match=r"\(0, 200\)"):
+        DiffusionLoss(schedule, timestep_range=(100, 1200))
+    with pytest.raises(ValueError, match="0 <= low < high"):
+        LatentDiffusion(LatentDiffusionConfig(LAB_SDXL_REFINER, timestep_range=(200, 200)))
+
+
+# ------------------------------------------------------------------------------------------- the hand-off
+def toy_model(scale: float):
+    """A deterministic stand-in network: its eps prediction is a fixed function of x_t and t."""
+    def model_fn(x, t, **cond):
+        return scale * torch.tanh(x) + 1e-3 * t.view(-1, 1, 1, 1)
+    return model_fn
+
+
+@pytest.mark.parametrize("sampler", ["dpmpp_2m", "euler_ancestral", "heun"])
+def test_identical_base_and_refiner_equal_the_base_sampler_alone(sampler):
+    noise, base = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0)), toy_model(0.5)
+    settings = SamplingSettings(sampler=sampler, steps=10, seed=3)
+    alone = sample(base, noise, settings, schedule="scaled_linear", prediction="eps", progress=False)
+    experts = sample_experts(Expert(base), Expert(base), noise, settings, switch_timestep=200,
+                             schedule="scaled_linear", prediction="eps")
+    assert torch.equal(alone, experts)
+
+
+def test_the_refiner_takes_exactly_the_levels_below_the_switch():
+    schedule = make_schedule("scaled_linear", 1000)
+    calls = {"base": [], "refiner": []}
+
+    def recording(name):
+        def model_fn(x, t, **cond):
+            calls[name].append(float(t[0]))
+            return torch.zeros_like(x)
+        return model_fn
+
+    settings = SamplingSettings(sampler="euler", steps=20)
+    sample_experts(Expert(recording("base")), Expert(recording("refiner")), torch.randn(1, 4, 4, 4), settings,
+                   switch_timestep=200, schedule=schedule, prediction="eps")
+    assert len(calls["refiner"]) == refiner_steps(schedule, settings, 200) == 4  # the last 20 % of 20 steps
+    assert max(calls["refiner"]) < 200 <= min(calls["base"])
+    with pytest.raises(ValueError, match="switch_timestep"):
+        sample_experts(Expert(recording("base")), Expert(recording("base")), torch.randn(1, 4, 4, 4), settings,
+                       switch_timestep=1000, schedule=schedule)
+
+
+def test_sdedit_refine_restarts_at_the_switch_level():
+    # SGM's img2img refine of a finished latent runs the refiner's share of the steps on it
+    schedule, settings = make_schedule("scaled_linear", 1000), SamplingSettings(sampler="euler", steps=20)
+    latent = torch.randn(1, 4, 4, 4)
+    strength = (refiner_steps(schedule, settings) + 0.5) / settings.steps
+    steps = []
+    sample(lambda x, t: steps.append(float(t[0])) or torch.zeros_like(x), torch.randn(1, 4, 4, 4), settings,
+           schedule=schedule, edit=ImageEdit(latent, strength=strength), progress=False)
+    assert len(steps) == 4 and max(steps) < 200
+
+
+@pytest.fixture(scope="module")
+def base_and_refiner():
+    torch.manual_seed(0)
+    base = LatentDiffusion(replace(get_target("lab-sdxl").model, multi_aspect=True)).eval()
+    refiner = LatentDiffusion(get_target("lab-sdxl-refiner").model).eval()
+    refiner.first_stage.load_state_dict(base.first_stage.state_dict())
+    base.latent_scale.fill_(1.0)
+    refiner.latent_scale.fill_(1.0)
+    return base, refiner
+
+
+@pytest.mark.parametrize("handoff", list(Handoff))
+def test_generate_with_refiner_draws_images_both_ways(base_and_refiner, handoff):
+    base, refiner = base_and_refiner
+    images = generate_with_refiner(base, refiner, prompts=["a large red circle", "a small blue square"],
+                                   settings=SamplingSettings(steps=5, guidance_scale=2.0, seed=0), handoff=handoff,
+                                   size=(48, 80))
+    assert images.shape == (2, 3, 48, 80) and torch.isfinite(images).all()
+
+
+def test_a_refiner_in_another_latent_scale_is_refused(base_and_refiner):
+    base, refiner = base_and_refiner
+    refiner.latent_scale.fill_(1.2)
+    try:
+        with pytest.raises(ValueError, match="latent scale"):
+            check_same_latent_space(base, refiner)
+    finally:
+        refiner.latent_scale.fill_(1.0)
+
+
+# --------------------------------------------------------------------------- one command per experiment
+def train(name: str, out, first_stage=None) -> None:
+    args = ["train", name, "--steps", "1", "--batch-size", "2", "--out", str(out), "--device", "cpu"]
+    assert main(args + (["--first-stage", str(first_stage)] if first_stage else [])) == 0
+
+
+@pytest.mark.parametrize("name", ["lab-sdxl-buckets", "lab-sdxl-refiner"])
+def test_the_bucket_and_refiner_targets_train_with_one_command(name, tmp_path_factory):
+    runs = tmp_path_factory.getbasetemp() / "sdxl_tricks"
+    if not (runs / "first_stage").exists():
+        train("lab-shapes-autoencoder", runs / "first_stage")
+    train(name, runs / name, runs / "first_stage")
+    run = load_run(runs / name, ema=False)
+    assert run.step == 1 and run.model.config == get_target(name).model
