@@ -10,7 +10,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from ldm_lab.distill import ADDConfig, Distiller, build_models, distill, load_student, load_teacher
+from ldm_lab.cli import build_parser
+from ldm_lab.distill import (DISTILL_STEPS, ADDConfig, Distiller, build_models, distill, load_student, load_teacher,
+                             run_config)
+from ldm_lab.distill.timing import step_time_breakdown
 from ldm_lab.training import list_checkpoints, read_metrics
 
 from test_distill import parts, tiny_batch, tiny_config, tiny_data, tiny_features, tiny_teacher
@@ -97,3 +100,29 @@ def test_adversarial_only_runs_skip_nothing_and_distillation_only_runs_skip_the_
     assert "discriminator" not in record and record["adversarial"] == 0.0
     assert all(torch.equal(a, b) for a, b in zip(heads_before, models.heads.parameters()))
     assert ADDConfig(distillation_weight=0.0).adversarial_weight == 1.0
+
+
+def test_the_step_time_breakdown_names_every_phase_and_adds_up():
+    table = step_time_breakdown(tiny_teacher(), batch_size=2, steps=1, config=tiny_config(), features=tiny_features(),
+                                data=tiny_data())
+    phases = set(table.index)
+    assert {"student forward", "teacher (CFG) + decode target", "student backward (U-Net, decoder, feature network)",
+            "discriminator step: heads (forward)",
+            "discriminator step: R1 gradient (forward of the penalty)", "step (total)"} <= phases
+    assert table.loc["step (total)", "seconds"] > 0
+    for column in ("seconds", "cpu_seconds"):
+        assert table.drop(index="step (total)")[column].sum() == pytest.approx(table.loc["step (total)", column])
+    assert table["share"].drop(index="step (total)").sum() == pytest.approx(1.0)
+
+
+def test_the_command_line_builds_the_run_config():
+    args = build_parser().parse_args(["distill", "lab-emoji", "--out", "runs/add", "--steps", "7", "--batch-size", "4",
+                                      "--time-limit-s", "60", "--student-steps", "2", "--device", "cpu"])
+    assert args.func.__name__ == "_distill" and args.teacher == "lab-emoji"
+    config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit_s,
+                        device=args.device, student_steps=args.student_steps)
+    assert (config.train.steps, config.train.batch_size, config.train.time_limit_s) == (7, 4, 60.0)
+    assert config.add.student_steps == 2 and config.add.distillation_weight == 2.5
+    assert run_config().train.steps == DISTILL_STEPS["smoke"]  # the tests' profile
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["distill", "lab-emoji"])  # --out is required

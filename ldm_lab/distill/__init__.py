@@ -17,13 +17,13 @@ from ldm_lab.distill.add import ADDConfig, ADDModels, PhaseTimer
 from ldm_lab.distill.config import DISTILL_STEPS, STUDENT_TRAIN, DistillConfig
 from ldm_lab.distill.discriminator import DiscriminatorConfig, DiscriminatorHeads, FeatureNetwork, ProjectionHead
 from ldm_lab.distill.loop import Distiller, DistillResult
-from ldm_lab.distill.run import build_models, distill, load_student, load_teacher, profile_steps
+from ldm_lab.distill.run import build_models, distill, load_student, load_teacher, run_config
 from ldm_lab.distill.student import build_student, student_x0
 from ldm_lab.distill.timesteps import student_sampling, student_timesteps
 
 __all__ = [
     "ADDConfig", "ADDModels", "DISTILL_STEPS", "DiscriminatorConfig", "DiscriminatorHeads", "DistillConfig",
     "DistillResult", "Distiller", "FeatureNetwork", "PhaseTimer", "ProjectionHead", "STUDENT_TRAIN",
-    "build_models", "build_student", "distill", "load_student", "load_teacher", "profile_steps", "student_sampling",
+    "build_models", "build_student", "distill", "load_student", "load_teacher", "run_config", "student_sampling",
     "student_timesteps", "student_x0",
 ]

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from ldm_lab.distill.discriminator import DiscriminatorHeads, FeatureNetwork, discriminator_condition
-from ldm_lab.distill.losses import (DISTILLATION_WEIGHT, R1_GAMMA, discriminator_loss, distillation_loss,
-                                    distillation_weight, generator_adversarial_loss, teacher_x0)
+from ldm_lab.distill.losses import (DISTILLATION_WEIGHT, R1_GAMMA, distillation_loss, distillation_weight,
+                                    generator_adversarial_loss, hinge_discriminator_loss, r1_penalty, teacher_x0)
 from ldm_lab.distill.student import noised_latents, student_x0
 from ldm_lab.distill.timesteps import STUDENT_TRAIN_STEPS, student_timesteps
 from ldm_lab.models import LatentDiffusion
@@ -59,20 +59,27 @@ class ADDConfig:
 
 
 class PhaseTimer:
-    """Wall seconds per named phase of a step, summed over calls (CUDA work is synchronised at each edge)."""
+    """Seconds per named phase of a step, summed over calls: wall time (CUDA work synchronised at each edge) and
+    this process's CPU time, which on a shared CPU is what the phase would take with a core to itself."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
+        self.seconds: dict[str, float] = defaultdict(float)      # wall
+        self.cpu_seconds: dict[str, float] = defaultdict(float)  # process CPU time (all its threads)
 
     @contextmanager
     def __call__(self, name: str, device: torch.device) -> Iterator[None]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         yield
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         self.seconds[name] += time.perf_counter() - start
+        self.cpu_seconds[name] += time.process_time() - cpu_start
+
+    def clear(self) -> None:
+        self.seconds.clear()
+        self.cpu_seconds.clear()
 
 
 @contextmanager
@@ -146,7 +153,8 @@ class ADDModels(nn.Module):
         return Prepared(images, noised_latents(self.student, z0, s, generator), s, cond, uncond, disc_condition)
 
     def student_losses(self, prepared: Prepared, generator: torch.Generator | None = None) -> StudentLosses:
-        """L_adv^G + lambda L_distill (ADD eq. 5) of a prepared batch; ``total.backward()`` trains the student."""
+        """L_adv^G + lambda L_distill (ADD §3.2, the overall objective) of a prepared batch;
+        ``total.backward()`` trains the student."""
         c = self.config
         with self.phase("student forward"):
             x0_student = student_x0(self.student, prepared.x_s, prepared.s, prepared.cond)
@@ -169,13 +177,21 @@ class ADDModels(nn.Module):
         return StudentLosses(total, adversarial.detach(), distillation.detach(), images, t)
 
     def discriminator_losses(self, prepared: Prepared, fake_images: Tensor) -> tuple[Tensor, Tensor]:
-        """(hinge + gamma R1, R1) for the heads, on the real images and the student's (detached) images."""
+        """(hinge + gamma R1, R1) for the heads (L_adv^D), on the real images and the student's (detached) images,
+        R1 on the heads' real inputs."""
         with self.phase("discriminator step: features (no grad)"), torch.no_grad():
             real_features = self.features(prepared.images)
             fake_features = self.features(fake_images.detach())
-        with self.phase("discriminator step: heads + R1 (forward)"):
-            return discriminator_loss(self.heads, real_features, fake_features, prepared.disc_condition,
-                                      self.config.r1_gamma)
+        with self.phase("discriminator step: heads (forward)"):
+            real_features = [f.requires_grad_(True) for f in real_features]
+            real_logits = self.heads(real_features, prepared.disc_condition)
+            hinge = hinge_discriminator_loss(real_logits, self.heads(fake_features, prepared.disc_condition))
+        gamma = self.config.r1_gamma
+        if gamma == 0:
+            return hinge, hinge.new_zeros(())
+        with self.phase("discriminator step: R1 gradient (forward of the penalty)"):
+            r1 = r1_penalty(real_logits, real_features)
+        return hinge + gamma * r1, r1.detach()
 
     def train(self, mode: bool = True) -> ADDModels:
         """Train mode for student and heads; teacher and feature network stay in eval mode."""

@@ -66,6 +66,7 @@ class Distiller:
             "heads": torch.optim.AdamW(models.heads.parameters(), lr=config.discriminator_lr,
                                        betas=config.discriminator_betas, weight_decay=0.0)}
         self.step, self.samples_seen, self.elapsed_before, self.saved_step = 0, 0, 0.0, None
+        self.cpu_before, self.cpu_start = 0.0, time.process_time()  # process CPU seconds of earlier sessions
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is not None and not resume:
             raise FileExistsError(f"{self.run_dir} already holds checkpoints (newest {checkpoint.name}): pass "
@@ -80,8 +81,8 @@ class Distiller:
     def fit(self) -> DistillResult:
         """Alternate student and discriminator updates until ``train.steps``, the time limit or a signal; end
         with a checkpoint."""
-        train, start = self.config.train, time.perf_counter()
-        batches, window, stopped_by = self._batches(), defaultdict(float), None
+        train, start, self.cpu_start = self.config.train, time.perf_counter(), time.process_time()
+        batches, window, stopped_by = self.batches(), defaultdict(float), None
         self.models.train()
         with training_progress(train.steps, self.step, train.time_limit_s, desc="distill", dynamic_ncols=True) \
                 as progress, GracefulStop() as stop:
@@ -97,6 +98,7 @@ class Distiller:
                 if (stop.requested or out_of_time) and self.step < train.steps:
                     stopped_by = stop.signal_name or TIME_LIMIT
             self.elapsed_before += time.perf_counter() - start
+            self.cpu_before, self.cpu_start = self.cpu_s(), time.process_time()
             if window["steps"]:
                 self._log(window, progress, 0.0)
             if self.saved_step != self.step:
@@ -137,7 +139,8 @@ class Distiller:
         self.optimizers["student"].param_groups[0]["lr"] = lr
         self.optimizers["heads"].param_groups[0]["lr"] = lr * self.config.discriminator_lr / self.config.train.lr
 
-    def _batches(self) -> Iterator[dict[str, Any]]:
+    def batches(self) -> Iterator[dict[str, Any]]:
+        """The run's batch stream from its current data position (exactly where a resumed run left off)."""
         train = self.config.train
         return iter(resumable_loader(self.data, batch_size=train.batch_size, seed=train.seed, start=self.samples_seen,
                                      rank=0, world_size=1, num_workers=train.num_workers, collate_fn=collate))
@@ -154,12 +157,16 @@ class Distiller:
     def _log(self, window: dict[str, float], progress: Any, session_s: float) -> None:
         steps = window.pop("steps")
         record = {"step": self.step, **{k: v / steps for k, v in window.items()},
-                  "elapsed_s": self.elapsed_before + session_s}
+                  "elapsed_s": self.elapsed_before + session_s, "cpu_s": self.cpu_s()}
         window.clear()
         progress.set_postfix(loss=f"{record['loss']:.4g}", d=f"{record.get('discriminator', 0):.3g}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
+
+    def cpu_s(self) -> float:
+        """Process CPU seconds of the whole run (all sessions, all threads): its cost on a shared CPU."""
+        return self.cpu_before + time.process_time() - self.cpu_start
 
     def sample_grid(self) -> Path:
         """``samples/step_XXXXXX.png``: the (EMA) student's images of the sample prompts, one row per student
@@ -188,7 +195,8 @@ class Distiller:
         folder = write_checkpoint(self.run_dir, self.step, model=self.models.trainable,
                                   ema_model=self.ema.model if self.ema is not None else None, state_tensors=tensors,
                                   state_json={"step": self.step, "samples_seen": self.samples_seen,
-                                              "elapsed_s": self.elapsed_before, "optimizers": optimizers_json,
+                                              "elapsed_s": self.elapsed_before, "cpu_s": self.cpu_s(),
+                                              "optimizers": optimizers_json,
                                               "config": self.config.to_dict()})
         prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)
         self.saved_step = self.step
@@ -208,6 +216,7 @@ class Distiller:
             optimizer.load_state_dict(optimizer_state_from_safe(mine, meta["optimizers"][name]))
         restore_rng_state({k.removeprefix("rng."): v for k, v in tensors.items() if k.startswith("rng.")})
         self.step, self.samples_seen, self.elapsed_before = meta["step"], meta["samples_seen"], meta["elapsed_s"]
+        self.cpu_before, self.cpu_start = meta["cpu_s"], time.process_time()
         self.saved_step = self.step
         metrics = self.run_dir / METRICS_FILE
         if metrics.exists():  # drop lines a killed session logged after this checkpoint

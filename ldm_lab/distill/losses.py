@@ -1,14 +1,15 @@
 """ADD's objective (§3.2): L = L_adv^G + lambda * L_distill for the student, L_adv^D (with R1) for the heads.
 
-* adversarial, generator side (eq. 2): -E[sum_k D_k(F_k(x_hat_theta))]. The heads' weights are detached, but not
-  the graph: the gradient flows through the heads and the frozen feature network into the student's images.
+* adversarial, generator side (§3.2, L_adv^G): -E[sum_k D_k(F_k(x_hat_theta))]. The heads' weights are detached,
+  but not the graph: the gradient flows through the heads and the frozen feature network into the student's images.
   (Computing it under ``no_grad``, as some public re-implementations do, leaves the student no adversarial signal.)
-* adversarial, discriminator side (eq. 3): hinge, E[sum_k max(0, 1 - D_k(F_k(x0)))] +
+* adversarial, discriminator side (§3.2, L_adv^D): hinge, E[sum_k max(0, 1 - D_k(F_k(x0)))] +
   E[sum_k max(0, 1 + D_k(F_k(x_hat_theta)))] + gamma R1, with R1 taken "on the input of each discriminator head"
   (the real images' features, not their pixels), so it reaches the heads only.
-* distillation (eq. 4-5): the student's x0 re-noised to a teacher timestep t, x_hat_theta,t = a_t x_hat_theta + s_t
-  eps', denoised by the teacher with classifier-free guidance (stop-gradient), and the student pulled to it with
-  c(t) d(x_hat_theta, x_hat_psi), c(t) = ab_t, d the squared distance between the *decoded* images (pixel space).
+* distillation (§3.2, L_distill): the student's x0 re-noised to a teacher timestep t,
+  x_hat_theta,t = a_t x_hat_theta + s_t eps', denoised by the teacher with classifier-free guidance (stop-gradient),
+  and the student pulled to it with c(t) d(x_hat_theta, x_hat_psi), c(t) = ab_t, d the squared distance between the
+  *decoded* images (pixel space).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ldm_lab.diffusion.guidance import guided_model
+from ldm_lab.diffusion.losses import per_sample_mse
 from ldm_lab.diffusion.noise import standard_normal
 from ldm_lab.diffusion.parameterisation import add_noise, append_dims, prediction_to_x0
-from ldm_lab.diffusion.losses import per_sample_mse
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.gan import frozen_call
 
@@ -31,13 +32,13 @@ DISTILLATION_WEIGHT = 2.5     # ADD's lambda
 
 
 def generator_adversarial_loss(heads: nn.Module, fake_features: list[Tensor], condition: Tensor | None) -> Tensor:
-    """-sum_k mean D_k(F_k(x_hat_theta)) (eq. 2), with the heads' weights detached: the gradient reaches the fake
+    """-sum_k mean D_k(F_k(x_hat_theta)) (L_adv^G), with the heads' weights detached: the gradient reaches the fake
     images' features (and through F the student), never the heads."""
     return -sum(logits.mean() for logits in frozen_call(heads, fake_features, condition))
 
 
 def hinge_discriminator_loss(real_logits: list[Tensor], fake_logits: list[Tensor]) -> Tensor:
-    """sum_k E[relu(1 - D_k(real))] + E[relu(1 + D_k(fake))] (eq. 3 without R1; Lim & Ye 2017)."""
+    """sum_k E[relu(1 - D_k(real))] + E[relu(1 + D_k(fake))] (L_adv^D without R1; Lim & Ye 2017)."""
     return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits))
 
 
@@ -46,16 +47,6 @@ def r1_penalty(real_logits: list[Tensor], real_features: list[Tensor]) -> Tensor
     features being the real images' (``requires_grad`` leaves). ``create_graph``: the penalty trains the heads."""
     gradients = torch.autograd.grad(sum(logits.sum() for logits in real_logits), real_features, create_graph=True)
     return 0.5 * sum(g.pow(2).flatten(1).sum(dim=1).mean() for g in gradients)
-
-
-def discriminator_loss(heads: nn.Module, real_features: list[Tensor], fake_features: list[Tensor],
-                       condition: Tensor | None, r1_gamma: float = R1_GAMMA) -> tuple[Tensor, Tensor]:
-    """(hinge loss + gamma R1, R1) for the heads, on features of real and (detached) student images."""
-    real_features = [f.detach().requires_grad_(True) for f in real_features]
-    real_logits = heads(real_features, condition)
-    fake_logits = heads([f.detach() for f in fake_features], condition)
-    r1 = r1_penalty(real_logits, real_features) if r1_gamma > 0 else real_logits[0].new_zeros(())
-    return hinge_discriminator_loss(real_logits, fake_logits) + r1_gamma * r1, r1.detach()
 
 
 def distillation_weight(teacher: LatentDiffusion, t: Tensor) -> Tensor:
@@ -77,7 +68,7 @@ def teacher_x0(teacher: LatentDiffusion, student_x0: Tensor, t: Tensor, cond: di
 
 def distillation_loss(decode: Callable[[Tensor], Tensor], student_images: Tensor, target_x0: Tensor,
                       weight: Tensor) -> Tensor:
-    """E[c(t) ||D(x_hat_theta) - D(x_hat_psi)||^2] (eq. 4-5), the squared distance per pixel in image space
+    """E[c(t) ||D(x_hat_theta) - D(x_hat_psi)||^2] (L_distill), the squared distance per pixel in image space
     (ADD §3.2: decoding both gave more stable gradients than latents); ``student_images`` are D(x_hat_theta),
     decoded with the gradient; the target is decoded without."""
     with torch.no_grad():

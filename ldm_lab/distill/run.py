@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -72,9 +73,14 @@ def distill(teacher: str | Path | LatentDiffusion, run_dir: str | Path, config: 
         return Distiller(models, data, config, run_dir, resume=resume).fit()
 
 
-def profile_steps() -> int:
-    """Student updates of a run in the current profile (``LDM_LAB_PROFILE``)."""
-    return DISTILL_STEPS[current_profile()]
+def run_config(*, steps: int | None = None, batch_size: int | None = None, time_limit_s: float | None = None,
+               device: str | None = None, student_steps: int | None = None,
+               base: DistillConfig = DistillConfig()) -> DistillConfig:
+    """``base`` with a command line's overrides; steps default to the profile's (``LDM_LAB_PROFILE``)."""
+    train = replace(base.train, steps=steps or DISTILL_STEPS[current_profile()], time_limit_s=time_limit_s,
+                    device=device, batch_size=batch_size or base.train.batch_size)
+    add = replace(base.add, student_steps=student_steps) if student_steps is not None else base.add
+    return replace(base, train=train, add=add)
 
 
 def _check_record(run_dir: Path, teacher: str | Path | LatentDiffusion, config: DistillConfig,
