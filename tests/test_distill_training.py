@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from PIL import Image
 
 from ldm_lab.cli import build_parser
 from ldm_lab.distill import (DISTILL_STEPS, ADDConfig, Distiller, build_models, distill, load_student, load_teacher,
@@ -126,3 +127,13 @@ def test_the_command_line_builds_the_run_config():
     assert run_config().train.steps == DISTILL_STEPS["smoke"]  # the tests' profile
     with pytest.raises(SystemExit):
         build_parser().parse_args(["distill", "lab-emoji"])  # --out is required
+
+
+def test_sample_grids_show_the_ema_student_at_one_and_four_steps(tmp_path):
+    models = build_models(tiny_teacher(), tiny_config(), tiny_features())
+    distiller = Distiller(models, tiny_data(), tiny_config(), tmp_path)
+    path = distiller.sample_grid()
+    assert path == tmp_path / "samples" / "step_000000.png"
+    width, height = Image.open(path).size
+    assert (width, height) == (2 + 2 * 34, 2 + 2 * 34)  # 2 prompts x (1 step, 4 steps) of 32x32 with 2-px borders
+    assert not distiller.ema.model.training and models.student.training  # the raw student is left training
