@@ -3,13 +3,15 @@ trained on the lowest-noise timesteps, and the hand-off from base to refiner dur
 
 from dataclasses import fields, replace
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from ldm_lab.cli import main
 from ldm_lab.data import build_dataset
 from ldm_lab.data.sdxl_variants import HiddenConditions, LargeOriginals
-from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
+from ldm_lab.data.shapes import Scene, Shape, ShapesConfig, ShapesDataset, render
 from ldm_lab.diffusion import DiffusionLoss, ImageEdit, SamplingSettings, make_schedule, sample
 from ldm_lab.diffusion.experts import Expert, refiner_steps, sample_experts
 from ldm_lab.metrics.corruptions import blur
@@ -19,6 +21,7 @@ from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.models.sdxl import LAB_SDXL_REFINER, REFINER_TIMESTEPS
 from ldm_lab.tasks import get_target, load_run
 from ldm_lab.tasks.refiner import Handoff, check_same_latent_space, generate_with_refiner
+from ldm_lab.tasks.sdxl_experiments import bucket_cases, crop_cases, geometry_prompts, geometry_table, shapes_draw
 from ldm_lab.tasks.sdxl_targets import SDXL_ABLATIONS
 
 MULTISCALE = ShapesConfig(num_images=40, original_scale=(0.25, 2.0))
@@ -215,3 +218,44 @@ def test_the_bucket_and_refiner_targets_train_with_one_command(name, tmp_path_fa
     train(name, runs / name, runs / "first_stage")
     run = load_run(runs / name, ema=False)
     assert run.step == 1 and run.model.config == get_target(name).model
+
+
+# ----------------------------------------------------------------------------- notebook 06's measurements
+def rendered_draw(stretch: float):
+    """A stand-in model: each case draws a red circle and a blue square, stretched horizontally by ``stretch``."""
+    flat = Scene((Shape("circle", "red", "large", (0.5, 0.3), 0.2, 0.0),
+                  Shape("square", "blue", "large", (0.5, 0.72), 0.15, 0.5)), ((120, 120, 120), (130, 130, 130)), 0.0)
+
+    def draw(size=(64, 64), original_size=None, crop_top_left=None):
+        image = Image.fromarray(render(flat, (size[0], round(size[1] / stretch))).image)
+        pixels = torch.from_numpy(np.array(image.resize((size[1], size[0]), Image.Resampling.BICUBIC)))
+        return (pixels.permute(2, 0, 1).float() / 127.5 - 1)[None].repeat(3, 1, 1, 1)
+
+    return draw
+
+
+def test_geometry_table_has_a_row_per_model_and_case_with_intervals():
+    table = geometry_table({"undistorted": rendered_draw(1.0), "stretched": rendered_draw(1.5)},
+                           bucket_cases(((64, 64), (48, 80))), num_resamples=20)
+    assert list(table["model"]) == ["undistorted"] * 2 + ["stretched"] * 2
+    assert list(table["case"]) == ["64x64", "48x80"] * 2
+    stretch = table.set_index(["model", "case"])["log2_stretch"]
+    assert abs(stretch["undistorted", "48x80"]) < 0.05
+    assert stretch["stretched", "48x80"] == pytest.approx(np.log2(1.5), abs=0.1)
+    assert (table["cut_off_fraction_ci_low"] <= table["cut_off_fraction"]).all()
+
+
+def test_shapes_draw_passes_size_and_micro_conditions_to_the_model(base_and_refiner, monkeypatch):
+    base, _ = base_and_refiner
+    prompts = geometry_prompts(2, seed=1)
+    assert all(p.split()[-1] in ("circle", "square") for p in prompts)
+    seen, condition = [], base.condition
+    monkeypatch.setattr(base, "condition", lambda batch, *args, **kwargs: seen.append(batch) or
+                        condition(batch, *args, **kwargs))
+    draw = shapes_draw(base, prompts, SamplingSettings(steps=2, seed=0))
+    wide = draw(size=(48, 80), crop_top_left=(0, 16))
+    assert wide.shape == (2, 3, 48, 80) and torch.equal(wide, draw(size=(48, 80), crop_top_left=(0, 16)))
+    batch = seen[0]
+    assert batch["caption"] == prompts and batch["crop_top_left"].tolist() == [[0, 16]] * 2
+    assert batch["target_size"].tolist() == batch["original_size"].tolist() == [[48, 80]] * 2  # SDXL's defaults
+    assert crop_cases([(0, 16)]) == {"crop (0, 16)": {"crop_top_left": (0, 16)}}
