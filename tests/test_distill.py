@@ -295,3 +295,22 @@ def test_bad_objectives_say_what_to_change():
         ADDConfig(adversarial_weight=0.0, distillation_weight=0.0)
     with pytest.raises(ValueError, match="r1_gamma"):
         ADDConfig(r1_gamma=float("nan"))
+
+
+def test_a_teacher_of_several_ddim_steps_walks_each_sample_from_its_own_t(models, prepared):
+    teacher, calls = models.teacher, []
+    original = teacher.forward
+    x0 = torch.randn(2, *models.student.latent_shape)
+    t = torch.tensor([800, 300])
+    try:
+        teacher.forward = lambda x, s, **cond: calls.append(s.tolist()) or original(x, s, **cond)
+        one = teacher_x0(teacher, x0, t, prepared.cond, None, 1.0, torch.Generator().manual_seed(0))
+        assert calls == [[800, 300]]
+        calls.clear()
+        three = teacher_x0(teacher, x0, t, prepared.cond, None, 1.0, torch.Generator().manual_seed(0), steps=3)
+        assert calls == [[800, 300], [533, 200], [267, 100]]
+    finally:
+        del teacher.forward
+    assert torch.isfinite(three).all() and not three.requires_grad and not torch.allclose(one, three)
+    with pytest.raises(ValueError, match="teacher_steps"):
+        ADDConfig(teacher_steps=0)

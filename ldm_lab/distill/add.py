@@ -40,6 +40,8 @@ class ADDConfig:
     adversarial_weight: float = 1.0           # weight of L_adv^G; 0: distillation alone (Tab. 1d: FID 315.6)
     distillation_weight: float = DISTILLATION_WEIGHT  # lambda; 0: adversarial alone (Tab. 1d: FID 20.8)
     teacher_guidance_scale: float = 3.0       # CFG scale w of the teacher's distillation target
+    teacher_steps: int = 1                    # DDIM steps of the teacher from t to its target (Tab. 1f); 1: one
+                                              # evaluation, the paper's default
     r1_gamma: float = R1_GAMMA                # gamma of the R1 penalty on the heads' real inputs
 
     def __post_init__(self) -> None:
@@ -54,6 +56,9 @@ class ADDConfig:
         if self.adversarial_weight == 0 and self.distillation_weight == 0:
             raise ValueError("adversarial_weight and distillation_weight are both 0: the student would learn "
                              "nothing. Keep at least one (the paper: 1 and 2.5).")
+        if isinstance(self.teacher_steps, bool) or not isinstance(self.teacher_steps, int) or self.teacher_steps < 1:
+            raise ValueError(f"ADDConfig.teacher_steps is how many DDIM steps the teacher takes to its target, a "
+                             f"whole number >= 1 (1 in the paper); got {self.teacher_steps!r}")
         if not math.isfinite(self.teacher_guidance_scale):
             raise ValueError(f"teacher_guidance_scale must be finite, not {self.teacher_guidance_scale}")
 
@@ -170,7 +175,7 @@ class ADDModels(nn.Module):
         if c.distillation_weight > 0:
             with self.phase("teacher (CFG) + decode target"):
                 target = teacher_x0(self.teacher, x0_student, t, prepared.cond, prepared.uncond,
-                                    c.teacher_guidance_scale, generator)
+                                    c.teacher_guidance_scale, generator, c.teacher_steps)
                 distillation = distillation_loss(self.teacher.decode, images, target,
                                                  distillation_weight(self.teacher, t))
         total = c.adversarial_weight * adversarial + c.distillation_weight * distillation

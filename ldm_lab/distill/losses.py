@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ldm_lab.diffusion.guidance import guided_model
 from ldm_lab.diffusion.losses import per_sample_mse
 from ldm_lab.diffusion.noise import standard_normal
-from ldm_lab.diffusion.parameterisation import add_noise, append_dims, prediction_to_x0
+from ldm_lab.diffusion.parameterisation import add_noise, append_dims, prediction_to_eps, prediction_to_x0
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.gan import frozen_call
 
@@ -56,14 +56,26 @@ def distillation_weight(teacher: LatentDiffusion, t: Tensor) -> Tensor:
 
 @torch.no_grad()
 def teacher_x0(teacher: LatentDiffusion, student_x0: Tensor, t: Tensor, cond: dict[str, Tensor],
-               uncond: dict[str, Tensor] | None, guidance_scale: float,
-               generator: torch.Generator | None = None) -> Tensor:
-    """x_hat_psi(sg(x_hat_theta,t), t): re-noise the student's x0 to ``t`` on the teacher's schedule and read
-    the teacher's guided x0 estimate (Ho & Salimans 2022, CFG on its eps / v output)."""
-    alpha_bar = append_dims(teacher.schedule.alpha_bar_at(t), student_x0.ndim).to(student_x0.dtype)
-    x_t = add_noise(student_x0.detach(), standard_normal(student_x0, generator), alpha_bar)
+               uncond: dict[str, Tensor] | None, guidance_scale: float, generator: torch.Generator | None = None,
+               steps: int = 1) -> Tensor:
+    """x_hat_psi(sg(x_hat_theta,t), t): re-noise the student's x0 to ``t`` on the teacher's schedule and read the
+    teacher's guided x0 estimate (Ho & Salimans 2022, CFG on its eps / v output). ``steps > 1`` (ADD Tab. 1f,
+    teacher steps): the teacher walks from t to 0 in that many deterministic DDIM steps (Song et al. 2021, eta = 0)
+    at the timesteps round(t (k - j) / k), each sample from its own t, and its last x0 is the target."""
+    if steps < 1:
+        raise ValueError(f"teacher steps must be >= 1 (1: the paper's single teacher evaluation), not {steps}")
+    prediction = teacher.preset.prediction.value
     model = guided_model(teacher, cond=cond, uncond=uncond, scale=guidance_scale)
-    return prediction_to_x0(model(x_t, t), teacher.preset.prediction.value, x_t, alpha_bar)
+    timesteps = [(t.double() * left / steps).round().long() for left in range(steps, 0, -1)]  # t, ..., ~t / k
+    alpha_bars = [append_dims(teacher.schedule.alpha_bar_at(s), student_x0.ndim).to(student_x0.dtype)
+                  for s in timesteps]
+    x = add_noise(student_x0.detach(), standard_normal(student_x0, generator), alpha_bars[0])
+    for i, (s, alpha_bar) in enumerate(zip(timesteps, alpha_bars)):
+        output = model(x, s)
+        x0 = prediction_to_x0(output, prediction, x, alpha_bar)
+        if i + 1 < steps:   # DDIM: the same clean estimate and noise direction at the next, lower level
+            x = add_noise(x0, prediction_to_eps(output, prediction, x, alpha_bar), alpha_bars[i + 1])
+    return x0
 
 
 def distillation_loss(decode: Callable[[Tensor], Tensor], student_images: Tensor, target_x0: Tensor,
