@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ldm_lab.diffusion.parameterisation import v_to_x0
-from ldm_lab.distill import (ADDConfig, DiscriminatorConfig, DistillConfig, FeatureNetwork, build_models,
+from ldm_lab.distill import (ADDConfig, DiscriminatorConfig, DistillConfig, FeatureNetwork, build_models, build_student,
                              student_sampling, student_timesteps)
 from ldm_lab.distill.losses import distillation_loss, distillation_weight, r1_penalty, teacher_x0
 from ldm_lab.distill.student import noised_latents, student_x0
@@ -314,3 +314,13 @@ def test_a_teacher_of_several_ddim_steps_walks_each_sample_from_its_own_t(models
     assert torch.isfinite(three).all() and not three.requires_grad and not torch.allclose(one, three)
     with pytest.raises(ValueError, match="teacher_steps"):
         ADDConfig(teacher_steps=0)
+
+
+def test_a_randomly_initialised_student_keeps_only_the_teachers_first_stage_and_text_tower():
+    teacher = tiny_teacher()
+    torch.manual_seed(1)
+    student = build_student(teacher, pretrained=False)
+    trained, fresh = teacher.state_dict(), student.state_dict()
+    assert all(torch.equal(fresh[k], v) for k, v in trained.items() if not k.startswith("unet."))
+    assert not all(torch.equal(fresh[k], v) for k, v in trained.items() if k.startswith("unet."))
+    assert student.schedule.has_zero_terminal_snr and all(p.requires_grad for p in student.unet.parameters())

@@ -60,7 +60,7 @@ def build_models(teacher: LatentDiffusion, config: DistillConfig, features: Feat
     fresh heads."""
     device = teacher.latent_scale.device
     features = features if features is not None else lab_clip_feature_network(config.discriminator.layers, device)
-    student = build_student(teacher, config.add.zero_terminal_snr)
+    student = build_student(teacher, config.add.zero_terminal_snr, config.add.pretrained_student)
     return ADDModels(teacher, student, features, build_heads(features, config.discriminator), config.add, timer)
 
 
@@ -128,7 +128,7 @@ def load_student(run_dir: str | Path, device: str | torch.device = "cpu", *, ema
         raise ValueError(f"{run_dir} was distilled from a teacher in memory; pass it as teacher=...")
     config = DistillConfig.from_dict(record["config"])
     student = build_student(load_teacher(teacher if teacher is not None else record["teacher"], device, loader),
-                            config.add.zero_terminal_snr)
+                            config.add.zero_terminal_snr, config.add.pretrained_student)
     if ema and (checkpoint / EMA_FILE).exists():
         load_checked(student, checkpoint / EMA_FILE)
     else:

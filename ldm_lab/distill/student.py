@@ -27,10 +27,15 @@ def student_config(teacher: LatentDiffusion, zero_terminal_snr: bool = True) -> 
     return replace(teacher.config, preset=preset, condition_dropout=0.0)
 
 
-def build_student(teacher: LatentDiffusion, zero_terminal_snr: bool = True) -> LatentDiffusion:
-    """A copy of the teacher's weights in the student's configuration; only its U-Net is trainable."""
+def build_student(teacher: LatentDiffusion, zero_terminal_snr: bool = True, pretrained: bool = True) -> LatentDiffusion:
+    """A copy of the teacher's weights in the student's configuration; only its U-Net is trainable.
+    ``pretrained=False`` (ADD Tab. 1c, "random" initialisation): the U-Net keeps its fresh random weights, while the
+    first stage and the text tower are still the teacher's."""
     student = LatentDiffusion(student_config(teacher, zero_terminal_snr))
-    student.load_state_dict(teacher.state_dict())
+    weights = teacher.state_dict()
+    if not pretrained:
+        weights = {key: value for key, value in weights.items() if not key.startswith("unet.")}
+    student.load_state_dict(weights, strict=pretrained)
     return freeze_all_but_unet(student).to(teacher.latent_scale.device)
 
 
