@@ -20,7 +20,7 @@ from ldm_lab.metrics.sharpness import detail_score
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.models.sdxl import LAB_SDXL_REFINER, REFINER_TIMESTEPS
 from ldm_lab.tasks import get_target, load_run
-from ldm_lab.tasks.refiner import Handoff, check_same_latent_space, generate_with_refiner
+from ldm_lab.tasks.refiner import Handoff, LowNoiseTask, check_same_latent_space, generate_with_refiner
 from ldm_lab.tasks.sdxl_experiments import bucket_cases, crop_cases, geometry_prompts, geometry_table, shapes_draw
 from ldm_lab.tasks.sdxl_targets import SDXL_ABLATIONS
 
@@ -63,7 +63,9 @@ def test_every_ablation_is_lab_sdxl_with_one_change_at_equal_compute():
     changed = {}
     for target in SDXL_ABLATIONS:
         assert target.train == base.train and target.steps == base.steps  # equal compute
-        assert target.first_stage == base.first_stage and target.task == base.task
+        assert target.first_stage == base.first_stage
+        assert target.task.guidance_scale == base.task.guidance_scale
+        assert target.task == base.task or isinstance(target.task, LowNoiseTask)
         model_changes = {f.name for f in fields(base.model)
                          if getattr(target.model, f.name) != getattr(base.model, f.name)}
         changed[target.name] = (target.dataset if target.dataset != base.dataset else None, model_changes)
@@ -77,6 +79,7 @@ def test_every_ablation_is_lab_sdxl_with_one_change_at_equal_compute():
         "lab-sdxl-centre-crop": ("shapes_centre_crop", {"multi_aspect"}),
         "lab-sdxl-refiner": ("shapes_multiscale_scored", {"preset", "timestep_range"}),
     }
+    assert isinstance(get_target("lab-sdxl-refiner").task, LowNoiseTask)
 
 
 def test_the_refiner_is_conditioned_as_sdxls_refiner():
@@ -259,3 +262,17 @@ def test_shapes_draw_passes_size_and_micro_conditions_to_the_model(base_and_refi
     assert batch["caption"] == prompts and batch["crop_top_left"].tolist() == [[0, 16]] * 2
     assert batch["target_size"].tolist() == batch["original_size"].tolist() == [[48, 80]] * 2  # SDXL's defaults
     assert crop_cases([(0, 16)]) == {"crop (0, 16)": {"crop_top_left": (0, 16)}}
+
+
+def test_the_refiners_sample_grid_refines_noised_validation_images(base_and_refiner):
+    _, refiner = base_and_refiner
+    task = LowNoiseTask(sample_num=2, guidance_scale=2.0)
+    calls = []
+    unet = refiner.unet.forward
+    refiner.unet.forward = lambda x, t, **kw: calls.append(float(t[0])) or unet(x, t, **kw)
+    try:
+        grid = task.sample(refiner)
+    finally:
+        del refiner.unet.forward
+    assert grid.shape == (2, 3, 64, 64) and torch.isfinite(grid).all()
+    assert calls and max(calls) < 200  # only the levels it was trained on, twice each for guidance

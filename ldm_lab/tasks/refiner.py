@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ldm_lab.data import build_dataset, collate
 from ldm_lab.device import model_device
 from ldm_lab.diffusion import ImageEdit, SamplingSettings, sample
 from ldm_lab.diffusion.experts import Expert, refiner_steps, sample_experts
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.tasks.diffusion import SIZE_KEYS, request
+from ldm_lab.tasks.diffusion import SIZE_KEYS, DiffusionTask, conditions_of, request, settings_for
 
 LATENT_SCALE_TOLERANCE = 0.02  # base and refiner latent scales may differ this much (relative): both measure 1/std
                                # of the same first stage's latents, from different draws
@@ -92,3 +94,30 @@ def generate_with_refiner(base: LatentDiffusion, refiner: LatentDiffusion, num: 
         latent = sample(refiner, fresh, refine, cond=refiner_cond, uncond=refiner_uncond,
                         edit=ImageEdit(latent, strength=strength), progress=False, **model)
     return base.decode(latent).clamp(-1, 1)
+
+
+@dataclass(frozen=True)
+class LowNoiseTask(DiffusionTask):
+    """The diffusion task of a low-noise expert (SDXL's refiner). It trains as ``DiffusionTask`` (its model's
+    ``timestep_range`` limits the timesteps); its sample grids show what it was trained for: the first validation
+    images of ``dataset``, noised to the top of its range and denoised by it (SDEdit over its share of the steps),
+    since from pure noise, a level it never saw, it draws nothing."""
+
+    dataset: str = "shapes_multiscale_scored"   # whose validation images the grids refine
+
+    def sample(self, model: LatentDiffusion) -> Tensor:
+        data = build_dataset(self.dataset, "val", model.preset.resolution)
+        batch = collate([data[i] for i in range(self.sample_num)])
+        device = model_device(model)
+        latents = model.encode(batch["image"].to(device))
+        settings = settings_for(model, self.sampling)
+        high = (model.config.timestep_range or (0, model.schedule.num_train_timesteps))[1]
+        strength = min(1.0, (refiner_steps(model.schedule, settings, high) + 0.5) / settings.steps)
+        noise = torch.randn(latents.shape, generator=settings.generator()).to(device)
+        conditions = conditions_of(model, batch)
+        guided = settings.guidance_scale != 1.0
+        refined = sample(model, noise, settings, schedule=model.schedule, prediction=model.preset.prediction.value,
+                         cond=model.condition(conditions, len(latents)),
+                         uncond=model.unconditional(conditions, len(latents)) if guided else None,
+                         edit=ImageEdit(latents, strength=strength), progress=False)
+        return model.decode(refined).clamp(-1, 1)

@@ -25,6 +25,8 @@ from ldm_lab.data import DATASETS, DatasetSource
 from ldm_lab.metrics.images import to_uint8
 from ldm_lab.metrics.sharpness import detail_score
 from ldm_lab.models.sdxl import LAB_SDXL_REFINER, REFINER_TIMESTEPS
+from ldm_lab.tasks.diffusion import DiffusionTask
+from ldm_lab.tasks.refiner import LowNoiseTask
 from ldm_lab.tasks.targets import TARGETS, DiffusionTarget
 
 SCORE_KEY = "aesthetic_score"   # the batch key the refiner's score condition reads
@@ -51,11 +53,12 @@ DATASETS["shapes_multiscale_scored"] = replace(
     _MULTISCALE, build=lambda split, size: DetailScored(_MULTISCALE.build(split, size)))
 
 
-def _variant(name: str, description: str, dataset: str | None = None, **model_changes) -> DiffusionTarget:
-    """lab-sdxl with another name and description, and another dataset and/or model config fields."""
+def _variant(name: str, description: str, dataset: str | None = None, task: DiffusionTask | None = None,
+             **model_changes) -> DiffusionTarget:
+    """lab-sdxl with another name and description, and another dataset, task and/or model config fields."""
     base = TARGETS["lab-sdxl"]
     return replace(base, name=name, description=description, dataset=dataset or base.dataset,
-                   model=replace(base.model, **model_changes))
+                   task=task or base.task, model=replace(base.model, **model_changes))
 
 
 SDXL_ABLATIONS: tuple[DiffusionTarget, ...] = (
@@ -77,7 +80,8 @@ SDXL_ABLATIONS: tuple[DiffusionTarget, ...] = (
              "shapes_centre_crop", multi_aspect=True),
     _variant("lab-sdxl-refiner", "tiny SDXL refiner: lab-sdxl's networks with one text tower, size/crop and a "
              "detail score, trained only on the 200 lowest-noise timesteps (SDXL §2.5)",
-             "shapes_multiscale_scored", preset=LAB_SDXL_REFINER, timestep_range=REFINER_TIMESTEPS),
+             "shapes_multiscale_scored", LowNoiseTask(guidance_scale=TARGETS["lab-sdxl"].task.guidance_scale),
+             preset=LAB_SDXL_REFINER, timestep_range=REFINER_TIMESTEPS),
 )
 
 TARGETS.update({target.name: target for target in SDXL_ABLATIONS})
