@@ -10,7 +10,12 @@ weighted by c(t) = ab_t, in pixel space. Pieces:
 * :mod:`~ldm_lab.distill.discriminator`: lab-clip's frozen image tower (the DINOv2 stand-in) and the heads;
 * :mod:`~ldm_lab.distill.losses`: the three loss terms;
 * :mod:`~ldm_lab.distill.add`: one iteration's two updates; :mod:`~ldm_lab.distill.loop`: the training loop;
-* :mod:`~ldm_lab.distill.run`: ``distill`` (``ldm-lab distill``) and ``load_student``.
+* :mod:`~ldm_lab.distill.run`: ``distill`` (``ldm-lab distill``) and ``load_student``;
+* :mod:`~ldm_lab.distill.timing`: where a step's time goes (``step_time_breakdown``).
+
+Tab. 1's ablations are fields of :class:`ADDConfig`: ``pretrained_student`` (c), ``adversarial_weight`` /
+``distillation_weight`` (d), ``teacher_steps`` (f); the discriminator's conditioning (b) is
+:class:`DiscriminatorConfig`'s ``text_condition`` / ``image_condition``.
 """
 
 from ldm_lab.distill.add import ADDConfig, ADDModels, PhaseTimer

@@ -140,7 +140,7 @@ class ADDModels(nn.Module):
         return self.trainable["heads"]
 
     def phase(self, name: str):
-        """A context that adds its wall time to the timer under ``name`` (nothing without a timer)."""
+        """A context that adds its wall and CPU time to the timer under ``name`` (nothing without a timer)."""
         return (self.timer or _untimed)(name, self.teacher.latent_scale.device)
 
     @torch.no_grad()
