@@ -101,7 +101,7 @@ def conv_block(channels_in: int, channels_out: int, kernel_size: int) -> nn.Sequ
 
 
 class ProjectionHead(nn.Module):
-    """D_k: token features -> logits ``(b, tokens)``, Miyato & Koyama's projection discriminator (eq. 3):
+    """D_k: token features -> logits ``(b, tokens)``, Miyato & Koyama's projection discriminator (their eq. 3):
     D(x, c) = psi(phi(x)) + <embed(c), phi(x)>, per token; without a condition, psi(phi(x)) alone."""
 
     def __init__(self, width: int, config: DiscriminatorConfig, condition_dim: int) -> None:
