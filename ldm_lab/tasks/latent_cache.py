@@ -30,6 +30,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 from tqdm.auto import tqdm
 
+from ldm_lab.data.buckets import item_groups
 from ldm_lab.data.materialise import (Column, Encoding, FieldKind, MaterialisedDataset, columns_of,
                                       fingerprint, merge, save_columns)
 from ldm_lab.device import model_device
@@ -241,3 +242,39 @@ def _field_columns(fields: list[dict], columns: list[dict[str, Column]] | None) 
         return [*columns, columns_of(fields)] if fields[0] else columns
     except TypeError:
         return None
+
+
+class BucketedLatentCache(Dataset):
+    """A :class:`LatentCache` per batch group of ``data`` (SDXL's aspect buckets, whose images differ in size),
+    served as one dataset that keeps each item's index and group, so batches still never mix buckets."""
+
+    def __init__(self, model: LatentDiffusion, data: Dataset, groups: list[int], progress: bool = True) -> None:
+        self.caches: dict[int, LatentCache] = {}
+        self.place: list[tuple[int, int]] = [(0, 0)] * len(data)   # item -> (group, index in its group's cache)
+        for group in sorted(set(groups)):
+            members = [i for i, g in enumerate(groups) if g == group]
+            self.caches[group] = LatentCache(model, Subset(data, members), progress=progress)
+            for local, index in enumerate(members):
+                self.place[index] = (group, local)
+
+    def __len__(self) -> int:
+        return len(self.place)
+
+    def __getitem__(self, index: int) -> dict:
+        group, local = self.place[index]
+        return self.caches[group][local]
+
+    def group(self, index: int) -> int:
+        """The bucket of item ``index`` (``ldm_lab.data.buckets.group_of``)."""
+        return self.place[index][0]
+
+
+def cache_latents(model: LatentDiffusion, data: Dataset, progress: bool = True,
+                  store: CacheFile | None = None) -> Dataset:
+    """``data`` with its images replaced by their cached latent distributions: one :class:`LatentCache` (kept in
+    ``store`` for a resume), or one per aspect bucket for a bucketed dataset (``ldm_lab.data.buckets.item_groups``;
+    encoded at every start)."""
+    groups = item_groups(data)
+    if groups is None:
+        return LatentCache(model, data, progress=progress, store=store)
+    return BucketedLatentCache(model, data, groups, progress=progress)

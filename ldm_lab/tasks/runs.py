@@ -31,7 +31,7 @@ from ldm_lab.data.materialise import training_dataset
 from ldm_lab.json_files import read_json
 from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
-from ldm_lab.tasks.latent_cache import CacheFile, LatentCache
+from ldm_lab.tasks.latent_cache import CacheFile, cache_latents
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
 from ldm_lab.training.checkpoint import EMA_FILE, STATE_JSON_FILE, run_dir_lock
@@ -286,5 +286,5 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
             load_weights(model, existing)  # the first stage that encodes must be the run's own, not a fresh one
         height, width = target.resolution
         store = CacheFile(run_dir / LATENT_CACHE_FILE, f"{target.dataset} train {height}x{width}")
-        data = LatentCache(model, items_a_run_sees(data, config), store=store)  # a resume loads what it stored
+        data = cache_latents(model, items_a_run_sees(data, config), store=store)  # a resume loads what it stored
     return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)
