@@ -18,6 +18,7 @@
     ldm-lab train-evaluator {fmnist-classifier,lab-clip} [--steps N] ...   retrain and ship an evaluation model
     ldm-lab compression-curve RUN_DIR ... --out CSV [--num-samples N]    FID per checkpoint of LDM-f runs (Fig. 6)
     ldm-lab quality-arm {ours,diffusers} --minutes M --out DIR      one arm of `quality`, in a process of its own
+    ldm-lab ablation-arm VARIANT --minutes M --out DIR             one arm of `quality --ablation`, likewise
     ldm-lab selftest --out DIR [--steps N] [--resume] ...           a tiny run through the whole trainer
 """
 
@@ -649,6 +650,28 @@ def _quality_arm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_ablation_arm_command(sub: argparse._SubParsersAction) -> None:
+    arm = sub.add_parser("ablation-arm", help="train one arm of `ldm-lab quality --ablation` (the recipe, or the "
+                         "recipe with one ingredient changed) into a folder and print its record")
+    arm.add_argument("arm", metavar="VARIANT", help="recipe, or an ingredient (ldm_lab.quality.ablation.INGREDIENTS)")
+    arm.add_argument("--minutes", type=positive_float, required=True, help="the arm's training minutes")
+    arm.add_argument("--out", required=True, metavar="DIR", help="the arm's folder")
+    arm.add_argument("--first-stage", default="lab-autoencoder", metavar="RUN_DIR",
+                     help="a lab-autoencoder run or shipped name (default: the shipped lab-autoencoder)")
+    arm.set_defaults(func=_ablation_arm)
+
+
+def _ablation_arm(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ldm_lab.quality.ablation import check_ingredient, train_variant
+
+    check_ingredient(args.arm)  # before anything is written
+    record = train_variant(args.arm, args.minutes, Path(args.out), args.first_stage)
+    print(json.dumps(dataclasses.asdict(record)))
+    return 0
+
+
 def _add_selftest_command(sub: argparse._SubParsersAction) -> None:
     from ldm_lab.training.config import MIXED_PRECISION_CHOICES
 
@@ -756,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_evaluator_command(sub)
     _add_compression_curve_command(sub)
     _add_quality_arm_command(sub)
+    _add_ablation_arm_command(sub)
     _add_selftest_command(sub)
     return parser
 

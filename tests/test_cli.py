@@ -73,7 +73,7 @@ def test_the_target_help_lists_exactly_the_registrys_targets(command, capsys, mo
 
 
 FOLDED = ["bench.py", "quality/arms.py", "training/selftest.py", "compression/curve.py", "shipping/pack.py",
-          "evaluation_models/train_classifier.py", "evaluation_models/train_lab_clip.py"]
+          "evaluation_models/train_classifier.py", "evaluation_models/train_lab_clip.py", "quality/ablation.py"]
 
 
 @pytest.mark.parametrize("module", FOLDED)
@@ -82,7 +82,7 @@ def test_former_entry_points_are_libraries_whose_command_line_lives_in_cli(modul
     assert "argparse" not in source and "__main__" not in source
 
 
-@pytest.mark.parametrize("command", [["quality-arm"], ["selftest"], ["compression-curve"], ["pack"], ["unpack"],
+@pytest.mark.parametrize("command", [["quality-arm"], ["ablation-arm"], ["selftest"], ["compression-curve"], ["pack"], ["unpack"],
                                      ["train-evaluator", "fmnist-classifier"], ["train-evaluator", "lab-clip"]])
 def test_each_command_has_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -99,3 +99,8 @@ def test_an_evaluation_model_records_the_command_that_retrains_it():
         "ldm-lab train-evaluator lab-clip --steps 900 --num-shapes 10"
     args = build_parser().parse_args(["train-evaluator", "lab-clip", "--steps", "900", "--num-shapes", "10"])
     assert args.func.__name__ == "_train_lab_clip" and (args.steps, args.num_shapes, args.lr) == (900, 10, 1e-3)
+
+
+def test_an_unknown_ablation_variant_is_refused_before_anything_is_written(tmp_path, capsys):
+    assert main(["ablation-arm", "more-layers", "--minutes", "1", "--out", str(tmp_path / "arm")]) != 0
+    assert "no-ema" in capsys.readouterr().err and not (tmp_path / "arm").exists()

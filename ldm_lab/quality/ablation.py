@@ -8,13 +8,11 @@ the diffusion model's alone and only the named ingredient differs. The arms trai
 after warm-up: the recipe's cosine decay is as long as the step count, which would need each variant's speed in
 advance (``unet-small`` makes several times more steps in a minute than the recipe); a constant rate lets every
 arm use all its minutes, recipe included. Run one arm in a process of its own:
-``python -m ldm_lab.quality.ablation eps --minutes 30 --out DIR``.
+``ldm-lab ablation-arm eps --minutes 30 --out DIR``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import subprocess
 import sys
@@ -131,7 +129,7 @@ def load_variant(name: str, out: Path) -> torch.nn.Module:
     checkpoint = latest_checkpoint(out / "run")
     if checkpoint is None:
         raise FileNotFoundError(f"{out / 'run'} has no checkpoint: train the variant first "
-                                f"(python -m ldm_lab.quality.ablation {name} --minutes M --out {out}).")
+                                f"(ldm-lab ablation-arm {name} --minutes M --out {out}).")
     model = variant_target(name).build_model()
     load_weights(model, checkpoint, ema=(checkpoint / EMA_FILE).exists())
     return model.eval()
@@ -183,7 +181,7 @@ def train_arms(config: AblationConfig, report: Callable[[str], None] = print) ->
             arm = waiting.pop(0)
             folder = config.folder / arm
             folder.mkdir(parents=True, exist_ok=True)
-            argv = [sys.executable, "-m", "ldm_lab.quality.ablation", arm, "--minutes", str(config.minutes),
+            argv = [sys.executable, "-m", "ldm_lab.cli", "ablation-arm", arm, "--minutes", str(config.minutes),
                     "--out", str(folder), "--first-stage", str(config.first_stage)]
             log = open(config.folder / f"{arm}.log", "a", encoding="utf-8")
             running[arm] = (subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env), log)
@@ -270,25 +268,3 @@ def format_table(table: pd.DataFrame) -> str:
         **{metric: [cell(row, metric) for _, row in table.iterrows()] for metric, _ in METRICS},
         **{f"{metric} verdict": table[f"{metric}_verdict"] for metric, _ in METRICS}})
     return shown.to_string(index=False)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train one arm of the recipe ablation.")
-    parser.add_argument("arm", help=f"{RECIPE} or an ingredient: {', '.join(INGREDIENTS)}")
-    parser.add_argument("--minutes", type=float, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--first-stage", default="lab-autoencoder", help="a lab-autoencoder run or shipped name")
-    args = parser.parse_args(argv)
-    if args.minutes <= 0:
-        parser.error(f"--minutes must be positive, got {args.minutes}")
-    try:
-        check_ingredient(args.arm)
-    except ValueError as error:
-        parser.error(str(error))
-    record = train_variant(args.arm, args.minutes, args.out, args.first_stage)
-    print(json.dumps(asdict(record)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
