@@ -261,7 +261,7 @@ def _add_distill_command(sub: argparse._SubParsersAction) -> None:
                          "(with elapsed_s and cpu_s), samples/, checkpoints/")
     distill.add_argument("--steps", type=positive_int, default=None, help="student updates (default: the profile's)")
     distill.add_argument("--batch-size", type=positive_int, default=None, help="images per update (default 8)")
-    distill.add_argument("--time-limit-s", type=positive_float, default=None,
+    distill.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
                          help="stop after this many seconds, checkpointed (continue with --resume)")
     distill.add_argument("--student-steps", type=positive_int, default=None,
                          help="N, the student's training timesteps (default 4: 999, 749, 499, 249)")
@@ -278,7 +278,7 @@ def _distill(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit_s,
+    config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit,
                         device=args.device, student_steps=args.student_steps)
     result = distill(args.teacher, args.out, config, resume=args.resume)
     print(f"{result.step} student updates in {args.out}; load with ldm_lab.distill.load_student({args.out!r})")

@@ -118,9 +118,9 @@ def test_the_step_time_breakdown_names_every_phase_and_adds_up():
 
 def test_the_command_line_builds_the_run_config():
     args = build_parser().parse_args(["distill", "lab-emoji", "--out", "runs/add", "--steps", "7", "--batch-size", "4",
-                                      "--time-limit-s", "60", "--student-steps", "2", "--device", "cpu"])
+                                      "--time-limit", "60", "--student-steps", "2", "--device", "cpu"])
     assert args.func.__name__ == "_distill" and args.teacher == "lab-emoji"
-    config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit_s,
+    config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit,
                         device=args.device, student_steps=args.student_steps)
     assert (config.train.steps, config.train.batch_size, config.train.time_limit_s) == (7, 4, 60.0)
     assert config.add.student_steps == 2 and config.add.distillation_weight == 2.5
