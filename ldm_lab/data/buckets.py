@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from ldm_lab.data.shapes import SPLIT_SEEDS, ShapesConfig, ShapesDataset, covering_size, scene_item
+from ldm_lab.data.shapes import SPLIT_SEEDS, ShapesConfig, ShapesDataset, crop_corner, scene_item
 
 Size = tuple[int, int]
 
@@ -195,13 +195,7 @@ class BucketedShapes(Dataset):
         scale = rng.uniform(*config.original_scale)
         height = math.sqrt(target[0] * target[1] / image_aspect) * scale
         original = (max(1, round(height)), max(1, round(height * image_aspect)))
-        resized = covering_size(original, target)
-        slack = (resized[0] - target[0], resized[1] - target[1])
-        if config.random_crop:
-            crop = (int(rng.integers(0, slack[0] + 1)), int(rng.integers(0, slack[1] + 1)))
-        else:
-            crop = (slack[0] // 2, slack[1] // 2)
-        return original, target, crop
+        return original, target, crop_corner(original, target, rng if config.random_crop else None)
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):

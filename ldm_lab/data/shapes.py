@@ -194,6 +194,17 @@ def covering_size(original: tuple[int, int], target: tuple[int, int]) -> tuple[i
     return max(target[0], round(original[0] * scale)), max(target[1], round(original[1] * scale))
 
 
+def crop_corner(original: tuple[int, int], target: tuple[int, int], rng: np.random.Generator | None
+                ) -> tuple[int, int]:
+    """Where SDXL's crop of ``target`` falls in ``original`` resized to cover it: (top, left), drawn uniformly with
+    ``rng``, or centred when ``rng`` is None."""
+    resized = covering_size(original, target)
+    slack = (resized[0] - target[0], resized[1] - target[1])
+    if rng is None:
+        return slack[0] // 2, slack[1] // 2
+    return int(rng.integers(0, slack[0] + 1)), int(rng.integers(0, slack[1] + 1))
+
+
 def render_view(scene: Scene, original_size: tuple[int, int], target_size: tuple[int, int],
                 crop_top_left: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Photograph ``scene`` at ``original_size``, resize it to cover ``target_size``, crop at ``crop_top_left``.
@@ -261,13 +272,7 @@ class ShapesDataset(Dataset):
         short = rng.uniform(*config.original_scale) * min(target)
         aspect = rng.uniform(1, config.max_aspect_change) ** rng.choice([-1, 1])  # width / height
         original = (max(1, round(short * max(1, 1 / aspect))), max(1, round(short * max(1, aspect))))
-        resized = covering_size(original, target)
-        slack = (resized[0] - target[0], resized[1] - target[1])
-        if config.random_crop:
-            crop = (int(rng.integers(0, slack[0] + 1)), int(rng.integers(0, slack[1] + 1)))
-        else:
-            crop = (slack[0] // 2, slack[1] // 2)
-        return original, crop
+        return original, crop_corner(original, target, rng if config.random_crop else None)
 
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < len(self):
