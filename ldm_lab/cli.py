@@ -469,7 +469,7 @@ def _bench_unet(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- ship (engineer "ship") ------------------------------------------------------------------------------------
+# ---- ship ----------------------------------------------------------------------------------------------------
 def _add_ship_command(sub: argparse._SubParsersAction) -> None:
     ship = sub.add_parser("ship", help="train lab models (first stages first, several at a time, within a time "
                           "budget) and ship their EMA weights (fp16) with manifest entries into data/checkpoints")
