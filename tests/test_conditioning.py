@@ -284,7 +284,7 @@ def test_sdxl_training_drops_the_prompt_to_what_sampling_uses(name, dropped):
     ({"context_dim": 64}, r"context of width 128, but the U-Net expects 64.*Build the U-Net with context_dim=128"),
     ({"context_dim": None}, r"context of width 128, but the U-Net has no such input"),
     ({"y_dim": 100}, r"expects a vector condition y of width 100.*but no condition gives one"),
-    ({"in_channels": 10}, r"takes 10 input channels, but the latent has 4 and the concat conditions add 0"),
+    ({"in_channels": 10}, r"takes 10 input channels, but the latent has 4 and the concat conditions add 5"),
 ])
 def test_width_mismatches_say_what_to_change(change, message):
     preset = get_preset("lab-layout")  # 128-wide layout tokens

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ldm_lab.device import model_device
 from ldm_lab.distill.discriminator import DiscriminatorHeads, FeatureNetwork, discriminator_condition
 from ldm_lab.distill.losses import (DISTILLATION_WEIGHT, R1_GAMMA, distillation_loss, distillation_weight,
                                     generator_adversarial_loss, hinge_discriminator_loss, r1_penalty, teacher_x0)
@@ -141,13 +142,13 @@ class ADDModels(nn.Module):
 
     def phase(self, name: str):
         """A context that adds its wall and CPU time to the timer under ``name`` (nothing without a timer)."""
-        return (self.timer or _untimed)(name, self.teacher.latent_scale.device)
+        return (self.timer or _untimed)(name, model_device(self.teacher))
 
     @torch.no_grad()
     def prepare(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Prepared:
         """Encode x0, draw s from the student's timesteps and noise z0 to x_s; embed the captions."""
         with self.phase("prepare (encode, text)"):
-            images = batch["image"].to(self.teacher.latent_scale.device)
+            images = batch["image"].to(model_device(self.teacher))
             z0 = self.student.encode(images)
             pick = torch.randint(len(self.student_timesteps), (len(z0),), generator=generator,
                                  device=generator.device if generator is not None else "cpu")

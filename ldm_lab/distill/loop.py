@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ldm_lab.data import collate
+from ldm_lab.device import model_device
 from ldm_lab.distill.add import ADDModels
 from ldm_lab.distill.config import DistillConfig
 from ldm_lab.distill.timesteps import student_sampling
@@ -58,7 +59,7 @@ class Distiller:
                  resume: bool = False) -> None:
         self.models, self.data, self.config, self.run_dir = models, data, config, Path(run_dir)
         train = config.train
-        self.device = models.teacher.latent_scale.device
+        self.device = model_device(models.teacher)
         self.ema = EMA(models.student, train.ema_decay) if train.ema_decay > 0 else None
         self.optimizers = {
             "student": torch.optim.AdamW([p for p in models.student.parameters() if p.requires_grad], lr=train.lr,

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
 from ldm_lab.data.materialise import training_dataset
-from ldm_lab.device import resolve_device
+from ldm_lab.device import model_device, resolve_device
 from ldm_lab.distill.add import ADDModels, PhaseTimer
 from ldm_lab.distill.config import DISTILL_STEPS, DistillConfig
 from ldm_lab.distill.discriminator import FeatureNetwork, build_heads, lab_clip_feature_network
@@ -58,7 +58,7 @@ def build_models(teacher: LatentDiffusion, config: DistillConfig, features: Feat
                  timer: PhaseTimer | None = None) -> ADDModels:
     """Teacher + a student initialised from it + the frozen feature network (lab-clip's tower unless given) +
     fresh heads."""
-    device = teacher.latent_scale.device
+    device = model_device(teacher)
     features = features if features is not None else lab_clip_feature_network(config.discriminator.layers, device)
     student = build_student(teacher, config.add.zero_terminal_snr, config.add.pretrained_student)
     return ADDModels(teacher, student, features, build_heads(features, config.discriminator), config.add, timer)

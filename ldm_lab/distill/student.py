@@ -15,6 +15,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from ldm_lab.device import model_device
 from ldm_lab.diffusion.noise import standard_normal
 from ldm_lab.diffusion.parameterisation import add_noise, append_dims, prediction_to_x0
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
@@ -36,7 +37,7 @@ def build_student(teacher: LatentDiffusion, zero_terminal_snr: bool = True, pret
     if not pretrained:
         weights = {key: value for key, value in weights.items() if not key.startswith("unet.")}
     student.load_state_dict(weights, strict=pretrained)
-    return freeze_all_but_unet(student).to(teacher.latent_scale.device)
+    return freeze_all_but_unet(student).to(model_device(teacher))
 
 
 def freeze_all_but_unet(student: LatentDiffusion) -> LatentDiffusion:
