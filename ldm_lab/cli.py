@@ -627,14 +627,20 @@ def _compression_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_arm_options(arm: argparse.ArgumentParser, metavar: str, what: str, *, first_stage: str | None,
+                     first_stage_help: str) -> None:
+    """What every benchmark arm command takes: the arm, its minutes, its folder and its first stage."""
+    arm.add_argument("arm", metavar=metavar, help=what)
+    arm.add_argument("--minutes", type=positive_float, required=True, help="the arm's training minutes")
+    arm.add_argument("--out", required=True, metavar="DIR", help="the arm's folder")
+    arm.add_argument("--first-stage", default=first_stage, metavar="RUN_DIR", help=first_stage_help)
+
+
 def _add_quality_arm_command(sub: argparse._SubParsersAction) -> None:
     arm = sub.add_parser("quality-arm", help="train one arm of `ldm-lab quality` into a folder (reusing a finished "
                          "one there) and print its record; `quality` runs each arm in a process of its own this way")
-    arm.add_argument("arm", metavar="ARM", help="ours or diffusers")
-    arm.add_argument("--minutes", type=positive_float, required=True, help="the arm's training minutes")
-    arm.add_argument("--out", required=True, metavar="DIR", help="the arm's folder")
-    arm.add_argument("--first-stage", default=None, metavar="RUN_DIR", help="ours: a lab-autoencoder run trained "
-                     "before; its recorded seconds count against the minutes")
+    _add_arm_options(arm, "ARM", "ours or diffusers", first_stage=None, first_stage_help="ours: a lab-autoencoder "
+                     "run trained before; its recorded seconds count against the minutes")
     arm.set_defaults(func=_quality_arm)
 
 
@@ -653,11 +659,9 @@ def _quality_arm(args: argparse.Namespace) -> int:
 def _add_ablation_arm_command(sub: argparse._SubParsersAction) -> None:
     arm = sub.add_parser("ablation-arm", help="train one arm of `ldm-lab quality --ablation` (the recipe, or the "
                          "recipe with one ingredient changed) into a folder and print its record")
-    arm.add_argument("arm", metavar="VARIANT", help="recipe, or an ingredient (ldm_lab.quality.ablation.INGREDIENTS)")
-    arm.add_argument("--minutes", type=positive_float, required=True, help="the arm's training minutes")
-    arm.add_argument("--out", required=True, metavar="DIR", help="the arm's folder")
-    arm.add_argument("--first-stage", default="lab-autoencoder", metavar="RUN_DIR",
-                     help="a lab-autoencoder run or shipped name (default: the shipped lab-autoencoder)")
+    _add_arm_options(arm, "VARIANT", "recipe, or an ingredient (ldm_lab.quality.ablation.INGREDIENTS)",
+                     first_stage="lab-autoencoder", first_stage_help="a lab-autoencoder run or shipped name "
+                     "(default: the shipped lab-autoencoder)")
     arm.set_defaults(func=_ablation_arm)
 
 
