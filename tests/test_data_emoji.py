@@ -29,6 +29,20 @@ def test_captions_spell_out_skin_tones():
     assert two and all(r.caption.endswith(f"{r.skin_tones[0]}, {r.skin_tones[1]}") for r in two)
 
 
+def test_aliases_are_the_short_names_as_words_with_the_tones_and_travel_in_items():
+    records = {r.caption: r for r in emoji.load_records()}
+    assert records["slice of pizza"].aliases == ("pizza",)
+    assert records["automobile"].aliases == ("car", "red car")
+    assert records["rocket"].aliases == ()                       # its short name is its caption
+    assert records["portugal flag"].aliases == ()                # flags' short names are region codes
+    waving = records["waving hand sign: medium skin tone"]
+    assert waving.aliases == ("wave: medium skin tone",)
+    assert not any(emoji.ALIAS_SEPARATOR.strip() in name for r in records.values() for name in (r.caption, *r.aliases))
+    data = emoji.EmojiDataset("train")
+    index = next(i for i, r in enumerate(data.records) if r.caption == "automobile")
+    assert data[index]["aliases"].split(emoji.ALIAS_SEPARATOR) == ["car", "red car"]
+
+
 def test_split_is_by_base_emoji_and_deterministic():
     train, val = emoji.split_records("train"), emoji.split_records("val")
     assert len(train) + len(val) == 3786

@@ -190,3 +190,19 @@ def test_the_trainer_moves_both_players_and_resumes_the_batch_count(tmp_path):
     assert moved == {"autoencoder", "discriminator"}
     restored = load_weights(tiny_gan(disc_start=1), tmp_path)
     assert int(restored.batches_seen) == 2
+
+
+def test_alias_rate_swaps_captions_for_aliases_at_that_rate_and_keeps_the_rest():
+    import collections
+
+    batch = {"caption": ["slice of pizza", "automobile", "rocket"], "aliases": ["pizza", "car; red car", ""]}
+    torch.manual_seed(0)
+    counts = collections.Counter(name for _ in range(2000)
+                                 for name in DiffusionTask(alias_rate=0.5).with_aliases(batch)["caption"])
+    assert counts["rocket"] == 2000                                   # no alias: always the caption
+    assert 900 < counts["pizza"] < 1100 and 900 < counts["slice of pizza"] < 1100
+    assert 400 < counts["car"] < 600 and 400 < counts["red car"] < 600 and counts["car"] + counts["red car"] + counts["automobile"] == 2000
+    assert DiffusionTask().with_aliases(batch) is batch                # the default trains on captions only
+    assert DiffusionTask(alias_rate=1.0).with_aliases({"caption": ["x"]}) == {"caption": ["x"]}  # no aliases field
+    with pytest.raises(ValueError, match="probability"):
+        DiffusionTask(alias_rate=1.5)

@@ -48,6 +48,7 @@ SKIN_TONES = {  # Fitzpatrick modifier -> the words Unicode uses in names
     "1F3FE": "medium-dark skin tone", "1F3FF": "dark skin tone"}
 SPLITS = ("train", "val", "all")
 SPLIT_SIZES = {"train": 3432, "val": 354}  # with the default val_fraction 0.1 (tests recompute it from the data)
+ALIAS_SEPARATOR = "; "  # between the aliases in an item's "aliases" field (no emoji name holds a semicolon)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,17 @@ class EmojiRecord:
     @property
     def label(self) -> int:
         return CATEGORIES.index(self.category)
+
+    @property
+    def aliases(self) -> tuple[str, ...]:
+        """Other names people type for this emoji: its short names as words ("pizza" for "slice of pizza", "sunny"
+        for "black sun with rays"), with the skin tones spelled out as in the caption. Flags' short names are
+        region codes ("flag-pt"), not names, so flags have none."""
+        if self.category == "Flags":
+            return ()
+        words = (name.replace("_", " ") for name in self.short_names)
+        return tuple(alias for alias in dict.fromkeys(_caption(word, self.skin_tones) for word in words)
+                     if alias != self.caption)
 
 
 # ----------------------------------------------------------------------------------------------- download
@@ -239,8 +251,10 @@ def info() -> dict:
 
 
 class EmojiDataset(Dataset):
-    """Items ``{"image": float [3, R, R] in [-1, 1], "caption", "label" (category index), "category",
-    "subcategory", "key"}``; RGBA is composited onto ``background`` and resized to ``resolution``."""
+    """Items ``{"image": float [3, R, R] in [-1, 1], "caption", "aliases", "label" (category index), "category",
+    "subcategory", "key"}``; RGBA is composited onto ``background`` and resized to ``resolution``. ``aliases``
+    holds the record's other names joined by ``ALIAS_SEPARATOR`` ("" when it has none): one string, so batches
+    and latent caches carry it like the caption."""
 
     def __init__(self, split: str = "train", resolution: int = 64,
                  background: tuple[int, int, int] = (255, 255, 255), val_fraction: float = 0.1):
@@ -263,5 +277,6 @@ class EmojiDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
         pixels = torch.from_numpy(np.asarray(self.image(index), dtype=np.float32)).permute(2, 0, 1)
-        return {"image": pixels / 127.5 - 1, "caption": record.caption, "label": record.label,
+        return {"image": pixels / 127.5 - 1, "caption": record.caption,
+                "aliases": ALIAS_SEPARATOR.join(record.aliases), "label": record.label,
                 "category": record.category, "subcategory": record.subcategory, "key": record.key}

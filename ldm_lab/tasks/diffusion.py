@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.conditioning import record_cross_attention, token_maps
+from ldm_lab.data.emoji import ALIAS_SEPARATOR
 from ldm_lab.device import model_device
 from ldm_lab.diffusion import DiffusionLoss, SamplingSettings, sample
 from ldm_lab.diffusion.parameterisation import add_noise
@@ -134,6 +135,13 @@ class DiffusionTask:
     sample_num: int = 16                           # unconditional models: images per grid
     guidance_scale: float = 1.0                    # the CFG scale this model is sampled at (grids, and the
                                                    # default of eval and bench); 1: no guidance
+    alias_rate: float = 0.0                        # text models: the chance that a training prompt is one of
+                                                   # its item's other names (its "aliases": "pizza" for "slice of
+                                                   # pizza") instead of the caption; 0: captions only
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alias_rate <= 1.0:
+            raise ValueError(f"alias_rate is a probability, not {self.alias_rate}: give a value in [0, 1].")
 
     @property
     def sampling(self) -> SamplingSettings:
@@ -142,10 +150,24 @@ class DiffusionTask:
 
     def loss(self, model: LatentDiffusion, batch: dict) -> Tensor:
         z0 = self.clean_latents(model, batch)
-        cond = model.condition(batch, len(z0), dropout=True)
+        cond = model.condition(self.with_aliases(batch), len(z0), dropout=True)
         objective = DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma,
                                   model.config.timestep_range)
         return objective(model, z0, **cond)
+
+    def with_aliases(self, batch: dict) -> dict:
+        """``batch`` with each caption replaced, at ``alias_rate``, by one of its item's aliases drawn uniformly
+        (torch's generator, so a seeded run draws the same). Items without aliases keep their caption: the
+        model learns the names people type as well as the dataset's formal ones."""
+        if not self.alias_rate or "aliases" not in batch:
+            return batch
+        captions = []
+        for caption, aliases in zip(batch["caption"], batch["aliases"], strict=True):
+            names = aliases.split(ALIAS_SEPARATOR) if aliases else []
+            if names and float(torch.rand(())) < self.alias_rate:
+                caption = names[int(torch.randint(len(names), ()))]
+            captions.append(caption)
+        return {**batch, "caption": captions}
 
     @staticmethod
     def clean_latents(model: LatentDiffusion, batch: dict) -> Tensor:

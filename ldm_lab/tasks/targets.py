@@ -179,7 +179,7 @@ TARGETS: dict[str, TrainTarget] = {t.name: t for t in [
     DiffusionTarget("lab-emoji", "text-to-image latent diffusion on 64x64 emoji, on a lab-autoencoder first "
                     "stage, with the CPU recipe (cached latents and prompts, a 16 M U-Net, min-SNR)", "emoji",
                     LatentDiffusionConfig("lab-emoji", snr_gamma=5.0),
-                    DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=3.0), EMOJI_TRAIN,
+                    DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=3.0, alias_rate=0.5), EMOJI_TRAIN,
                     steps=dict(EMOJI_STEPS), first_stage="lab-autoencoder", cache_latents=True),
     DiffusionTarget("lab-shapes", "text-to-image latent diffusion on 64x64 Shapes scenes and their captions, with "
                     "lab-emoji's networks and first stage", "shapes", LatentDiffusionConfig("lab-emoji"),
