@@ -90,9 +90,23 @@ def test_size_verdict_needs_rising_means_and_the_ends_apart():
                               "sharpness_ci_high": v + 1} for side, v in zip((128, 16, 32, 64), values)])
 
     rising = size_sharpens(table([9.0, 2.0, 4.0, 6.0]))           # rows out of order: sorted by size
-    assert rising.holds is True and rising.evidence.startswith("Laplacian energy x 1000 by requested size, 16: 2")
+    assert rising.holds is True and rising.evidence.startswith("sharpness by requested size, 16: 2, 32: 4")
+    assert "ends' intervals apart" in rising.evidence
     assert size_sharpens(table([2.0, 9.0, 6.0, 4.0])).holds is False
     assert size_sharpens(table([3.0, 2.5, 2.8, 3.1])).holds is None
+
+
+def test_size_verdict_with_shared_noise_reads_the_paired_difference_of_the_ends():
+    def paired(low, high):
+        return pd.DataFrame([{"original_size": side, "sharpness": 1.0, "sharpness_ci_low": 0.5, "sharpness_ci_high": 1.5,
+                              "difference": (low + high) / 2 * (side > 16), "difference_ci_low": low * (side > 16),
+                              "difference_ci_high": high * (side > 16), "step_ci_low": 0.0, "step_ci_high": 0.1}
+                             for side in (16, 64)])
+
+    rising = size_sharpens(paired(0.01, 0.05))
+    assert rising.holds is True and "paired difference 64 - 16: 0.03 [0.01, 0.05], above 0" in rising.evidence
+    assert size_sharpens(paired(-0.05, -0.01)).holds is False
+    assert size_sharpens(paired(-0.01, 0.05)).holds is None
 
 
 def test_layout_report_puts_the_autoencoded_row_between_real_and_generated():

@@ -178,6 +178,15 @@ def test_a_class_model_samples_images_in_range():
     assert out.shape == (3, 1, 28, 28) and out.abs().max() <= 1.0
 
 
+def test_generate_without_decoding_returns_the_latents_the_decoder_turns_into_the_images(untrained_ldm8):
+    settings = SamplingSettings(steps=2)
+    draw = lambda decode: generate(untrained_ldm8, labels=torch.tensor([1, 2]), settings=settings, decode=decode,
+                                   generator=torch.Generator().manual_seed(0))
+    latents, images = draw(False), draw(True)
+    assert latents.shape == (2, *untrained_ldm8.latent_shape)
+    assert torch.allclose(untrained_ldm8.decode(latents).clamp(-1, 1), images, atol=1e-5)
+
+
 def test_the_trainer_moves_both_players_and_resumes_the_batch_count(tmp_path):
     from ldm_lab.training import TrainConfig, load_weights, train
 

@@ -142,15 +142,22 @@ def autoencoded(model: LatentDiffusion, images: Tensor, seed: int = 0) -> Tensor
         return model.decode(model.encode(images.to(device))).clamp(-1, 1).cpu()
 
 
-def size_sharpens(table: pd.DataFrame) -> Verdict:
+def size_sharpens(table: pd.DataFrame, of: str = "images") -> Verdict:
     """SDXL §2.2: a larger requested original size gives sharper images (``ldm_lab.metrics.sharpness``'s table
-    and its verdict ``sharpness_rises``: means rising with size, the ends' intervals apart)."""
+    and its verdict ``sharpness_rises``: with shared noise, the paired difference of the ends above 0 and no step
+    between neighbouring sizes below 0). ``of`` names what was measured, e.g. the latents before the decoder."""
     table = table.sort_values("original_size")
-    listing = ", ".join(f"{int(row.original_size)}: {row.sharpness:.3g} [{row.sharpness_ci_low:.3g}, "
-                        f"{row.sharpness_ci_high:.3g}]" for row in table.itertuples())
+    listing = ", ".join(f"{int(row.original_size)}: {row.sharpness:.3g}" for row in table.itertuples())
     holds = sharpness_rises(table)
-    return Verdict("a larger requested original size gives sharper images", holds,
-                   f"Laplacian energy x 1000 by requested size, {listing}; ends' {_apart(holds)}")
+    first, last = table.iloc[0], table.iloc[-1]
+    if "difference" in table:
+        ends = (f"paired difference {int(last.original_size)} - {int(first.original_size)}: {last.difference:.3g} "
+                f"[{last.difference_ci_low:.3g}, {last.difference_ci_high:.3g}], "
+                + {True: "above 0", False: "below 0", None: "spans 0"}[holds])
+    else:
+        ends = f"ends' {_apart(holds)}"
+    return Verdict(f"a larger requested original size gives sharper {of}", holds,
+                   f"sharpness by requested size, {listing}; {ends}")
 
 
 def findings_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:

@@ -52,9 +52,9 @@ def check_concat(model: LatentDiffusion, cond: Mapping[str, Tensor]) -> None:
 def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor | None = None,
              prompts: list[str] | None = None, conditions: Mapping[str, Any] | None = None,
              settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
-             progress: bool = False, size: tuple[int, int] | None = None) -> Tensor:
+             progress: bool = False, size: tuple[int, int] | None = None, decode: bool = True) -> Tensor:
     """Images ``[N, C, H, W]`` in [-1, 1]: noise -> sampler (with CFG when ``settings.guidance_scale != 1``) ->
-    decoder. ``size``: (H, W), default the preset's resolution; other sizes need a ``multi_aspect`` model, and a
+    decoder (``decode=False``: the sampled latents z0, as the U-Net drew them). ``size``: (H, W), default the preset's resolution; other sizes need a ``multi_aspect`` model, and a
     model conditioned on sizes then gets ``target_size`` and ``original_size`` = ``size`` unless given (SDXL's
     sampling default).
 
@@ -83,7 +83,7 @@ def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor |
     x0 = sample(model, noise, settings, schedule=model.schedule, prediction=model.preset.prediction.value,
                 clip_x0=1.0 if model.first_stage is None else None, cond=cond,
                 uncond=model.unconditional(batch, num) if guided else None, generator=generator, progress=progress)
-    return model.decode(x0).clamp(-1, 1)
+    return model.decode(x0).clamp(-1, 1) if decode else x0
 
 
 @torch.no_grad()
