@@ -32,6 +32,19 @@ def test_fidelity_result_becomes_one_row_per_number():
     assert set(frame["num_samples"]) == {500} and set(frame["feature_space"]) == {"fmnist-classifier"}
 
 
+def test_nearest_reference_hits_by_hand():
+    from ldm_lab.metrics.retrieval import nearest_reference_hits
+
+    references = torch.tensor([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])      # directions 0, 90 and 45 degrees
+    queries = torch.tensor([[3.0, 0.2], [0.1, 1.0], [1.0, 0.1]])          # nearest: 0, 1, 0
+    own, each = torch.tensor([0, 1, 2]), torch.arange(3)
+    assert nearest_reference_hits(queries, references, own, each).tolist() == [True, True, False]
+    assert nearest_reference_hits(queries, references, own, each, k=2).tolist() == [True, True, True]  # 2nd: 45 deg
+    assert nearest_reference_hits(queries, references, own, each, k=9).all()  # k beyond the set: all references
+    grouped = torch.tensor([0, 1, 0])                                         # references 0 and 2: one emoji
+    assert nearest_reference_hits(queries, references, torch.tensor([0, 1, 0]), grouped).tolist() == [True] * 3
+
+
 def test_retrieval_accuracy_by_hand():
     # Three pairs; image 2 is closest to caption 0. Captions 1 and 2 are the same string.
     images = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.9, 0.1]])

@@ -140,13 +140,28 @@ def test_score_shipped_appends_the_model_row_with_its_recorded_training(tmp_path
         seen.update(name=name, seeds=seeds, guidance=guidance_scale, trained=not model.training)
         return {"model": name, "kid": 0.2, "kid_ci_low": 0.1, "kid_ci_high": 0.3}
     monkeypatch.setattr(benchmark, "model_scores", fake_scores)
+    monkeypatch.setattr(benchmark, "recognition_scores", lambda model, guidance_scale: {"recognition_top1": 0.4})
+    pd.DataFrame([{"model": "older", "kid": 0.5}]).to_csv(tmp_path / f"{benchmark.MODEL_TABLE}.csv", index=False)
     row = benchmark.score_shipped("lab-emoji", seeds=2, table_folder=tmp_path)
     entry = shipped_entry("lab-emoji")
     assert seen == {"name": "lab-emoji", "seeds": 2, "guidance": 3.0, "trained": True}
     assert row["steps"] == entry.steps and row["training_minutes"] == round(entry.training_seconds / 60, 1)
     benchmark.score_shipped("lab-emoji", table_folder=tmp_path)
     table = pd.read_csv(tmp_path / f"{benchmark.MODEL_TABLE}.csv")
-    assert list(table["model"]) == ["lab-emoji", "lab-emoji"] and list(table["steps"]) == [entry.steps] * 2
+    assert list(table["model"]) == ["older", "lab-emoji", "lab-emoji"]
+    assert list(table["steps"])[1:] == [entry.steps] * 2 and list(table["recognition_top1"])[1:] == [0.4, 0.4]
+    assert table["recognition_top1"].isna()[0]                 # a row from before the column existed stays empty
+
+
+def test_recognition_ranks_each_drawing_among_all_training_emoji():
+    from ldm_lab.quality.benchmark import recognition_scores
+    from ldm_lab.shipping import load_shipped
+
+    row = recognition_scores(load_shipped("lab-emoji", "cpu"), count=4, sampling_steps=1, num_resamples=10)
+    for name in ("recognition_top1", "recognition_top5", "recognition_top1_autoencoded"):
+        assert 0 <= row[f"{name}_ci_low"] <= row[name] <= row[f"{name}_ci_high"] <= 1
+    assert row["recognition_top5"] >= row["recognition_top1"] and row["recognition_captions"] == 4
+    assert row["recognition_top5_autoencoded"] >= 0.75          # a reconstruction looks like its own emoji
 
 
 def test_score_shipped_names_what_is_shipped_for_an_unknown_model(tmp_path):

@@ -2,7 +2,8 @@
 
 Image -> text: for each image, rank the set's distinct captions by cosine similarity; a hit at k if its own caption
 is among the top k. Text -> image: for each distinct caption, rank all images; a hit if one of its images is in the
-top k. Captions equal as strings count as one (two shapes scenes may share a description).
+top k. Captions equal as strings count as one (two shapes scenes may share a description). Image -> image
+(``nearest_reference_hits``): for each generated image, rank a set of real ones; a hit if its own is in the top k.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -30,3 +32,14 @@ def retrieval_accuracy(image_embeddings: Tensor, text_embeddings: Tensor, captio
         hits = owns.gather(0, top_images).any(0)                                            # [M]
         result[f"text_to_image_top{k}"] = hits.float().mean().item()
     return result
+
+
+def nearest_reference_hits(queries: Tensor, references: Tensor, query_labels: Tensor, reference_labels: Tensor,
+                           k: int = 1) -> Tensor:
+    """``[N]`` bool: whether one of the ``k`` references nearest to query ``i`` by cosine similarity carries its label
+    (embeddings ``queries [N, d]``, ``references [M, d]``, normalised here; labels ``[N]`` and ``[M]``). For a drawing
+    of a taught caption, labelled by its emoji: does it look more like its own emoji than like all the others?
+    Labels let near-identical references count as one (an emoji's skin-tone variants share a base emoji)."""
+    queries, references = (F.normalize(x.float(), dim=1) for x in (queries, references))
+    nearest = (queries @ references.T).topk(min(k, len(references)), dim=1).indices        # [N, k]
+    return (reference_labels.to(nearest.device)[nearest] == query_labels.to(nearest.device)[:, None]).any(dim=1)

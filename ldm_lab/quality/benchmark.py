@@ -30,8 +30,10 @@ import torch
 from torch import Tensor
 
 from ldm_lab.data import build_dataset, collate, held_out_sample
+from ldm_lab.device import model_device
 from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_features, fid_from_features,
                              kid_from_features, lab_clip_encoder, mean_interval, recentred_interval, to_uint8)
+from ldm_lab.metrics.retrieval import nearest_reference_hits
 from ldm_lab.paths import git_commit, results_dir, runs_dir
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
@@ -39,6 +41,7 @@ from ldm_lab.shipping.load import load_shipped, shipped_entry
 
 FEATURE_SPACE = "lab-clip"
 TABLE = "time_to_quality"  # data/results/time_to_quality.csv (ldm_lab.metrics.read_csv names tables so)
+RECOGNITION_CAPTIONS = 256  # taught captions drawn by recognition_scores
 GRID_PROMPTS = ("red apple", "grinning face", "red heart", "sun", "blue heart", "green apple", "cat face", "pizza",
                 "dog face", "rocket", "fire", "banana", "house", "star", "ghost", "tree")
 
@@ -191,15 +194,46 @@ def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, guidance_sca
             "feature_space": FEATURE_SPACE, "git_commit": git_commit()}
 
 
+def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS, guidance_scale: float = 3.0,
+                       sampling_steps: int = 20, num_resamples: int = 200, seed: int = 0) -> dict:
+    """Does the model draw the emoji it was taught? ``count`` training captions (a fixed draw), one image each; a
+    hit when the caption's own training emoji (any of its skin tones: they differ only in a few pixels' colour) is
+    the drawing's nearest (``recognition_top1``) or among its 5 nearest (``recognition_top5``) of all training
+    emoji in lab-clip's image space, with bootstrap intervals over captions. ``..._autoencoded`` scores the first stage's reconstructions of the same emoji: the ceiling. KID, FID
+    and CLIP score on held-out captions can be met with emoji-like colours and textures; this needs the shape."""
+    train = build_dataset("emoji", "train", (64, 64))
+    every = collate([train[i] for i in range(len(train))])
+    references = extract_features(to_uint8(every["image"]), FEATURE_SPACE)                  # [M, d]
+    bases = {key: i for i, key in enumerate(dict.fromkeys(r.base_key for r in train.records))}
+    labels = torch.tensor([bases[r.base_key] for r in train.records])                       # [M] base emoji
+    drawn_ids = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+    device = model_device(model)
+    with torch.no_grad():
+        reconstructed = model.decode(model.encode(every["image"][drawn_ids].to(device))).clamp(-1, 1)
+    drawings = prompt_images(model, [every["caption"][int(i)] for i in drawn_ids], seed, guidance_scale, sampling_steps)
+    row = {}
+    for suffix, images in (("", drawings), ("_autoencoded", reconstructed)):
+        features = extract_features(to_uint8(images.cpu()), FEATURE_SPACE)
+        for k in (1, 5):
+            hits = nearest_reference_hits(features, references, labels[drawn_ids], labels, k).float().numpy()
+            interval = mean_interval(hits, num_resamples=num_resamples, seed=seed)
+            name = f"recognition_top{k}{suffix}"
+            row |= {name: interval.estimate, f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
+    return row | {"recognition_captions": count}
+
+
 def score_shipped(name: str, seeds: int = 3, guidance_scale: float = 3.0, table_folder: Path | None = None,
                   device: str | torch.device = "cpu") -> dict:
-    """``model_scores`` of the shipped model ``name``, with its training steps and minutes from the manifest,
-    appended to ``text_to_image_scores.csv``: the numbers its bars are judged by."""
+    """``model_scores`` and ``recognition_scores`` of the shipped model ``name``, with its training steps and
+    minutes from the manifest, added to ``text_to_image_scores.csv``: the numbers its bars are judged by. Rows
+    written before a column existed keep it empty."""
     entry = shipped_entry(name)
-    row = model_scores(load_shipped(name, device).eval(), name, seeds, guidance_scale)
+    model = load_shipped(name, device).eval()
+    row = model_scores(model, name, seeds, guidance_scale) | recognition_scores(model, guidance_scale=guidance_scale)
     row |= {"steps": entry.steps, "training_minutes": round(entry.training_seconds / 60, 1)}
     path = (table_folder or results_dir()) / f"{MODEL_TABLE}.csv"
-    pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    earlier = [pd.read_csv(path)] if path.exists() else []
+    pd.concat([*earlier, pd.DataFrame([row])], ignore_index=True).to_csv(path, index=False)
     return row
 
 
