@@ -4,7 +4,7 @@ window is a crop x crop piece of its own image, and only training batches are cr
 import pytest
 import torch
 
-from ldm_lab.presets import LAB_AUTOENCODER
+from ldm_lab.presets.lab import LAB_AUTOENCODER
 from ldm_lab.tasks import get_target
 from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask, random_crops
 

@@ -251,7 +251,7 @@ def test_curve_measures_every_kept_checkpoint_of_ablation_runs(tmp_path, capsys)
 
     from ldm_lab.cli import main
     from ldm_lab.tasks import train_target
-    from ldm_lab.tasks.targets import ABLATION_TRAIN
+    from ldm_lab.tasks.targets.compression import ABLATION_TRAIN
     from ldm_lab.training import TrainConfig
 
     train_target("lab-vq-f32", tmp_path / "vq", TrainConfig(steps=1, batch_size=2, device="cpu"))

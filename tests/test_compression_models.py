@@ -19,13 +19,9 @@ from ldm_lab.models import LatentDiffusion
 from ldm_lab.nn.autoencoder import Autoencoder, Regularizer
 from ldm_lab.nn.code_restarts import RestartingQuantizer
 from ldm_lab.nn.quantize import VectorQuantizer
-from ldm_lab.presets import (
-    LAB_ABLATION_AUTOENCODER,
-    LAB_AUTOENCODER,
-    check_factor,
-    get_preset,
-    parameter_counts,
-)
+from ldm_lab.presets import get_preset, parameter_counts
+from ldm_lab.presets.compression import check_factor
+from ldm_lab.presets.lab import LAB_ABLATION_AUTOENCODER, LAB_AUTOENCODER
 from ldm_lab.tasks import AutoencoderTask, LabClipPerceptual, get_target
 from ldm_lab.tasks.autoencoder import AutoencoderLossConfig, ldm_first_stage_train_config
 from ldm_lab.training import TrainConfig, build_optimizer

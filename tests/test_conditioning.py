@@ -18,13 +18,11 @@ from ldm_lab.conditioning import (
     SegmentationEmbedderConfig,
     TextEmbedderConfig,
     chunk_tokens,
-    conditioner_config,
     layout_tokens,
 )
-from ldm_lab.conditioning.presets import CONDITIONERS
 from ldm_lab.nn.embeddings import fourier_features
 from ldm_lab.nn.text import TINY, TextEncoderConfig, tokenize
-from ldm_lab.presets import count_parameters, get_preset
+from ldm_lab.presets import CONDITIONERS, conditioner_config, count_parameters, get_preset
 
 SMALL_TEXT = TextEmbedderConfig(TextEncoderConfig(width=32, num_layers=1, num_heads=2, projection_dim=16,
                                                   pad_token_id=0, return_pooled=True))

@@ -153,7 +153,7 @@ def test_text_models_read_lab_clips_frozen_text_tower():
 
 def test_a_pretrained_text_tower_cannot_be_trainable():
     from ldm_lab.conditioning.text import TextEmbedderConfig
-    from ldm_lab.presets import LAB_CLIP_TEXT
+    from ldm_lab.presets.lab import LAB_CLIP_TEXT
 
     with pytest.raises(ValueError, match="trainable=False"):
         TextEmbedderConfig(LAB_CLIP_TEXT, trainable=True, pretrained="lab-clip")

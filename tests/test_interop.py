@@ -21,7 +21,9 @@ from ldm_lab.interop import (diffusers_settings, export_to_diffusers, load_origi
                              text_encoder_to_transformers, write_clip_tokenizer)
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.nn.text import Activation, TextEncoder, TextEncoderConfig
-from ldm_lab.presets import LAB_ABLATION_AUTOENCODER, LAB_PROMPT_UNET, Preset, build_preset, get_preset
+from ldm_lab.presets import Preset, build_preset, get_preset
+from ldm_lab.presets.emoji import LAB_PROMPT_UNET
+from ldm_lab.presets.lab import LAB_ABLATION_AUTOENCODER
 from ldm_lab.tasks.diffusion import generate
 
 PROMPTS = ["red apple", "a smiling face with heart-eyes", "flag: United States"]

@@ -7,8 +7,7 @@ import torch
 from ldm_lab.conditioning.base import Output
 from ldm_lab.conditioning.layout import (LayoutEmbedderConfig, box_coverage, box_maps, lattice_features,
                                          position_tokens)
-from ldm_lab.conditioning.presets import conditioner_config
-from ldm_lab.presets import get_preset
+from ldm_lab.presets import conditioner_config, get_preset
 
 
 def test_lattice_features_order_rows_then_columns_and_grow_apart_with_distance():

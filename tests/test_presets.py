@@ -7,18 +7,12 @@ import pytest
 import torch
 
 from ldm_lab.cli import main
-from ldm_lab.conditioning import Output, conditioner_config
+from ldm_lab.conditioning import Output
 from ldm_lab.nn.embeddings import fourier_features
-from ldm_lab.presets import (
-    LAB_AUTOENCODER,
-    LAB_EMOJI_UNET,
-    PRESETS,
-    Prediction,
-    Schedule,
-    build_preset,
-    get_preset,
-    parameter_counts,
-)
+from ldm_lab.presets import (PRESETS, Prediction, Schedule, build_preset, conditioner_config, get_preset,
+                             parameter_counts)
+from ldm_lab.presets.emoji import LAB_EMOJI_UNET
+from ldm_lab.presets.lab import LAB_AUTOENCODER
 
 
 # DESIGN.md section 5 (measured from the official configs).

@@ -18,11 +18,11 @@ from ldm_lab.metrics.corruptions import blur
 from ldm_lab.metrics.images import to_uint8
 from ldm_lab.metrics.sharpness import detail_score
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
-from ldm_lab.models.sdxl import LAB_SDXL_REFINER, REFINER_TIMESTEPS
+from ldm_lab.presets.shapes import LAB_SDXL_REFINER, REFINER_TIMESTEPS
 from ldm_lab.tasks import get_target, load_run
 from ldm_lab.tasks.refiner import Handoff, LowNoiseTask, check_same_latent_space, generate_with_refiner
 from ldm_lab.tasks.sdxl_experiments import bucket_cases, crop_cases, geometry_prompts, geometry_table, shapes_draw
-from ldm_lab.tasks.sdxl_targets import SDXL_ABLATIONS
+from ldm_lab.tasks.targets.shapes import SDXL_ABLATIONS
 
 MULTISCALE = ShapesConfig(num_images=40, original_scale=(0.25, 2.0))
 

@@ -2,8 +2,9 @@
 trades reconstruction quality against the diffusion model's speed and sample quality.
 
 The models are presets and training targets: first stages ``lab-kl-f{f}`` / ``lab-vq-f{f}``
-(``ldm_lab.presets.lab_first_stage``; targets ``first_stage_target(regularizer, f)``) and LDM-f ``lab-ldm-{f}``
-(``ldm_lab.presets.lab_ldm_unet``; targets ``ablation_target(f)``), for f in ``COMPRESSION_FACTORS``.
+(``ldm_lab.presets.compression.lab_first_stage``; targets ``first_stage_target(regularizer, f)``) and LDM-f
+``lab-ldm-{f}`` (``lab_ldm_unet``; targets ``ablation_target(f)``, ``ldm_lab.tasks.targets.compression``), for f in
+``COMPRESSION_FACTORS``.
 This package measures them:
 
 * ``first_stages``: PSNR / SSIM / rFID, latent std and scale factor, VQ code use -> ``FirstStageRow``
@@ -29,8 +30,8 @@ from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_ABLATION_T
 from ldm_lab.compression.verdicts import (Verdict, at_common_step, best_balance, check_conclusions, kl_ahead_of_vq,
                                           large_factor_stalls, order, pixel_model_behind, pixel_model_slow,
                                           reconstruction_falls_with_f)
-from ldm_lab.presets import COMPRESSION_FACTORS, lab_first_stage, lab_ldm_unet
-from ldm_lab.tasks.targets import ablation_target, first_stage_target
+from ldm_lab.presets.compression import COMPRESSION_FACTORS, lab_first_stage, lab_ldm_unet
+from ldm_lab.tasks.targets.compression import ablation_target, first_stage_target
 
 __all__ = [
     "AUTOENCODERS_TABLE", "COMPRESSION_ABLATION_TABLE", "COMPRESSION_FACTORS", "FIG6_SAMPLING", "AblationRow",

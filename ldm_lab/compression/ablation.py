@@ -28,9 +28,10 @@ from ldm_lab.metrics import (Interval, extract_features, fid_from_features, kid_
                              recentred_interval, to_uint8)
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.nn.autoencoder import Regularizer
-from ldm_lab.presets import check_factor, get_preset, parameter_counts
+from ldm_lab.presets import get_preset, parameter_counts
+from ldm_lab.presets.compression import check_factor
 from ldm_lab.tasks.diffusion import generate_like
-from ldm_lab.tasks.targets import ablation_target, first_stage_target
+from ldm_lab.tasks.targets.compression import ablation_target, first_stage_target
 
 FIG6_SAMPLING = SamplingSettings(seed=0)  # DPM-Solver++(2M), 20 steps, no guidance (Fig. 6 used none), seed 0
 

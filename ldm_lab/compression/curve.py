@@ -33,9 +33,10 @@ from ldm_lab.device import resolve_device
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import extract_features, to_uint8
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.presets import COMPRESSION_FACTORS
+from ldm_lab.presets.compression import COMPRESSION_FACTORS
 from ldm_lab.tasks.runs import read_run_record
-from ldm_lab.tasks.targets import ablation_target, get_target
+from ldm_lab.tasks.targets import get_target
+from ldm_lab.tasks.targets.compression import ablation_target
 from ldm_lab.training import load_weights
 from ldm_lab.training.checkpoint import EMA_FILE, list_checkpoints
 

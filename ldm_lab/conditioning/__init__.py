@@ -8,7 +8,8 @@
 * SDXL micro-conditioning: Fourier features of size, crop and aesthetic score (``FourierEmbedder``; SDXL §2.2),
 
 each declaring what it outputs (``Output``: context tokens, a vector, class ids or concat channels) and how wide,
-so a ``Conditioner`` can be checked against a U-Net before it runs.
+so a ``Conditioner`` can be checked against a U-Net before it runs. Which conditions each preset takes is its
+family's business: ``ldm_lab.presets.conditioner_config``.
 """
 
 from ldm_lab.conditioning.attention_maps import CrossAttentionMap, record_cross_attention, token_maps
@@ -27,15 +28,14 @@ from ldm_lab.conditioning.layout import (
            position_tokens,
 )
 from ldm_lab.conditioning.micro import FourierEmbedder, FourierEmbedderConfig
-from ldm_lab.conditioning.presets import CONDITIONERS, conditioner_config
 from ldm_lab.conditioning.segmentation import (
            SegmentationEmbedder,
            SegmentationEmbedderConfig,
 )
 from ldm_lab.conditioning.text import TextEmbedder, TextEmbedderConfig, chunk_tokens, token_strings
 
-__all__ = ["CONDITIONERS", "ClassEmbedder", "ClassEmbedderConfig", "ConditionSpec", "Conditioner",
+__all__ = ["ClassEmbedder", "ClassEmbedderConfig", "ConditionSpec", "Conditioner",
            "ConditionerConfig", "CrossAttentionMap", "Embedder", "FourierEmbedder", "FourierEmbedderConfig",
            "LayoutEmbedder", "LayoutEmbedderConfig", "Null", "Output", "SegmentationEmbedder",
            "SegmentationEmbedderConfig", "TextEmbedder", "TextEmbedderConfig", "assemble", "chunk_tokens",
-           "conditioner_config", "layout_tokens", "position_tokens", "record_cross_attention", "token_maps", "token_strings"]
+           "layout_tokens", "position_tokens", "record_cross_attention", "token_maps", "token_strings"]

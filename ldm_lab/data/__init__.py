@@ -15,7 +15,7 @@ from ldm_lab.data.batching import collate, split_batch
 from ldm_lab.data.download import DatasetMissingError
 from ldm_lab.data.emoji import EmojiDataset
 from ldm_lab.data.fashion_mnist import FashionMNIST, load_fashion_mnist
-from ldm_lab.data.sdxl_variants import HiddenConditions, LargeOriginals
+from ldm_lab.data.sdxl_variants import DetailScored, HiddenConditions, LargeOriginals
 from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
 from ldm_lab.names import unknown_name_error
 
@@ -61,8 +61,9 @@ def _shapes_source(build: Callable[[str, tuple[int, int]], Dataset]) -> DatasetS
 
 
 # SDXL's ablations (notebook 06; ldm_lab.data.sdxl_variants, ldm_lab.data.buckets): shapes_multiscale without its
-# small originals (Tab. 2 "512² only"), with the original size or the crop hidden, and multi-aspect originals
-# trained at aspect buckets, centre-cropped to squares, or square-only (§2.3).
+# small originals (Tab. 2 "512² only"), with the original size or the crop hidden, with a detail score as the
+# refiner's aesthetic score (§2.5), and multi-aspect originals trained at aspect buckets, centre-cropped to squares,
+# or square-only (§2.3).
 DATASETS.update({
     "shapes_multiscale_large": _shapes_source(
         lambda split, size: LargeOriginals(DATASETS["shapes_multiscale"].build(split, size))),
@@ -70,6 +71,8 @@ DATASETS.update({
         lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("original_size",))),
     "shapes_multiscale_no_crop": _shapes_source(
         lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("crop_top_left",))),
+    "shapes_multiscale_scored": _shapes_source(
+        lambda split, size: DetailScored(DATASETS["shapes_multiscale"].build(split, size))),
     "shapes_buckets": _shapes_source(
         lambda split, size: buckets.BucketedShapes(split, buckets.at_size(buckets.BUCKETS, size))),
     "shapes_centre_crop": _shapes_source(

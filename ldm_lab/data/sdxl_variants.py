@@ -7,7 +7,9 @@
   or the crop: the condition is fixed, ``original_size`` to the item's ``target_size`` and ``crop_top_left`` to
   (0, 0), which is what sampling passes by default. A constant input carries no information, so the network is the
   same as the conditioned one and only what it can learn differs (SDXL's unconditioned model simply lacks the
-  embedding; a fixed input is the same model with a constant bias added to its timestep embedding).
+  embedding; a fixed input is the same model with a constant bias added to its timestep embedding);
+* :class:`DetailScored` — the items with a detail score as their ``aesthetic_score``, the lab refiner's stand-in
+  for the LAION aesthetic score SDXL's refiner is conditioned on (§2.5).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from collections.abc import Sequence
 from torch.utils.data import Dataset
 
 from ldm_lab.data.shapes import ShapesDataset
+from ldm_lab.pixels import detail_score, to_uint8
 
 HIDEABLE = ("original_size", "crop_top_left")  # the micro-conditions HiddenConditions can fix
+SCORE_KEY = "aesthetic_score"   # the batch key the refiner's score condition reads
 
 
 class LargeOriginals(Dataset):
@@ -59,4 +63,20 @@ class HiddenConditions(Dataset):
             item["original_size"] = tuple(item["target_size"])
         if "crop_top_left" in self.hide:
             item["crop_top_left"] = (0, 0)
+        return item
+
+
+class DetailScored(Dataset):
+    """``data``'s items with ``aesthetic_score`` = the detail score of their image (the lab refiner's stand-in for
+    SDXL's aesthetic score, ``ldm_lab.pixels.detail_score``)."""
+
+    def __init__(self, data: Dataset) -> None:
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.data[index])
+        item[SCORE_KEY] = float(detail_score(to_uint8(item["image"][None]))[0])
         return item

@@ -1,5 +1,6 @@
 """Image conventions at the metric boundary: metrics take uint8 ``[N, C, H, W]`` (C = 1 or 3), as torch-fidelity
-does, so a metric never depends on how a model scales its pixels. ``to_uint8`` converts our [-1, 1] floats."""
+does, so a metric never depends on how a model scales its pixels. ``to_uint8`` converts our [-1, 1] floats
+(``ldm_lab.pixels``: the conventions, shared with the data)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as PIL's convert("L")
-
-
-def to_uint8(images: Tensor) -> Tensor:
-    """Float images in [-1, 1] (any shape) -> uint8 in [0, 255], rounded and clipped."""
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def check_uint8(images: Tensor) -> Tensor:
-    """``images`` if it is uint8 ``[N, 1 or 3, H, W]``; else an error that says how to convert."""
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ValueError(f"metrics take uint8 images [N, 1 or 3, H, W], got {images.dtype} {list(images.shape)}; "
-                         "convert float images in [-1, 1] with ldm_lab.metrics.to_uint8")
-    return images
+from ldm_lab.pixels import LUMA_WEIGHTS, check_uint8, to_uint8
 
 
 def to_rgb(images: Tensor) -> Tensor:
@@ -53,3 +41,6 @@ class UInt8Images(Dataset):
 
     def __getitem__(self, index: int) -> Tensor:
         return self.images[index]
+
+
+__all__ = ["LUMA_WEIGHTS", "UInt8Images", "check_uint8", "to_rgb", "to_uint8", "to_unit_range"]

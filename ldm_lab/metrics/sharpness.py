@@ -4,7 +4,8 @@ SDXL conditions on the size an image had before it was resized to the training s
 upscaled, so they are blurry; asked for a small ``original_size``, the model should draw blurry images, and
 sharper ones as the requested size grows. We measure detail as the energy of the discrete Laplacian of the
 luma, the classic focus measure (Pech-Pacheco et al. 2000, "variance of the Laplacian"): an edge blurred over
-k pixels has a Laplacian about k^2 times weaker, while flat regions and smooth gradients score near 0.
+k pixels has a Laplacian about k^2 times weaker, while flat regions and smooth gradients score near 0. The measure
+itself, ``laplacian_energy``, and the refiner's ``detail_score`` live in ``ldm_lab.pixels``, which the data reads too.
 """
 
 from __future__ import annotations
@@ -13,25 +14,10 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ldm_lab.metrics.bootstrap import mean_interval
-from ldm_lab.metrics.images import LUMA_WEIGHTS, check_uint8, to_uint8
-
-# The 3x3 discrete Laplacian: the sum of second differences along rows and columns.
-LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-
-
-def laplacian_energy(images: Tensor) -> Tensor:
-    """Mean squared Laplacian of the luma (pixels in [0, 1]), per image: uint8 ``[N, C, H, W]`` -> ``[N]``.
-    The border row and column, where the kernel would reach outside the image, are left out."""
-    pixels = check_uint8(images).float() / 255
-    if pixels.shape[1] == 3:
-        pixels = torch.einsum("nchw,c->nhw", pixels, pixels.new_tensor(LUMA_WEIGHTS)).unsqueeze(1)
-    response = F.conv2d(pixels, LAPLACIAN.to(pixels).view(1, 1, 3, 3))  # [N, 1, H-2, W-2]
-    return response.square().mean(dim=(1, 2, 3))
-
+from ldm_lab.pixels import DETAIL_REFERENCE, LAPLACIAN, detail_score, laplacian_energy, to_uint8
 
 SizedDraw = Callable[[tuple[int, int]], Tensor]  # requested original (height, width) -> images in [-1, 1]
 Measure = Callable[[Tensor], Tensor]               # what ``draw`` returns -> one sharpness value per image
@@ -107,15 +93,5 @@ def sharpness_by_original_size(images: Tensor, original_sides: Sequence[int], ed
     return pd.DataFrame(rows)
 
 
-# The lab refiner's stand-in for SDXL's aesthetic score (§2.5 conditions the refiner on a LAION-aesthetics score;
-# no such predictor exists here): a score of measurable detail, 5 + log2(Laplacian energy / 5e-4), clipped to
-# [0, 10]. On shapes_multiscale the median small original (shorter side < 24 px, upscaled, blurred) scores about 2.7
-# and the median large one (>= 64 px) about 5.7, so SDXL's sampling values 6.0 and, for the unconditional branch,
-# 2.5 ask for a sharp and a blurred image as they do in SDXL.
-DETAIL_REFERENCE = 5e-4   # the Laplacian energy that scores 5
-
-
-def detail_score(images: Tensor) -> Tensor:
-    """uint8 ``[N, C, H, W]`` -> ``[N]`` detail scores in [0, 10]: one point per doubling of Laplacian energy."""
-    energy = laplacian_energy(images).clamp(min=1e-12)
-    return (5 + torch.log2(energy / DETAIL_REFERENCE)).clamp(0, 10)
+__all__ = ["DETAIL_REFERENCE", "LAPLACIAN", "SizedDraw", "detail_score", "laplacian_energy",
+           "sharpness_by_original_size", "sharpness_by_size", "sharpness_rises"]

@@ -26,13 +26,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ldm_lab.conditioning import ClassEmbedder, Conditioner, conditioner_config
+from ldm_lab.conditioning import ClassEmbedder, Conditioner
 from ldm_lab.diffusion import NoiseSchedule, make_schedule
 from ldm_lab.diffusion.losses import check_timestep_range
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.nn.distributions import DiagonalGaussian
 from ldm_lab.nn.unet import UNet
-from ldm_lab.presets import Preset, get_preset
+from ldm_lab.presets import Preset, conditioner_config, get_preset
 
 REQUEST_NAMES = {"caption": "prompts", "label": "class labels", "boxes": "boxes", "box_labels": "box labels",
                  "segmentation": "segmentation maps"}  # how error messages name a batch key

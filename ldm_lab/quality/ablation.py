@@ -28,7 +28,8 @@ from ldm_lab.diffusion.parameterisation import Prediction
 from ldm_lab.metrics import DualEncoder, extract_features, lab_clip_encoder, to_uint8
 from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import git_commit, results_dir, runs_dir
-from ldm_lab.presets import LAB_PROMPT_UNET, get_preset
+from ldm_lab.presets import get_preset
+from ldm_lab.presets.emoji import LAB_PROMPT_UNET
 from ldm_lab.quality.arms import ArmRecord, prompt_images
 from ldm_lab.tasks.runs import run_config, train_target
 from ldm_lab.tasks.targets import DiffusionTarget, get_target

@@ -1,7 +1,7 @@
 """The two arms of the time-to-quality benchmark, each trained for a wall-clock budget and asked for images.
 
 * ``ours``: ``lab-autoencoder`` for a share of the budget, then ``lab-emoji`` for the rest (the CPU recipe of
-  ``ldm_lab.tasks.targets``: LDM's first-stage objective on 32x32 windows, latents and prompts encoded once,
+  ``ldm_lab.tasks.targets.recipes``: LDM's first-stage objective on 32x32 windows, latents and prompts encoded once,
   a 16 M U-Net, min-SNR, EMA), both through ``ldm-lab train``'s own code (``train_target``);
 * ``diffusers``: ``AutoencoderKL`` + ``UNet2DConditionModel`` + a ``CLIPTextModel`` from scratch, with
   diffusers' example recipe, untuned (``ldm_lab.quality.diffusers_arm``).

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ldm_lab.profiles import check_profile
 from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, TrainTarget, get_target
-from ldm_lab.tasks.sdxl_targets import SDXL_ABLATIONS
+from ldm_lab.tasks.targets.shapes import SDXL_ABLATIONS
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class ShipConfig:
 # Trainable, but not shipped by `ldm-lab ship --all` (the repository's checkpoints must stay small):
 NOT_SHIPPED = frozenset({
     "lab-shapes",  # text-to-image on Shapes: lab-sdxl and lab-layout cover that data in the notebooks
-    # notebook 06's SDXL ablations (ldm_lab.tasks.sdxl_targets): eight more ~9 MiB models; which of them ship is
+    # notebook 06's SDXL ablations (ldm_lab.tasks.targets.shapes): eight more ~9 MiB models; which of them ship is
     # decided with the notebook's runs
     *(target.name for target in SDXL_ABLATIONS),
 })

@@ -15,7 +15,6 @@ from ldm_lab.tasks.gan import PatchDiscriminator, adaptive_weight, discriminator
 from ldm_lab.tasks.perceptual import LabClipPerceptual
 from ldm_lab.tasks.runs import Run, load_run, read_run_record, run_config, train_target
 from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, DiffusionTarget, get_target
-from ldm_lab.tasks import sdxl_targets  # registers notebook 06's SDXL ablation targets into TARGETS
 
 __all__ = [
     "TARGETS", "AutoencoderGAN", "AutoencoderLossConfig", "AutoencoderTarget", "AutoencoderTask",
