@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from ldm_lab.data.download import sha256_of
 from ldm_lab.files import atomic_write_text, file_lock
 from ldm_lab.json_files import read_json
+from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import checkpoints_dir
 
 MANIFEST_FILE = "manifest.json"
@@ -116,10 +117,10 @@ def verified_file(name: str, folder: Path | None = None) -> tuple[Path, Manifest
     folder = folder or checkpoints_dir()
     manifest = read_manifest(folder)
     if name not in manifest:
-        raise CheckpointError(
-            f"no checkpoint named {name!r} in {folder / MANIFEST_FILE} (it lists: {', '.join(manifest) or 'nothing'}). "
-            f"Lab models: train it with `ldm-lab ship {name}`; evaluation models: with their entry point (see "
-            "ldm_lab/evaluation_models/__init__.py); or restore the manifest (git checkout data/checkpoints).")
+        raise CheckpointError(str(unknown_name_error(
+            "checkpoint", name, manifest, listing=f"{', '.join(manifest) or 'none'} (in {folder / MANIFEST_FILE})",
+            advice=f"Lab models: train it with `ldm-lab ship {name}`; evaluation models: with their entry point (see "
+                   "ldm_lab/evaluation_models/__init__.py); or restore the manifest (git checkout data/checkpoints).")))
     entry = manifest[name]
     path = folder / entry.file
     retrain = f"re-fetch data/checkpoints/ from the repository (git checkout) or retrain with `{entry.command}`"

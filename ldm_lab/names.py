@@ -1,4 +1,5 @@
-"""One error for a name that is not in a registry (presets, training targets, samplers, profiles, datasets).
+"""One error for a name that is not in a registry (presets, training targets, samplers, profiles, datasets,
+schedules, splits, checkpoints, ...): every unknown-name error of the package is made here.
 
     raise unknown_name_error("preset", "sdxl-bse", PRESETS)
     # ValueError: unknown preset 'sdxl-bse'. Did you mean 'sdxl-base'? Valid presets: sd15, sd21, ...
@@ -23,7 +24,7 @@ def unknown_name_error(kind: str, name: str, choices: Iterable[str], *, listing:
     """The error for ``name``, not one of the ``choices`` of ``kind``: what it probably meant and every valid
     name (``listing``: another way to list them, e.g. with descriptions; ``advice``: a sentence added at the end)."""
     choices = list(choices)
-    close = closest_names(name, choices)
+    close = closest_names(name, choices) if isinstance(name, str) else []
     suggestion = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     message = f"unknown {kind} {name!r}.{suggestion} Valid {kind}s: {listing or ', '.join(choices)}."
     return ValueError(f"{message} {advice}" if advice else message)

@@ -48,7 +48,7 @@ def test_corrupt_checkpoint_is_refused_with_instructions(tmp_path):
 
 
 def test_unlisted_checkpoint_names_what_is_listed(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint named 'lab-clip'"):
+    with pytest.raises(CheckpointError, match="unknown checkpoint 'lab-clip'"):
         lab_clip.load_lab_clip(folder=tmp_path)
 
 

@@ -165,5 +165,7 @@ def test_recognition_ranks_each_drawing_among_all_training_emoji():
 
 
 def test_score_shipped_names_what_is_shipped_for_an_unknown_model(tmp_path):
-    with pytest.raises(CheckpointError, match="no checkpoint named 'lab-emojii'.*it lists: .*lab-emoji"):
+    with pytest.raises(CheckpointError,
+                       match="unknown checkpoint 'lab-emojii'. Did you mean 'lab-emoji'.*"
+                             "Valid checkpoints: .*lab-emoji"):
         score_shipped("lab-emojii", table_folder=tmp_path)

@@ -51,8 +51,8 @@ def test_generate_refuses_a_non_finite_guidance_scale(scale):
     (dict(guidance_rescale=1.5), r"guidance_rescale must be in \[0, 1\]"),
     (dict(guidance_rescale=math.nan), "guidance_rescale must be a finite number"),
     (dict(eta=-0.5), "eta must be a finite number >= 0"),
-    (dict(timestep_spacing="uniform"), "timestep_spacing must be one of linspace, leading, trailing"),
-    (dict(final_sigma="one"), "final_sigma must be one of zero, sigma_min"),
+    (dict(timestep_spacing="uniform"), "Valid timestep spacings: linspace, leading, trailing"),
+    (dict(final_sigma="one"), "Valid final sigmas: zero, sigma_min"),
     (dict(sampler="dpm_2m"), "Did you mean 'dpmpp_2m'"),
 ])
 def test_bad_settings_are_refused_when_made(fields, message):

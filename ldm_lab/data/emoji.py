@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from ldm_lab.data.download import DatasetMissingError, has_checksum
 from ldm_lab.json_files import read_json
+from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import cache_dir
 
 PACKAGE = "emoji-datasource-google"
@@ -210,7 +211,7 @@ def in_val_split(base_key: str, val_fraction: float = 0.1) -> bool:
 
 def split_records(split: str, val_fraction: float = 0.1) -> tuple[EmojiRecord, ...]:
     if split not in SPLITS:
-        raise ValueError(f"emoji split must be one of {SPLITS}, not {split!r}")
+        raise unknown_name_error("emoji split", split, SPLITS)
     records = load_records()
     if split == "all":
         return records

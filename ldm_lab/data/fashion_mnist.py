@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ldm_lab.data.download import DatasetMissingError, has_checksum
+from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import cache_dir
 
 CLASSES: tuple[str, ...] = (
@@ -112,7 +113,7 @@ def _read_idx(path: Path) -> np.ndarray:
 def load_fashion_mnist(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images ``[N, 28, 28]`` and int64 labels ``[N]`` of ``split`` ('train' or 'test')."""
     if split not in FILES:
-        raise ValueError(f"Fashion-MNIST has splits 'train' and 'test', not {split!r}")
+        raise unknown_name_error("Fashion-MNIST split", split, FILES)
     folder = find_folder()
     if folder is None:
         raise DatasetMissingError(f"Fashion-MNIST is not on this machine; {HOW_TO_GET}")

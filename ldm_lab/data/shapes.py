@@ -20,6 +20,8 @@ from matplotlib.path import Path as PolygonPath
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ldm_lab.names import unknown_name_error
+
 KINDS: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star")
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 38, 38), "green": (34, 160, 60), "blue": (37, 90, 225),
@@ -89,7 +91,7 @@ def _vertices(shape: Shape) -> np.ndarray | None:
         return ring(4) * np.array([1.0, 0.6])  # a rhombus: taller than wide before rotation
     if shape.kind == "star":
         return ring(10, radii=np.tile([1.0, 0.45], 5), offset=-np.pi / 2)
-    raise ValueError(f"unknown shape kind {shape.kind!r}; choose one of {KINDS}")
+    raise unknown_name_error("shape kind", shape.kind, KINDS)
 
 
 def _extent(shape: Shape, size: tuple[int, int]) -> np.ndarray:
@@ -251,7 +253,7 @@ class ShapesDataset(Dataset):
 
     def __init__(self, split: str = "train", config: ShapesConfig = ShapesConfig()):
         if split not in SPLIT_SEEDS:
-            raise ValueError(f"shapes split must be one of {tuple(SPLIT_SEEDS)}, not {split!r}")
+            raise unknown_name_error("shapes split", split, SPLIT_SEEDS)
         self.split, self.config = split, config
 
     def __len__(self) -> int:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.diffusion.schedules import NoiseSchedule
+from ldm_lab.names import unknown_name_error
 
 TimestepSpacing = Literal["linspace", "leading", "trailing"]
 TIMESTEP_SPACINGS: tuple[str, ...] = ("linspace", "leading", "trailing")
@@ -37,7 +38,7 @@ def spaced_timesteps(num_train_timesteps: int, steps: int, spacing: TimestepSpac
     elif spacing == "trailing":
         timesteps = np.round(np.arange(num_train_timesteps, 0, -num_train_timesteps / steps))[:steps] - 1
     else:
-        raise ValueError(f"unknown timestep spacing {spacing!r}; choose one of {', '.join(TIMESTEP_SPACINGS)}")
+        raise unknown_name_error("timestep spacing", spacing, TIMESTEP_SPACINGS)
     return torch.from_numpy(timesteps.astype(np.int64).copy())
 
 
@@ -71,8 +72,8 @@ def append_final_sigma(sigmas: Tensor, schedule: NoiseSchedule, final: FinalSigm
     sigma_0 (linspace spacing visits t = 0) the official DDIM's last step goes from ab_0 to ab_0, which changes
     nothing; it is left out."""
     if final not in FINAL_SIGMAS:
-        raise ValueError(f"unknown final sigma {final!r}; choose one of {', '.join(FINAL_SIGMAS)} "
-                         "('sigma_min' is diffusers' set_alpha_to_one=False)")
+        raise unknown_name_error("final sigma", final, FINAL_SIGMAS,
+                                 advice="'sigma_min' is diffusers' set_alpha_to_one=False.")
     if FinalSigma(final) is FinalSigma.ZERO:
         return append_zero(sigmas)
     sigma_min = sigmas.new_tensor([schedule.sigma_min])

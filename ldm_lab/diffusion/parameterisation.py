@@ -11,6 +11,8 @@ from enum import Enum
 
 from torch import Tensor
 
+from ldm_lab.names import unknown_name_error
+
 
 class Prediction(str, Enum):
     """What the network is trained to output (LDM eq. 1; Salimans & Ho 2022 for v). A plain string works too."""
@@ -26,8 +28,8 @@ PREDICTIONS: tuple[str, ...] = tuple(p.value for p in Prediction)
 def check_prediction(prediction: Prediction | str) -> str:
     """The prediction type as a plain string ("eps", "v" or "x0"); an unknown one raises an error listing them."""
     if prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction type {prediction!r}; choose one of {', '.join(PREDICTIONS)} "
-                         "(diffusers calls them 'epsilon', 'v_prediction' and 'sample')")
+        raise unknown_name_error("prediction type", prediction, PREDICTIONS,
+                                 advice="diffusers calls them 'epsilon', 'v_prediction' and 'sample'.")
     return Prediction(prediction).value
 
 

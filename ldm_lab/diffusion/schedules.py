@@ -16,6 +16,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ldm_lab.names import unknown_name_error
+
 
 
 class Schedule(str, Enum):
@@ -152,8 +154,8 @@ def make_schedule(name: Schedule | str = "scaled_linear", num_train_timesteps: i
     """Build a schedule by name ("scaled_linear", "linear", "cosine"); ``beta_options`` go to the beta
     function (e.g. ``beta_start``, ``beta_end``). ``zero_terminal_snr`` applies Lin et al. 2023, Alg. 1."""
     if name not in BETA_SCHEDULES:
-        raise ValueError(f"unknown noise schedule {name!r}; choose one of {', '.join(BETA_SCHEDULES)} "
-                         "(LDM/SD configs' 'linear' is 'scaled_linear' here)")
+        raise unknown_name_error("noise schedule", name, BETA_SCHEDULES,
+                                 advice="LDM/SD configs' 'linear' is 'scaled_linear' here.")
     betas = BETA_SCHEDULES[name](num_train_timesteps, **beta_options)
     if zero_terminal_snr:
         betas = rescale_zero_terminal_snr(betas)

@@ -17,6 +17,7 @@ import torch
 
 from ldm_lab.diffusion.discretisation import FINAL_SIGMAS, TIMESTEP_SPACINGS, FinalSigma, TimestepSpacing
 from ldm_lab.diffusion.samplers import SamplerSpec, SamplerStep, get_sampler
+from ldm_lab.names import unknown_name_error
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,10 @@ class SamplingSettings:
         if self.eta is not None and not (math.isfinite(self.eta) and self.eta >= 0):
             raise ValueError(f"eta must be a finite number >= 0 (0: DDIM, 1: DDPM), not {self.eta}")
         if self.timestep_spacing not in TIMESTEP_SPACINGS:
-            raise ValueError(f"timestep_spacing must be one of {', '.join(TIMESTEP_SPACINGS)}, "
-                             f"not {self.timestep_spacing!r}")
+            raise unknown_name_error("timestep spacing", self.timestep_spacing, TIMESTEP_SPACINGS)
         if self.final_sigma is not None and self.final_sigma not in FINAL_SIGMAS:
-            raise ValueError(f"final_sigma must be one of {', '.join(FINAL_SIGMAS)} or None (the sampler's own), "
-                             f"not {self.final_sigma!r}")
+            raise unknown_name_error("final sigma", self.final_sigma, FINAL_SIGMAS,
+                                     advice="final_sigma=None keeps the sampler's own.")
         if self.timesteps is not None:
             object.__setattr__(self, "timesteps", tuple(self.timesteps))  # hashable, and equal however given
 

@@ -48,6 +48,7 @@ from ldm_lab.metrics.clip_score import DualEncoder, clip_scores
 from ldm_lab.metrics.features import extract_features
 from ldm_lab.metrics.fidelity import fid_from_features
 from ldm_lab.metrics.images import check_uint8, to_uint8
+from ldm_lab.names import unknown_name_error
 
 CHROMA_THRESHOLD = 80.0   # max - min RGB channel of an object pixel (backgrounds <= 36, palette colours >= 126)
 COLOUR_TOLERANCE = 40.0   # RGB distance to the nearest palette colour (see the module docstring for why 40)
@@ -75,7 +76,7 @@ def object_pixels(images: Tensor, threshold: float = CHROMA_THRESHOLD) -> Tensor
 def colour_index(colour: str) -> int:
     """1 + the palette index of ``colour``: its value in ``palette_map``."""
     if colour not in COLOURS:
-        raise ValueError(f"unknown colour {colour!r}; Shapes' palette is {', '.join(COLOURS)}")
+        raise unknown_name_error("Shapes colour", colour, COLOURS)
     return 1 + list(COLOURS).index(colour)
 
 

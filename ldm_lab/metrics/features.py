@@ -28,6 +28,7 @@ from ldm_lab.device import model_device, resolve_device
 from ldm_lab.evaluation_models.classifier import load_classifier
 from ldm_lab.evaluation_models.lab_clip import load_lab_clip
 from ldm_lab.metrics.images import check_uint8, to_rgb, to_unit_range
+from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import cache_dir
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity v0.2.0 release asset
@@ -175,7 +176,7 @@ def inception_available() -> bool:
 # ------------------------------------------------------------------------------------------------ extraction
 def check_feature_space(name: str) -> FeatureSpace:
     if name not in FEATURE_SPACES:
-        raise ValueError(f"unknown feature space {name!r}; choose one of {', '.join(FEATURE_SPACES)}")
+        raise unknown_name_error("feature space", name, FEATURE_SPACES)
     return FEATURE_SPACES[name]
 
 

@@ -25,6 +25,7 @@ from torch import Tensor
 from ldm_lab.data.materialise import training_dataset
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.models import LatentDiffusion
+from ldm_lab.names import unknown_name_error
 from ldm_lab.tasks.diffusion import generate
 from ldm_lab.tasks.runs import load_run, run_config, train_target
 from ldm_lab.tasks.targets import get_target
@@ -61,7 +62,7 @@ class ArmRecord:
 
 def check_arm(arm: str) -> str:
     if arm not in ARMS:
-        raise ValueError(f"unknown arm {arm!r}; the benchmark's arms are {', '.join(ARMS)}.")
+        raise unknown_name_error("arm", arm, ARMS)
     return arm
 
 

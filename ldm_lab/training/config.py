@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
+from ldm_lab.names import unknown_name_error
+
 MixedPrecision = Literal["no", "bf16", "fp16"]
 MIXED_PRECISION_CHOICES: tuple[str, ...] = ("no", "bf16", "fp16")
 
@@ -54,8 +56,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.min_lr_ratio is the final lr as a fraction of the peak, in [0, 1]; "
                              f"got {self.min_lr_ratio}.")
         if self.mixed_precision not in MIXED_PRECISION_CHOICES:
-            raise ValueError(f"TrainConfig.mixed_precision must be one of {MIXED_PRECISION_CHOICES}, "
-                             f"got {self.mixed_precision!r}.")
+            raise unknown_name_error("mixed precision", self.mixed_precision, MIXED_PRECISION_CHOICES,
+                                     advice="Set TrainConfig.mixed_precision to one of them.")
         if self.time_limit_s is not None and self.time_limit_s <= 0:
             raise ValueError(f"TrainConfig.time_limit_s must be positive seconds, or None for no limit; "
                              f"got {self.time_limit_s}.")
