@@ -21,6 +21,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import OUTPUT_ENV, REPO_ROOT
 from ldm_lab.profiles import PROFILE_ENV, check_profile
 
@@ -44,11 +45,15 @@ def find_notebooks(names: Sequence[str] = ()) -> list[Path]:
     found = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
     if not names:
         return found
-    chosen = [path for path in found if any(path.name == n or path.stem == n or path.name.startswith(f"{n}_")
-                                            for n in names)]
-    if len(chosen) < len(names):
-        raise ValueError(f"no notebook matches {list(names)}; available: {', '.join(p.stem for p in found)}")
-    return chosen
+    for name in names:
+        if not any(_is_named(path, name) for path in found):
+            raise unknown_name_error("notebook", name, [path.stem for path in found])
+    return [path for path in found if any(_is_named(path, name) for name in names)]
+
+
+def _is_named(notebook: Path, name: str) -> bool:
+    """``name`` is the notebook's file name, its stem, or its number prefix."""
+    return notebook.name == name or notebook.stem == name or notebook.name.startswith(f"{name}_")
 
 
 def count_images(notebook: Mapping[str, Any]) -> int:

@@ -47,7 +47,7 @@ def test_unknown_profile_says_what_to_choose():
 
 def test_unknown_notebook_lists_the_available_ones(capsys):
     assert main(["notebooks", "42"]) == 2
-    assert "no notebook matches" in capsys.readouterr().err
+    assert "unknown notebook '42'. Valid notebooks: 00_tour" in capsys.readouterr().err
 
 
 def test_outputs_go_to_the_scratch_folder_in_tests():

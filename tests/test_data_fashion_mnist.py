@@ -28,7 +28,7 @@ def test_dataset_items():
     item = data[0]
     assert item["image"].shape == (1, 32, 32) and item["image"].min() >= -1 and item["image"].max() <= 1
     assert item["caption"] == fm.CLASSES[item["label"]].lower()
-    with pytest.raises(ValueError, match="'train' and 'test'"):
+    with pytest.raises(ValueError, match="unknown Fashion-MNIST split 'val'. Valid Fashion-MNIST splits: train, test"):
         fm.load_fashion_mnist("val")
 
 

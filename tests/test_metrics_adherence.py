@@ -106,7 +106,7 @@ def test_empty_layouts_give_no_scores_and_counts_must_match():
         box_ious(image, torch.zeros(2, 4), ["red"])
     with pytest.raises(ValueError, match="one .*layout per image"):
         layout_adherence(image.unsqueeze(0), [])
-    with pytest.raises(ValueError, match="palette"):
+    with pytest.raises(ValueError, match="unknown Shapes colour 'pink'.*Valid Shapes colours: red"):
         box_ious(image, torch.zeros(1, 4), ["pink"])
 
 
