@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ldm_lab.metrics.bootstrap import mean_interval
@@ -93,5 +94,6 @@ def sharpness_by_original_size(images: Tensor, original_sides: Sequence[int], ed
     return pd.DataFrame(rows)
 
 
-__all__ = ["DETAIL_REFERENCE", "LAPLACIAN", "SizedDraw", "detail_score", "laplacian_energy",
-           "sharpness_by_original_size", "sharpness_by_size", "sharpness_rises"]
+__all__ = ["DETAIL_REFERENCE", "LAPLACIAN", "Measure", "SizedDraw", "detail_score", "image_sharpness",
+           "laplacian_energy", "latent_sharpness", "sharpness_by_original_size", "sharpness_by_size",
+           "sharpness_rises"]
