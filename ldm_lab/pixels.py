@@ -33,14 +33,20 @@ def check_uint8(images: Tensor) -> Tensor:
 LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 
+def channel_laplacian_energy(values: Tensor) -> Tensor:
+    """Mean squared Laplacian of each channel, averaged, per item: float ``[N, C, H, W]`` -> ``[N]``. The border
+    row and column, where the kernel would reach outside, are left out."""
+    n, c, h, w = values.shape
+    response = F.conv2d(values.float().reshape(n * c, 1, h, w), LAPLACIAN.to(values.device).view(1, 1, 3, 3))
+    return response.square().reshape(n, -1).mean(dim=1)                 # response: [N C, 1, H-2, W-2]
+
+
 def laplacian_energy(images: Tensor) -> Tensor:
-    """Mean squared Laplacian of the luma (pixels in [0, 1]), per image: uint8 ``[N, C, H, W]`` -> ``[N]``.
-    The border row and column, where the kernel would reach outside the image, are left out."""
+    """Mean squared Laplacian of the luma (pixels in [0, 1]), per image: uint8 ``[N, C, H, W]`` -> ``[N]``."""
     pixels = check_uint8(images).float() / 255
     if pixels.shape[1] == 3:
         pixels = torch.einsum("nchw,c->nhw", pixels, pixels.new_tensor(LUMA_WEIGHTS)).unsqueeze(1)
-    response = F.conv2d(pixels, LAPLACIAN.to(pixels).view(1, 1, 3, 3))  # [N, 1, H-2, W-2]
-    return response.square().mean(dim=(1, 2, 3))
+    return channel_laplacian_energy(pixels)
 
 
 # The lab refiner's stand-in for SDXL's aesthetic score (§2.5 conditions the refiner on a LAION-aesthetics score;

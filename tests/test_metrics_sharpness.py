@@ -88,6 +88,7 @@ def test_latent_sharpness_is_zero_on_constant_latents_and_grows_with_detail():
 def test_real_images_group_by_their_original_side():
     sharp = to_uint8(checkerboard(6))
     images = torch.cat([blur(sharp[:3], 2.0), sharp[3:]])  # three "upscaled" originals, then three sharp ones
+    images = images.float() / 127.5 - 1                    # back to [-1, 1], as the datasets give them
     with pytest.raises(ValueError, match="no image has an original side in \\[24, 64\\)"):
         sharpness_by_original_size(images, [16, 20, 23, 64, 90, 127], [16, 24, 64, 128], num_resamples=50)
     table = sharpness_by_original_size(images, [16, 20, 23, 64, 90, 127], [16, 24, 128], num_resamples=50)

@@ -14,27 +14,25 @@ from collections.abc import Callable, Sequence
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ldm_lab.metrics.bootstrap import mean_interval
-from ldm_lab.pixels import DETAIL_REFERENCE, LAPLACIAN, detail_score, laplacian_energy, to_uint8
+from ldm_lab.pixels import (DETAIL_REFERENCE, LAPLACIAN, channel_laplacian_energy, detail_score, laplacian_energy,
+                            to_uint8)
 
 SizedDraw = Callable[[tuple[int, int]], Tensor]  # requested original (height, width) -> images in [-1, 1]
 Measure = Callable[[Tensor], Tensor]               # what ``draw`` returns -> one sharpness value per image
 
 
 def image_sharpness(images: Tensor) -> Tensor:
-    """Laplacian energy x 1000 (readable numbers) per image, of images in [-1, 1] or uint8: what a viewer sees."""
-    return 1000 * laplacian_energy(images if images.dtype == torch.uint8 else to_uint8(images))
+    """Laplacian energy x 1000 (readable numbers) per image, of float images in [-1, 1]: what a viewer sees."""
+    return 1000 * laplacian_energy(to_uint8(images))
 
 
 def latent_sharpness(latents: Tensor) -> Tensor:
-    """Mean squared Laplacian of each latent channel, averaged, per latent ``[N, C, h, w]`` -> ``[N]``: the detail the
+    """The Laplacian energy of each latent channel, averaged, per latent ``[N, C, h, w]`` -> ``[N]``: the detail the
     diffusion model drew *before* the decoder, which can add or erase detail of its own."""
-    n, c, h, w = latents.shape
-    response = F.conv2d(latents.float().reshape(n * c, 1, h, w), LAPLACIAN.to(latents.device).view(1, 1, 3, 3))
-    return response.square().reshape(n, -1).mean(dim=1)
+    return channel_laplacian_energy(latents)
 
 
 def sharpness_by_size(draw: SizedDraw, sizes: Sequence[int], num_resamples: int = 1000, seed: int = 0,

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.data import build_dataset, collate, held_out_sample
-from ldm_lab.device import model_device
+from ldm_lab.conditioning.findings import autoencoded
 from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_features, fid_from_features,
                              kid_from_features, lab_clip_encoder, mean_interval, recentred_interval, to_uint8)
 from ldm_lab.metrics.retrieval import nearest_reference_hits
@@ -207,9 +207,7 @@ def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS
     bases = {key: i for i, key in enumerate(dict.fromkeys(r.base_key for r in train.records))}
     labels = torch.tensor([bases[r.base_key] for r in train.records])                       # [M] base emoji
     drawn_ids = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
-    device = model_device(model)
-    with torch.no_grad():
-        reconstructed = model.decode(model.encode(every["image"][drawn_ids].to(device))).clamp(-1, 1)
+    reconstructed = autoencoded(model, every["image"][drawn_ids], seed)
     drawings = prompt_images(model, [every["caption"][int(i)] for i in drawn_ids], seed, guidance_scale, sampling_steps)
     row = {}
     for suffix, images in (("", drawings), ("_autoencoded", reconstructed)):
