@@ -6,6 +6,19 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+ALIAS_SEPARATOR = "; "  # between the names in an item's "aliases" field (no caption in our datasets holds a semicolon)
+
+
+def join_aliases(names: Sequence[str]) -> str:
+    """An item's other names for its caption as one string field ("" for none), so batches and latent caches carry
+    it like the caption itself."""
+    return ALIAS_SEPARATOR.join(names)
+
+
+def split_aliases(field: str) -> list[str]:
+    """The names ``join_aliases`` joined."""
+    return field.split(ALIAS_SEPARATOR) if field else []
+
 
 def collate(items: Sequence[dict]) -> dict:
     """Stack equal-shaped tensors to ``[B, ...]``, numbers and number tuples (sizes, crops) to tensors; keep

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ldm_lab.data.batching import join_aliases
 from ldm_lab.data.download import DatasetMissingError, has_checksum
 from ldm_lab.json_files import read_json
 from ldm_lab.names import unknown_name_error
@@ -49,7 +50,6 @@ SKIN_TONES = {  # Fitzpatrick modifier -> the words Unicode uses in names
     "1F3FE": "medium-dark skin tone", "1F3FF": "dark skin tone"}
 SPLITS = ("train", "val", "all")
 SPLIT_SIZES = {"train": 3432, "val": 354}  # with the default val_fraction 0.1 (tests recompute it from the data)
-ALIAS_SEPARATOR = "; "  # between the aliases in an item's "aliases" field (no emoji name holds a semicolon)
 
 
 @dataclass(frozen=True)
@@ -254,8 +254,7 @@ def info() -> dict:
 class EmojiDataset(Dataset):
     """Items ``{"image": float [3, R, R] in [-1, 1], "caption", "aliases", "label" (category index), "category",
     "subcategory", "key"}``; RGBA is composited onto ``background`` and resized to ``resolution``. ``aliases``
-    holds the record's other names joined by ``ALIAS_SEPARATOR`` ("" when it has none): one string, so batches
-    and latent caches carry it like the caption."""
+    holds the record's other names as one string (``ldm_lab.data.batching.join_aliases``)."""
 
     def __init__(self, split: str = "train", resolution: int = 64,
                  background: tuple[int, int, int] = (255, 255, 255), val_fraction: float = 0.1):
@@ -279,5 +278,5 @@ class EmojiDataset(Dataset):
         record = self.records[index]
         pixels = torch.from_numpy(np.asarray(self.image(index), dtype=np.float32)).permute(2, 0, 1)
         return {"image": pixels / 127.5 - 1, "caption": record.caption,
-                "aliases": ALIAS_SEPARATOR.join(record.aliases), "label": record.label,
+                "aliases": join_aliases(record.aliases), "label": record.label,
                 "category": record.category, "subcategory": record.subcategory, "key": record.key}

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.conditioning import record_cross_attention, token_maps
-from ldm_lab.data.emoji import ALIAS_SEPARATOR
+from ldm_lab.data.batching import split_aliases
 from ldm_lab.device import model_device
 from ldm_lab.diffusion import DiffusionLoss, SamplingSettings, sample
 from ldm_lab.diffusion.parameterisation import add_noise
@@ -163,7 +163,7 @@ class DiffusionTask:
             return batch
         captions = []
         for caption, aliases in zip(batch["caption"], batch["aliases"], strict=True):
-            names = aliases.split(ALIAS_SEPARATOR) if aliases else []
+            names = split_aliases(aliases)
             if names and float(torch.rand(())) < self.alias_rate:
                 caption = names[int(torch.randint(len(names), ()))]
             captions.append(caption)
