@@ -36,7 +36,9 @@ def test_one_training_step_moves_the_student_and_the_heads_and_nothing_frozen(tm
     record = distiller.train_step(tiny_batch())
     assert changed(before, models) == {"student U-Net": True, "heads": True, "feature network": False,
                                        "teacher": False, "first stage": False, "text tower": False}
-    assert set(record) == {"loss", "adversarial", "distillation", "grad_norm", "lr", "discriminator", "r1"}
+    # Step 0 is a logging step: the record says how strongly each weighted term pulls the student.
+    assert set(record) == {"loss", "adversarial", "distillation", "grad_norm", "lr", "discriminator", "r1",
+                           "grad_norm_adversarial", "grad_norm_distillation"}
     assert all(torch.isfinite(torch.tensor(v)) for v in record.values())
     ema = distiller.ema.model.unet.state_dict()
     assert any(not torch.equal(ema[k], v) for k, v in models.teacher.unet.state_dict().items())  # the EMA moved too
@@ -99,6 +101,9 @@ def test_adversarial_only_runs_skip_nothing_and_distillation_only_runs_skip_the_
     heads_before = [p.detach().clone() for p in models.heads.parameters()]
     record = distiller.train_step(tiny_batch())
     assert "discriminator" not in record and record["adversarial"] == 0.0
+    # The only term's gradient is the whole gradient: its norm is the (unclipped) total norm.
+    assert "grad_norm_adversarial" not in record
+    assert record["grad_norm_distillation"] == pytest.approx(record["grad_norm"], rel=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(heads_before, models.heads.parameters()))
     assert ADDConfig(distillation_weight=0.0).adversarial_weight == 1.0
 

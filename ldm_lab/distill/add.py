@@ -116,6 +116,8 @@ class StudentLosses:
     distillation: Tensor                    # L_distill
     images: Tensor                          # D(x_hat_theta): the student's decoded images, with their graph
     t: Tensor                               # the teacher timesteps of the distillation target (b,)
+    weighted: dict[str, Tensor]             # the terms of ``total`` as weighted there, with their graph:
+                                            # "adversarial", "distillation"
 
 
 class ADDModels(nn.Module):
@@ -181,8 +183,9 @@ class ADDModels(nn.Module):
                                     c.teacher_guidance_scale, generator, c.teacher_steps)
                 distillation = distillation_loss(self.teacher.decode, images, target,
                                                  distillation_weight(self.teacher, t))
-        total = c.adversarial_weight * adversarial + c.distillation_weight * distillation
-        return StudentLosses(total, adversarial.detach(), distillation.detach(), images, t)
+        weighted = {"adversarial": c.adversarial_weight * adversarial,
+                    "distillation": c.distillation_weight * distillation}
+        return StudentLosses(sum(weighted.values()), adversarial.detach(), distillation.detach(), images, t, weighted)
 
     def discriminator_losses(self, prepared: Prepared, fake_images: Tensor) -> tuple[Tensor, Tensor]:
         """(hinge + gamma R1, R1) for the heads (L_adv^D), on the real images and the student's (detached) images,

@@ -83,25 +83,25 @@ class Distiller:
         """Alternate student and discriminator updates until ``train.steps``, the time limit or a signal; end
         with a checkpoint."""
         train, start, self.cpu_start = self.config.train, time.perf_counter(), time.process_time()
-        batches, window, stopped_by = self.batches(), defaultdict(float), None
+        batches, window, counts, stopped_by = self.batches(), defaultdict(float), defaultdict(int), None
         self.models.train()
         with training_progress(train.steps, self.step, train.time_limit_s, desc="distill", dynamic_ncols=True) \
                 as progress, GracefulStop() as stop:
             while self.step < train.steps and stopped_by is None:
                 for name, value in self.train_step(next(batches)).items():
                     window[name] += value
+                    counts[name] += 1
                 self.step += 1
                 self.samples_seen += train.batch_size
-                window["steps"] += 1
                 progress.advance(self.step, time.perf_counter() - start)
-                self._after_step(window, progress, start)
+                self._after_step(window, counts, progress, start)
                 out_of_time = train.time_limit_s is not None and time.perf_counter() - start > train.time_limit_s
                 if (stop.requested or out_of_time) and self.step < train.steps:
                     stopped_by = stop.signal_name or TIME_LIMIT
             self.elapsed_before += time.perf_counter() - start
             self.cpu_before, self.cpu_start = self.cpu_s(), time.process_time()
-            if window["steps"]:
-                self._log(window, progress, 0.0)
+            if counts:
+                self._log(window, counts, progress, 0.0)
             if self.saved_step != self.step:
                 self.save_checkpoint()
         return DistillResult(self.models, self.ema.model if self.ema else None, self.step, self.run_dir, stopped_by)
@@ -115,16 +115,20 @@ class Distiller:
         prepared = models.prepare(move_to_device(batch, self.device))
         losses = models.student_losses(prepared)
         optimizer = self.optimizers["student"]
+        params = optimizer.param_groups[0]["params"]
+        # Every log_every steps, which term steers the student: the norm of each weighted term's gradient (two more
+        # backward passes, so not at every step).
+        record = ({f"grad_norm_{name}": norm for name, norm in term_gradient_norms(losses.weighted, params).items()}
+                  if train.log_every and self.step % train.log_every == 0 else {})
         optimizer.zero_grad(set_to_none=True)
         with models.phase("student backward (U-Net, decoder, feature network)"):
             losses.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(optimizer.param_groups[0]["params"],
-                                                   train.max_grad_norm or float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, train.max_grad_norm or float("inf"))
         optimizer.step()
         if self.ema is not None:
             self.ema.update(models.student, num_updates=self.step)
-        record = {"loss": losses.total.detach().item(), "adversarial": losses.adversarial.item(),
-                  "distillation": losses.distillation.item(), "grad_norm": grad_norm.item(), "lr": lr}
+        record |= {"loss": losses.total.detach().item(), "adversarial": losses.adversarial.item(),
+                   "distillation": losses.distillation.item(), "grad_norm": grad_norm.item(), "lr": lr}
         if models.config.adversarial_weight > 0:
             d_loss, r1 = models.discriminator_losses(prepared, losses.images)
             heads = self.optimizers["heads"]
@@ -146,20 +150,21 @@ class Distiller:
         return iter(resumable_loader(self.data, batch_size=train.batch_size, seed=train.seed, start=self.samples_seen,
                                      rank=0, world_size=1, num_workers=train.num_workers, collate_fn=collate))
 
-    def _after_step(self, window: dict[str, float], progress: Any, start: float) -> None:
+    def _after_step(self, window: dict[str, float], counts: dict[str, int], progress: Any, start: float) -> None:
         train = self.config.train
         if self.step % train.log_every == 0:
-            self._log(window, progress, time.perf_counter() - start)
+            self._log(window, counts, progress, time.perf_counter() - start)
         if train.sample_every and self.step % train.sample_every == 0:
             self.sample_grid()
         if train.checkpoint_every and self.step % train.checkpoint_every == 0:
             self.save_checkpoint()
 
-    def _log(self, window: dict[str, float], progress: Any, session_s: float) -> None:
-        steps = window.pop("steps")
-        record = {"step": self.step, **{k: v / steps for k, v in window.items()},
+    def _log(self, window: dict[str, float], counts: dict[str, int], progress: Any, session_s: float) -> None:
+        """Append the means since the last log line (each over the steps that measured it) to the metrics."""
+        record = {"step": self.step, **{k: v / counts[k] for k, v in window.items()},
                   "elapsed_s": self.elapsed_before + session_s, "cpu_s": self.cpu_s()}
         window.clear()
+        counts.clear()
         progress.set_postfix(loss=f"{record['loss']:.4g}", d=f"{record.get('discriminator', 0):.3g}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as log:
@@ -225,4 +230,17 @@ class Distiller:
             atomic_write_text(metrics, "".join(json.dumps(r) + "\n" for r in kept))
 
 
-__all__ = ["DistillResult", "Distiller"]
+def term_gradient_norms(terms: dict[str, Tensor], params: list[Tensor]) -> dict[str, float]:
+    """The L2 norm of each loss term's gradient on ``params`` (the graph is kept for the total's backward): a
+    term whose loss is small can still steer the update, and one whose loss is large may not."""
+    norms = {}
+    for name, term in terms.items():
+        if not term.requires_grad:
+            continue  # a term switched off (weight 0) has no graph
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        norms[name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads
+                                                                   if g is not None])))
+    return norms
+
+
+__all__ = ["DistillResult", "Distiller", "term_gradient_norms"]
