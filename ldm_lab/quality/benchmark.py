@@ -37,13 +37,13 @@ from ldm_lab.metrics.retrieval import nearest_reference_hits
 from ldm_lab.paths import git_commit, results_dir, runs_dir
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
+from ldm_lab.quality.everyday import EVERYDAY_EMOJI
 from ldm_lab.shipping.load import load_shipped, shipped_entry
 
 FEATURE_SPACE = "lab-clip"
 TABLE = "time_to_quality"  # data/results/time_to_quality.csv (ldm_lab.metrics.read_csv names tables so)
 RECOGNITION_CAPTIONS = 256  # taught captions drawn by recognition_scores
-GRID_PROMPTS = ("red apple", "grinning face", "red heart", "sun", "blue heart", "green apple", "cat face", "pizza",
-                "dog face", "rocket", "fire", "banana", "house", "star", "ghost", "tree")
+GRID_PROMPTS = tuple(EVERYDAY_EMOJI)  # sixteen everyday prompts, whose drawings a reader should name
 
 
 @dataclass(frozen=True)

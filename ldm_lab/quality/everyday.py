@@ -1,0 +1,93 @@
+"""Can a reader name what a text-to-emoji model draws for everyday prompts ("sun", "pizza", "red heart")?
+
+A reader who sees a drawing for "sun" names it a sun when it looks like one of the emoji that show a sun. Measured
+here the same way: a drawing is *named* when its nearest emoji, of all of them (training and held-out) in lab-clip's
+image space, is one its prompt names (``EVERYDAY_EMOJI``), and a prompt is drawn nameably when most of its drawings
+(one per seed) are named. Everyday words are not always the dataset's captions ("pizza" is "slice of pizza", "red
+heart" is Unicode's "heavy black heart", a held-out emoji): the table says which prompts the model was taught.
+
+    table = everyday_recognition(load_shipped("lab-emoji"), seeds=4)
+    print(f"{nameable_count(table)} of {len(table)} everyday prompts drawn nameably")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pandas as pd
+import torch
+
+from ldm_lab.data import build_dataset, collate
+from ldm_lab.metrics import extract_features, to_uint8
+from ldm_lab.metrics.retrieval import nearest_reference_hits
+from ldm_lab.models import LatentDiffusion
+from ldm_lab.quality.arms import prompt_images
+
+FEATURE_SPACE = "lab-clip"
+# Everyday prompt -> the emoji (by caption) a reader would name it as; no emoji answers two prompts.
+EVERYDAY_EMOJI: dict[str, tuple[str, ...]] = {
+    "red apple": ("red apple",),
+    "grinning face": ("grinning face",),
+    "red heart": ("heavy black heart",),          # Unicode's name for the red heart, a held-out emoji
+    "sun": ("black sun with rays", "sun with face"),
+    "blue heart": ("blue heart",),
+    "green apple": ("green apple",),
+    "cat face": ("cat face",),
+    "pizza": ("slice of pizza",),
+    "dog face": ("dog face",),
+    "rocket": ("rocket",),
+    "fire": ("fire",),
+    "banana": ("banana",),
+    "house": ("house building", "house with garden"),
+    "star": ("white medium star", "glowing star"),
+    "ghost": ("ghost",),                          # held out
+    "tree": ("deciduous tree", "evergreen tree", "palm tree"),
+}
+
+
+def check_answers(answers: Mapping[str, tuple[str, ...]], captions: set[str]) -> None:
+    """Every answer is an emoji's caption, and none answers two prompts (a drawing is named as one thing)."""
+    seen: dict[str, str] = {}
+    for prompt, emoji in answers.items():
+        for caption in emoji:
+            if caption not in captions:
+                raise ValueError(f"{caption!r} (for {prompt!r}) is no emoji's caption; `ldm-lab data info emoji` "
+                                 "lists the captions.")
+            if caption in seen:
+                raise ValueError(f"{caption!r} answers both {seen[caption]!r} and {prompt!r}; give it to one.")
+            seen[caption] = prompt
+
+
+@torch.no_grad()
+def everyday_recognition(model: LatentDiffusion, answers: Mapping[str, tuple[str, ...]] = EVERYDAY_EMOJI,
+                         seeds: int = 4, guidance_scale: float = 3.0, sampling_steps: int = 20, k: int = 1,
+                         ) -> pd.DataFrame:
+    """One row per prompt: its drawings (one per seed: seeds 0 .. seeds-1), how many are named (one of the ``k``
+    nearest emoji is an answer; skin-tone variants count as their base emoji), whether it was drawn nameably (most
+    named), and whether the model saw any of its answers in training."""
+    train, val = (build_dataset("emoji", split, (64, 64)) for split in ("train", "val"))
+    records = [*train.records, *val.records]
+    check_answers(answers, {record.caption for record in records})
+    answer_of = {caption: index for index, emoji in enumerate(answers.values()) for caption in emoji}
+    bases = {r.base_key: answer_of[r.caption] for r in records if r.caption in answer_of}
+    # Each emoji that answers a prompt carries the prompt's index; every other base emoji a label of its own.
+    others = {key: len(answers) + i for i, key in enumerate(dict.fromkeys(r.base_key for r in records))}
+    labels = torch.tensor([bases.get(r.base_key, others[r.base_key]) for r in records])
+    images = torch.cat([collate([data[i] for i in range(len(data))])["image"] for data in (train, val)])
+    references = extract_features(to_uint8(images), FEATURE_SPACE)
+    prompts = list(answers)
+    named = torch.stack([
+        nearest_reference_hits(extract_features(to_uint8(prompt_images(model, prompts, seed, guidance_scale,
+                                                                        sampling_steps).cpu()), FEATURE_SPACE),
+                               references, torch.arange(len(prompts)), labels, k)
+        for seed in range(seeds)], dim=1)                                                  # [prompts, seeds]
+    taught = {record.caption for record in train.records}
+    return pd.DataFrame({"prompt": prompts, "answers": [", ".join(emoji) for emoji in answers.values()],
+                         "taught": [any(caption in taught for caption in emoji) for emoji in answers.values()],
+                         "drawings": seeds, "named": named.sum(dim=1).tolist(),
+                         "nameable": (2 * named.sum(dim=1) > seeds).tolist()})
+
+
+def nameable_count(table: pd.DataFrame) -> int:
+    """How many prompts of an ``everyday_recognition`` table were drawn nameably."""
+    return int(table["nameable"].sum())

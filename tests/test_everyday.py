@@ -1,0 +1,43 @@
+"""Everyday prompts: a drawing is named when its nearest emoji is one its prompt names."""
+
+import pytest
+import torch
+
+from ldm_lab.checkpoints import read_manifest
+from ldm_lab.data import build_dataset
+from ldm_lab.quality import everyday
+from ldm_lab.quality.everyday import EVERYDAY_EMOJI, check_answers, everyday_recognition, nameable_count
+
+needs_lab_clip = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")
+ANSWERS = {"sun": ("black sun with rays", "sun with face"), "pizza": ("slice of pizza",), "ghost": ("ghost",)}
+
+
+def emoji_image(caption: str) -> torch.Tensor:
+    for split in ("train", "val"):
+        data = build_dataset("emoji", split, (64, 64))
+        for index, record in enumerate(data.records):
+            if record.caption == caption:
+                return data[index]["image"]
+    raise KeyError(caption)
+
+
+def test_every_answer_is_a_caption_and_answers_one_prompt():
+    captions = {r.caption for split in ("train", "val") for r in build_dataset("emoji", split, (64, 64)).records}
+    check_answers(EVERYDAY_EMOJI, captions)
+    with pytest.raises(ValueError, match="'sun' .* is no emoji's caption"):
+        check_answers({"sun": ("sun",)}, captions)
+    with pytest.raises(ValueError, match="answers both 'pizza' and 'food'"):
+        check_answers({"pizza": ("slice of pizza",), "food": ("slice of pizza",)}, captions)
+
+
+@needs_lab_clip
+def test_drawings_of_the_answers_are_named_and_drawings_of_something_else_are_not(monkeypatch):
+    def perfect(model, prompts, seed, *args):   # draws each prompt's first answer, or always a rocket
+        return torch.stack([emoji_image(ANSWERS[p][0] if seed == 0 else "rocket") for p in prompts])
+
+    monkeypatch.setattr(everyday, "prompt_images", perfect)
+    table = everyday_recognition(None, ANSWERS, seeds=3)
+    assert list(table["named"]) == [1, 1, 1] and not table["nameable"].any() and nameable_count(table) == 0
+    assert list(table["taught"]) == [True, True, False]   # the ghost emoji is held out
+    table = everyday_recognition(None, ANSWERS, seeds=1)
+    assert nameable_count(table) == 3
