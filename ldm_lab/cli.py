@@ -223,6 +223,9 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--freeze-encoder", action="store_true",
                        help="first stages: train the decoder only, so the latent space (and any diffusion model "
                             "trained on it) stays valid")
+    train.add_argument("--teacher", default=None, metavar="RUN_DIR",
+                       help="distilled targets (lab-emoji): a run (or the shipped model) of the teacher target whose "
+                            "outputs the student learns (default: the teacher's shipped model)")
     _add_device_argument(train)
     train.set_defaults(func=_train)
 
@@ -238,7 +241,8 @@ def _train(args: argparse.Namespace) -> int:
                         time_limit_s=args.time_limit)
     out = args.out or str(runs_dir() / args.target)
     result = train_target(args.target, out, config, resume=args.resume, first_stage=args.first_stage,
-                          init_from=args.init_from, freeze_encoder=args.freeze_encoder, loader=load_trained)
+                          init_from=args.init_from, freeze_encoder=args.freeze_encoder, teacher=args.teacher,
+                          loader=load_trained)
     metrics = read_metrics(out)
     summary = (f", loss {metrics[-1]['loss']:.4g}, {metrics[-1]['samples_per_s']:.1f} samples/s, "
                f"{metrics[-1]['elapsed_s']:.0f} s in all" if metrics else "")

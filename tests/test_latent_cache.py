@@ -24,7 +24,7 @@ TRAIN_ITEMS = 4  # the training runs below see this many emoji: the cache is bui
 def emoji_model(seed: int = 0) -> LatentDiffusion:
     """lab-emoji's networks with its target's training config (random weights: only E matters here)."""
     torch.manual_seed(seed)
-    return LatentDiffusion(get_target("lab-emoji").model)
+    return LatentDiffusion(get_target("lab-emoji-large").model)
 
 
 def fake_emoji(n: int = len(CAPTIONS)) -> list[dict]:
@@ -220,12 +220,12 @@ def few_emoji(monkeypatch):
 
 
 def test_a_resumed_run_caches_latents_with_its_own_first_stage(few_emoji, tmp_path):
-    assert get_target("lab-emoji").cache_latents
+    assert get_target("lab-emoji-large").cache_latents
     first_stage, run_dir = tmp_path / "ae", tmp_path / "emoji"
     train_target("lab-autoencoder", first_stage, tiny_config("lab-autoencoder", 1))
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), first_stage=first_stage)
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 1), first_stage=first_stage)
     scale = load_run(run_dir, ema=False).model.latent_scale.item()
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 2), resume=True)
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 2), resume=True)
     assert len(few_emoji) == 2 and load_run(run_dir, ema=False).step == 2
 
     trained = load_run(run_dir, ema=False).model
@@ -233,7 +233,7 @@ def test_a_resumed_run_caches_latents_with_its_own_first_stage(few_emoji, tmp_pa
     # the run's own first stage
     for cache, steps in zip(few_emoji, (1, 2), strict=True):
         items = runs_module.items_a_run_sees(runs_module.training_dataset("emoji", (64, 64)),
-                                             tiny_config("lab-emoji", steps))
+                                             tiny_config("lab-emoji-large", steps))
         images = collate([items[i] for i in range(len(items))])["image"]
         mean, std = latent_moments(trained, images)
         torch.testing.assert_close(cache.mean, mean, rtol=1e-5, atol=1e-5)
@@ -245,12 +245,13 @@ def test_a_resumed_run_caches_latents_with_its_own_first_stage(few_emoji, tmp_pa
 def test_a_resumed_run_loads_the_latent_cache_it_stored_instead_of_encoding_again(few_emoji, tmp_path, monkeypatch):
     first_stage, run_dir = tmp_path / "ae", tmp_path / "emoji"
     train_target("lab-autoencoder", first_stage, tiny_config("lab-autoencoder", 1))
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 2), first_stage=first_stage)  # 2 x 2: every item
+    # 2 x 2: every item
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 2), first_stage=first_stage)
     assert (run_dir / runs_module.LATENT_CACHE_FILE).is_file()
     encoded = []
     moments = latent_cache.latent_moments
     monkeypatch.setattr(latent_cache, "latent_moments", lambda *args: encoded.append(1) or moments(*args))
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 3), resume=True)
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 3), resume=True)
     assert encoded == [] and load_run(run_dir, ema=False).step == 3
     torch.testing.assert_close(few_emoji[1].mean, few_emoji[0].mean, rtol=0, atol=0)
 

@@ -41,15 +41,15 @@ def _leaves(value, prefix: str = "") -> dict[str, object]:
 
 
 def test_the_recipe_arm_is_lab_emoji_itself():
-    assert variant_target(RECIPE) is get_target("lab-emoji")
+    assert variant_target(RECIPE) is get_target("lab-emoji-large")
 
 
 @pytest.mark.parametrize("name", sorted(INGREDIENTS))
 def test_each_variant_changes_exactly_one_thing(name):
-    recipe, variant = _leaves(get_target("lab-emoji")), _leaves(variant_target(name))
+    recipe, variant = _leaves(get_target("lab-emoji-large")), _leaves(variant_target(name))
     changed = [key for key in recipe if recipe[key] != variant[key]]
     assert len(changed) == 1, changed
-    assert variant_target(name).name == f"lab-emoji+{name}" and INGREDIENTS[name].description
+    assert variant_target(name).name == f"lab-emoji-large+{name}" and INGREDIENTS[name].description
 
 
 def test_the_named_ingredients_change_what_they_say():

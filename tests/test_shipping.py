@@ -15,12 +15,13 @@ from ldm_lab import checkpoints as manifest
 from ldm_lab.checkpoints import CheckpointError, entry_fields, read_manifest
 from ldm_lab.data import fashion_mnist
 from ldm_lab.nn.autoencoder import Autoencoder
-from ldm_lab.paths import DATA_ENV
-from ldm_lab.shipping import ShipConfig, load_shipped, load_trained, plan_phases, ship, with_first_stages
+from ldm_lab.paths import DATA_ENV, checkpoints_dir
+from ldm_lab.shipping import ShipConfig, load_shipped, load_trained, plan_phases, ship, with_dependencies
 from ldm_lab.shipping import jobs as jobs_module
 from ldm_lab.shipping.export import export_run, shipped_file
-from ldm_lab.shipping.jobs import TrainJob, run_jobs
+from ldm_lab.shipping.jobs import TrainJob, run_jobs, train_argv
 from ldm_lab.shipping.plan import NOT_SHIPPED, run_time_limit_s, shipped_targets
+from ldm_lab.shipping.ship import missing_input
 from ldm_lab.tasks import TARGETS, get_target, load_run, read_run_record, run_config, train_target
 from ldm_lab.training import latest_checkpoint
 from ldm_lab.training.checkpoint import read_trainer_state
@@ -31,19 +32,38 @@ AE, LDM = "lab-fmnist-autoencoder", "lab-fmnist"   # the smallest latent pair: 3
 
 # ------------------------------------------------------------------------------------------------------ plan
 def test_first_stages_train_first_and_are_added_unless_shipped():
-    assert with_first_stages(["lab-emoji", "lab-pixel"], shipped=set()) == ["lab-autoencoder", "lab-emoji", "lab-pixel"]
-    assert with_first_stages(["lab-emoji"], shipped={"lab-autoencoder"}) == ["lab-emoji"]
-    assert plan_phases(["lab-emoji", "lab-pixel", "lab-autoencoder"]) == [["lab-autoencoder"],
-                                                                         ["lab-emoji", "lab-pixel"]]
+    assert with_dependencies(["lab-fmnist", "lab-pixel"], shipped=set()) == ["lab-fmnist-autoencoder", "lab-fmnist",
+                                                                           "lab-pixel"]
+    assert with_dependencies(["lab-fmnist"], shipped={"lab-fmnist-autoencoder"}) == ["lab-fmnist"]
+    assert plan_phases(["lab-fmnist", "lab-pixel", "lab-fmnist-autoencoder"]) == [["lab-fmnist-autoencoder"],
+                                                                                 ["lab-fmnist", "lab-pixel"]]
     # The Shapes models share their own first stage, not lab-emoji's: it is added once, before them.
-    assert with_first_stages(["lab-layout", "lab-seg"], shipped=set()) == ["lab-shapes-autoencoder", "lab-layout",
+    assert with_dependencies(["lab-layout", "lab-seg"], shipped=set()) == ["lab-shapes-autoencoder", "lab-layout",
                                                                          "lab-seg"]
-    assert plan_phases(with_first_stages(["lab-emoji", "lab-layout"], shipped=set())) == [
-        ["lab-autoencoder", "lab-shapes-autoencoder"], ["lab-emoji", "lab-layout"]]
+    assert plan_phases(with_dependencies(["lab-fmnist", "lab-layout"], shipped=set())) == [
+        ["lab-fmnist-autoencoder", "lab-shapes-autoencoder"], ["lab-fmnist", "lab-layout"]]
+
+
+def test_a_distilled_target_trains_after_its_teacher_which_is_added_unless_shipped():
+    assert with_dependencies(["lab-emoji"], shipped=set()) == ["lab-autoencoder", "lab-emoji-large", "lab-emoji"]
+    assert with_dependencies(["lab-emoji"], shipped={"lab-autoencoder", "lab-emoji-large"}) == ["lab-emoji"]
+    assert plan_phases(with_dependencies(["lab-emoji", "lab-layout"], shipped=set())) == [
+        ["lab-autoencoder", "lab-shapes-autoencoder"], ["lab-emoji-large", "lab-layout"], ["lab-emoji"]]
+
+
+def test_a_distilled_target_without_its_first_stage_or_teacher_is_skipped_with_the_reason(tmp_path):
+    assert missing_input("lab-emoji", tmp_path, tmp_path) == "its first stage lab-autoencoder was not shipped"
+    assert missing_input("lab-emoji", tmp_path, checkpoints_dir()) == \
+        "its teacher lab-emoji-large was neither trained nor shipped"
+    assert missing_input("lab-emoji-large", tmp_path, checkpoints_dir()) is None
+    argv = train_argv("lab-emoji", tmp_path / "run", steps=5, time_limit_s=60, device=None, first_stage=None,
+                      teacher=tmp_path / "teacher")
+    assert argv[-2:] == ("--teacher", str(tmp_path / "teacher"))
 
 
 def test_all_means_every_target_but_those_kept_out_of_the_repository():
     assert set(shipped_targets()) == set(TARGETS) - NOT_SHIPPED and "lab-emoji" in shipped_targets()
+    assert "lab-emoji-large" not in shipped_targets()  # lab-emoji's teacher: 31 MiB
 
 
 def test_a_phase_time_limit_counts_waves_start_up_and_exports():

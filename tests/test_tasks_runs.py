@@ -41,23 +41,23 @@ def first_stage_run(tmp_path_factory):
 
 def test_latent_scale_is_measured_once_and_survives_resume(first_stage_run, tmp_path):
     run_dir = tmp_path / "emoji"
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), first_stage=first_stage_run)
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 1), first_stage=first_stage_run)
     first = load_run(run_dir).model.latent_scale.item()
     assert 0 < first < float("inf")
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 2), resume=True)
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 2), resume=True)
     steps = [step for step, _ in list_checkpoints(run_dir)]
     assert steps == [1, 2]
     # Step 2 trained on another batch: a scale re-measured after resuming would differ from the first.
     assert load_run(run_dir).model.latent_scale.item() == first
-    assert read_run_record(run_dir) == {"target": "lab-emoji", "first_stage": str(first_stage_run), "init_from": None,
-                                        "lineage": None, "freeze_encoder": False}
+    assert read_run_record(run_dir) == {"target": "lab-emoji-large", "first_stage": str(first_stage_run),
+                                        "init_from": None, "lineage": None, "freeze_encoder": False, "teacher": None}
 
 
 def test_the_first_stage_weights_are_copied_into_the_latent_run(first_stage_run, tmp_path):
     run_dir = tmp_path / "emoji"
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), first_stage=first_stage_run)
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 1), first_stage=first_stage_run)
     autoencoder = load_run(first_stage_run).model.autoencoder
-    latent = get_target("lab-emoji").build_model()
+    latent = get_target("lab-emoji-large").build_model()
     load_weights(latent, run_dir)  # raw weights: the first stage is frozen, so EMA and raw agree
     for (name, theirs), ours in zip(autoencoder.state_dict().items(), latent.first_stage.state_dict().values()):
         torch.testing.assert_close(ours, theirs, msg=name)
@@ -65,7 +65,7 @@ def test_the_first_stage_weights_are_copied_into_the_latent_run(first_stage_run,
 
 def test_a_latent_target_without_a_first_stage_says_how_to_get_one(tmp_path):
     with pytest.raises(ValueError, match="ldm-lab train lab-autoencoder --out runs/lab-autoencoder"):
-        train_target("lab-emoji", tmp_path / "emoji", tiny_config("lab-emoji", 1))
+        train_target("lab-emoji-large", tmp_path / "emoji", tiny_config("lab-emoji-large", 1))
 
 
 def test_a_pixel_target_refuses_a_first_stage(first_stage_run, tmp_path):
@@ -109,14 +109,14 @@ def test_init_from_refuses_a_run_of_another_target_and_freezing_a_diffusion_mode
     with pytest.raises(ValueError, match="--init-from takes a run of the target being trained"):
         train_target("lab-kl-f4", tmp_path / "other", tiny_config("lab-kl-f4", 1), init_from=first_stage_run)
     with pytest.raises(ValueError, match="--freeze-encoder fine-tunes a first stage's decoder"):
-        train_target("lab-emoji", tmp_path / "frozen", tiny_config("lab-emoji", 1), first_stage=first_stage_run,
-                     freeze_encoder=True)
+        train_target("lab-emoji-large", tmp_path / "frozen", tiny_config("lab-emoji-large", 1),
+                     first_stage=first_stage_run, freeze_encoder=True)
 
 
 def test_fine_tuning_a_latent_run_keeps_the_first_stage_its_source_trained_on(first_stage_run, tmp_path, capsys):
     source, run_dir = tmp_path / "emoji", tmp_path / "fine-tuned"
-    train_target("lab-emoji", source, tiny_config("lab-emoji", 1), first_stage=first_stage_run)
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), init_from=source)  # no --first-stage
+    train_target("lab-emoji-large", source, tiny_config("lab-emoji-large", 1), first_stage=first_stage_run)
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 1), init_from=source)  # no --first-stage
     assert read_run_record(run_dir)["first_stage"] == str(first_stage_run)
     assert f"was trained on the first stage {first_stage_run}" in capsys.readouterr().out
     expected = load_run(first_stage_run).model.autoencoder.state_dict()
@@ -140,3 +140,43 @@ def test_a_fine_tuning_run_records_the_training_behind_its_start_and_a_chain_add
     del record["lineage"]
     (second / "run.json").write_text(json.dumps(record))
     assert run_lineage(second) == lineage
+
+
+@pytest.fixture(scope="module")
+def teacher_run(first_stage_run, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "teacher"
+    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 1), first_stage=first_stage_run)
+    return run_dir
+
+
+def test_a_distilled_run_starts_from_its_teacher_cut_to_its_widths_and_resumes_with_it(teacher_run, tmp_path):
+    run_dir = tmp_path / "student"
+    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), teacher=teacher_run)
+    record = read_run_record(run_dir)
+    assert record["teacher"] == str(teacher_run) and record["first_stage"] == str(first_stage_of(teacher_run))
+    assert record["lineage"]["source"] == str(teacher_run)
+    # The widths the student shares with the teacher (level 0: 64 channels) start as the teacher's; one Adam step
+    # at warm-up's lr (2e-4 / 200) moves each weight by about 1e-6.
+    teacher, student = load_run(teacher_run, ema=False).model, load_run(run_dir, ema=False).model
+    torch.testing.assert_close(student.unet.conv_in.weight, teacher.unet.conv_in.weight, atol=1e-5, rtol=0)
+    assert not torch.allclose(student.unet.conv_in.weight, teacher.unet.conv_in.weight, atol=1e-9, rtol=0)
+    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 2), resume=True)  # the recorded teacher again
+    assert [step for step, _ in list_checkpoints(run_dir)] == [1, 2]
+
+
+def first_stage_of(run_dir):
+    return read_run_record(run_dir)["first_stage"]
+
+
+def test_a_distilled_target_without_a_trained_teacher_says_how_to_train_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ldm-lab train lab-emoji-large --out runs/lab-emoji-large"):
+        train_target("lab-emoji", tmp_path / "student", tiny_config("lab-emoji", 1))
+
+
+def test_a_teacher_of_another_target_and_a_teacher_for_an_undistilled_target_are_refused(first_stage_run,
+                                                                                         teacher_run, tmp_path):
+    with pytest.raises(ValueError, match="is distilled from lab-emoji-large"):
+        train_target("lab-emoji", tmp_path / "a", tiny_config("lab-emoji", 1), teacher=first_stage_run)
+    with pytest.raises(ValueError, match="not distilled from a teacher; drop --teacher"):
+        train_target("lab-emoji-large", tmp_path / "b", tiny_config("lab-emoji-large", 1),
+                     first_stage=first_stage_run, teacher=teacher_run)

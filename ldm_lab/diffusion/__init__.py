@@ -6,7 +6,7 @@ from ldm_lab.diffusion.discretisation import (TIMESTEP_SPACINGS, FinalSigma, kar
 from ldm_lab.diffusion.editing import ImageEdit, concat_inpainting_model
 from ldm_lab.diffusion.experts import Expert, sample_experts
 from ldm_lab.diffusion.guidance import classifier_free_guidance, guided_model, rescale_guidance
-from ldm_lab.diffusion.losses import DiffusionLoss, RectifiedFlowLoss, min_snr_weight
+from ldm_lab.diffusion.losses import DiffusionLoss, DistillationLoss, RectifiedFlowLoss, min_snr_weight
 from ldm_lab.diffusion.oracle import GaussianOracle
 from ldm_lab.diffusion.samplers import (SAMPLERS, TURBO_DEMO_TIMESTEPS, ConsistencyMultistep, DPMSolverPP2M, Euler,
                                         EulerAncestral, Heun, SamplerSpec, run_sampler)
@@ -17,7 +17,7 @@ from ldm_lab.diffusion.settings import SamplingSettings
 
 __all__ = [
     "BETA_SCHEDULES", "SAMPLERS", "TIMESTEP_SPACINGS", "TURBO_DEMO_TIMESTEPS", "ConsistencyMultistep",
-    "DPMSolverPP2M", "Denoiser", "DiffusionLoss", "Euler", "EulerAncestral", "Expert", "FinalSigma",
+    "DPMSolverPP2M", "Denoiser", "DiffusionLoss", "DistillationLoss", "Euler", "EulerAncestral", "Expert", "FinalSigma",
     "GaussianOracle", "Heun", "ImageEdit", "NoiseSchedule", "Prediction", "RectifiedFlowLoss", "SamplerSpec",
     "SamplingSettings", "Schedule", "classifier_free_guidance", "compare_samplers", "concat_inpainting_model",
     "guided_model", "karras_sigmas", "make_schedule", "min_snr_weight", "rescale_guidance", "run_sampler", "sample",

@@ -1,5 +1,5 @@
 """Training objectives: DDPM's denoising loss on an eps / v / x0 target with optional min-SNR-gamma weighting,
-and the rectified-flow objective of SD3.
+its distillation into a smaller network, and the rectified-flow objective of SD3.
 
 A loss is a frozen dataclass called as ``loss(model_fn, x0, generator=..., **cond) -> scalar``.
 """
@@ -7,6 +7,7 @@ A loss is a frozen dataclass called as ``loss(model_fn, x0, generator=..., **con
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -49,6 +50,14 @@ def per_sample_mse(output: Tensor, target: Tensor) -> Tensor:
     return (output.float() - target.float()).pow(2).flatten(1).mean(dim=1)
 
 
+class NoisedBatch(NamedTuple):
+    """A batch of DDPM's forward process: timesteps ``[B]``, x_t and the regression target (both like x0)."""
+
+    t: Tensor
+    x_t: Tensor
+    target: Tensor
+
+
 @dataclass(frozen=True)
 class DiffusionLoss:
     """DDPM's simplified objective (Ho et al. 2020, eq. 14), ||target - F(x_t, t)||^2 with t uniform on
@@ -70,19 +79,51 @@ class DiffusionLoss:
         """[low, high) of the timesteps this loss trains on."""
         return self.timestep_range or (0, self.schedule.num_train_timesteps)
 
-    def __call__(self, model_fn: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,
-                 **cond: Tensor) -> Tensor:
+    def noised(self, x0: Tensor, generator: torch.Generator | None = None) -> NoisedBatch:
+        """One draw of the forward process for ``x0``: t uniform on the trained range, x_t and the target."""
         device = generator.device if generator is not None else x0.device
         low, high = self.timesteps
         t = torch.randint(low, high, (x0.shape[0],), generator=generator, device=device).to(x0.device)
         eps = standard_normal(x0, generator)
         alpha_bar = append_dims(self.schedule.alpha_bar_at(t), x0.ndim).to(x0.dtype)
-        target = training_target(self.prediction, x0, eps, alpha_bar)
-        losses = per_sample_mse(model_fn(add_noise(x0, eps, alpha_bar), t, **cond), target)
+        return NoisedBatch(t, add_noise(x0, eps, alpha_bar), training_target(self.prediction, x0, eps, alpha_bar))
+
+    def reduce(self, losses: Tensor, t: Tensor) -> Tensor:
+        """The batch loss from per-sample losses ``[B]`` at timesteps ``t``: min-SNR-weighted if asked, averaged."""
         if self.snr_gamma is not None:
             snr = self.schedule.snr[t.cpu()].to(losses)
             losses = losses * min_snr_weight(snr, self.prediction, self.snr_gamma)
         return losses.mean()
+
+    def __call__(self, model_fn: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,
+                 **cond: Tensor) -> Tensor:
+        noised = self.noised(x0, generator)
+        return self.reduce(per_sample_mse(model_fn(noised.x_t, noised.t, **cond), noised.target), noised.t)
+
+
+@dataclass(frozen=True)
+class DistillationLoss:
+    """Output-level knowledge distillation of a diffusion network (BK-SDM, Kim et al. 2023, §3.2, eq. 2-3):
+    the task's loss plus ``output_weight`` times the student's squared distance to a frozen teacher's output at
+    the same x_t, t and condition (dropped conditions included, so the student learns the teacher's unconditional
+    branch too). BK-SDM also matches intermediate features; this keeps the output term only."""
+
+    task: DiffusionLoss
+    output_weight: float = 1.0        # lambda_OutKD; BK-SDM uses 1
+
+    def __post_init__(self) -> None:
+        if not self.output_weight >= 0:
+            raise ValueError(f"output_weight must be >= 0, not {self.output_weight}; 0 trains on the data alone, "
+                             "BK-SDM uses 1.")
+
+    def __call__(self, student: ModelFn, teacher: ModelFn, x0: Tensor, *, generator: torch.Generator | None = None,
+                 **cond: Tensor) -> Tensor:
+        noised = self.task.noised(x0, generator)
+        output = student(noised.x_t, noised.t, **cond)
+        with torch.no_grad():
+            taught = teacher(noised.x_t, noised.t, **cond)
+        losses = per_sample_mse(output, noised.target) + self.output_weight * per_sample_mse(output, taught)
+        return self.task.reduce(losses, noised.t)
 
 
 @dataclass(frozen=True)

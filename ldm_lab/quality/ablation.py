@@ -37,7 +37,7 @@ from ldm_lab.training import latest_checkpoint, load_weights, read_metrics
 from ldm_lab.training.checkpoint import EMA_FILE
 
 RECIPE = "recipe"               # the arm that changes nothing: lab-emoji as its target trains it
-RECIPE_TARGET = "lab-emoji"
+RECIPE_TARGET = "lab-emoji-large"
 TABLE = "recipe_ablation"       # data/results/recipe_ablation.csv
 METRICS = (("kid", True), ("fid", True), ("clip_score", False))  # (metric, lower is better)
 UNLIMITED_STEPS = 10**9         # the time limit stops every arm; the cosine over this many steps stays at the peak
@@ -93,7 +93,7 @@ def check_ingredient(name: str) -> str:
 
 
 def variant_target(name: str) -> DiffusionTarget:
-    """The recipe's target with ingredient ``name`` changed (``recipe``: unchanged), named ``lab-emoji+NAME``."""
+    """The recipe's target with ingredient ``name`` changed (``recipe``: unchanged), named ``lab-emoji-large+NAME``."""
     recipe = get_target(RECIPE_TARGET)
     if check_ingredient(name) == RECIPE:
         return recipe

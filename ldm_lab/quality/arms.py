@@ -33,7 +33,7 @@ from ldm_lab.training import read_metrics
 
 ARMS = ("ours", "diffusers")
 RECORD_FILE = "arm_record.json"
-OUR_FIRST_STAGE, OUR_MODEL = "lab-autoencoder", "lab-emoji"
+OUR_FIRST_STAGE, OUR_MODEL = "lab-autoencoder", "lab-emoji-large"
 IMAGES_PER_SECOND_GUESS = 22.0  # lab-emoji's training rate on one thread of the 2-core CPU (sets its step count)
 LATENT_CACHE_ALLOWANCE_S = 180.0  # budget kept back for encoding the training set once (measured: 1-3 min on one
                                   # thread); what it really took is recorded as diffusion_setup

@@ -14,8 +14,8 @@ shipped file + manifest entry), :mod:`.load` (shipped file -> model), :mod:`.shi
 
 from ldm_lab.shipping.load import (inference_model, inference_weights, is_shipped_name, load_shipped, load_trained,
                                   shipped_run)
-from ldm_lab.shipping.plan import ShipConfig, plan_phases, with_first_stages
+from ldm_lab.shipping.plan import ShipConfig, plan_phases, with_dependencies
 from ldm_lab.shipping.ship import ShipRow, ship, summary_table
 
 __all__ = ["ShipConfig", "ShipRow", "inference_model", "inference_weights", "is_shipped_name", "load_shipped",
-           "load_trained", "plan_phases", "ship", "shipped_run", "summary_table", "with_first_stages"]
+           "load_trained", "plan_phases", "ship", "shipped_run", "summary_table", "with_dependencies"]

@@ -36,12 +36,13 @@ class JobResult:
 
 
 def train_argv(name: str, run_dir: Path, *, steps: int, time_limit_s: float, device: str | None,
-               first_stage: str | Path | None) -> tuple[str, ...]:
+               first_stage: str | Path | None, teacher: str | Path | None = None) -> tuple[str, ...]:
     """The ``ldm-lab train`` command line of one run."""
     argv = [sys.executable, "-m", "ldm_lab.cli", "train", name, "--out", str(run_dir), "--steps", str(steps),
             "--time-limit", f"{time_limit_s:.0f}"]
     argv += ["--device", device] if device else []
     argv += ["--first-stage", str(first_stage)] if first_stage else []
+    argv += ["--teacher", str(teacher)] if teacher else []
     return tuple(argv)
 
 

@@ -1,6 +1,7 @@
 """What a ship trains, in which order, and for how long.
 
-First stages train first (phase 0); the diffusion models (phase 1) train on the first stages just shipped. A
+First stages train first (phase 0); the diffusion models (phase 1) train on the first stages just shipped, and the
+distilled ones (phase 2) learn from the phase-1 runs of their teachers (which ship only when asked for by name). A
 pixel-space diffusion model needs no first stage but still trains in phase 1, so that all models of an ablation
 (LDM-1 ... LDM-32) get the same wall-clock time. Each phase gets a share of the time left when it starts; its
 runs train at most ``jobs`` at a time, each under the trainer's time limit (it stops and checkpoints cleanly).
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ldm_lab.profiles import check_profile
-from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, TrainTarget, get_target
+from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.tasks.targets.shapes import SDXL_ABLATIONS
 
 
@@ -53,6 +54,7 @@ class ShipConfig:
 
 # Trainable, but not shipped by `ldm-lab ship --all` (the repository's checkpoints must stay small):
 NOT_SHIPPED = frozenset({
+    "lab-emoji-large",  # lab-emoji's teacher (31 MiB in fp16): a ship of lab-emoji trains it, distils, drops it
     "lab-shapes",  # text-to-image on Shapes: lab-sdxl and lab-layout cover that data in the notebooks
     # notebook 06's SDXL ablations (ldm_lab.tasks.targets.shapes): eight more ~9 MiB models; which of them ship is
     # decided with the notebook's runs
@@ -66,8 +68,10 @@ def shipped_targets() -> list[str]:
 
 
 def phase_of(target: TrainTarget) -> int:
-    """0 for a first stage, 1 for a diffusion model."""
-    return 0 if isinstance(target, AutoencoderTarget) else 1
+    """0 for a first stage, 1 for a diffusion model, 2 for one distilled from a diffusion model of phase 1."""
+    if isinstance(target, AutoencoderTarget):
+        return 0
+    return 2 if target.distillation is not None else 1
 
 
 def first_stage_of(name: str) -> str | None:
@@ -75,11 +79,20 @@ def first_stage_of(name: str) -> str | None:
     return get_target(name).first_stage
 
 
-def with_first_stages(names: Sequence[str], shipped: Collection[str]) -> list[str]:
-    """``names`` (checked) plus the first stages they need that are neither named nor shipped already."""
-    needed = [first_stage_of(name) for name in names]
-    missing = [name for name in dict.fromkeys(needed) if name and name not in names and name not in shipped]
-    return list(dict.fromkeys([*missing, *names]))
+def teacher_of(name: str) -> str | None:
+    """The target a distilled target learns from (None: it learns from its data alone)."""
+    target = get_target(name)
+    return target.distillation.teacher if isinstance(target, DiffusionTarget) and target.distillation else None
+
+
+def with_dependencies(names: Sequence[str], shipped: Collection[str]) -> list[str]:
+    """``names`` (checked) plus what they need that is neither named nor shipped already: the teachers of
+    distilled targets, and the first stages of all of them."""
+    teachers = [teacher for name in names if (teacher := teacher_of(name)) and teacher not in shipped]
+    wanted = list(dict.fromkeys([*teachers, *names]))
+    missing = [stage for stage in dict.fromkeys(map(first_stage_of, wanted))
+               if stage and stage not in wanted and stage not in shipped]
+    return list(dict.fromkeys([*missing, *wanted]))
 
 
 def plan_phases(names: Sequence[str]) -> list[list[str]]:

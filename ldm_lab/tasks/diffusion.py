@@ -149,11 +149,19 @@ class DiffusionTask:
         return SamplingSettings(guidance_scale=self.guidance_scale)
 
     def loss(self, model: LatentDiffusion, batch: dict) -> Tensor:
+        z0, cond = self.training_inputs(model, batch)
+        return self.objective(model)(model, z0, **cond)
+
+    def training_inputs(self, model: LatentDiffusion, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """(z0, conditions) of a training batch: its clean latents and its conditions, dropped for CFG."""
         z0 = self.clean_latents(model, batch)
-        cond = model.condition(self.with_aliases(batch), len(z0), dropout=True)
-        objective = DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma,
-                                  model.config.timestep_range)
-        return objective(model, z0, **cond)
+        return z0, model.condition(self.with_aliases(batch), len(z0), dropout=True)
+
+    @staticmethod
+    def objective(model: LatentDiffusion) -> DiffusionLoss:
+        """The denoising loss ``model`` trains with: its schedule, prediction, min-SNR and timestep range."""
+        return DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma,
+                             model.config.timestep_range)
 
     def with_aliases(self, batch: dict) -> dict:
         """``batch`` with each caption replaced, at ``alias_rate``, by one of its item's aliases drawn uniformly

@@ -31,6 +31,7 @@ from ldm_lab.data.materialise import training_dataset
 from ldm_lab.json_files import read_json
 from ldm_lab.paths import checkpoints_dir
 from ldm_lab.profiles import current_profile
+from ldm_lab.tasks.distillation import DistillationTask, check_teacher, init_from_teacher
 from ldm_lab.tasks.latent_cache import CacheFile, cache_latents
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
@@ -120,19 +121,33 @@ class RunStart:
     first_stage: str | Path | None = None  # latent targets: the trained first stage to encode and decode with
     init_from: str | Path | None = None    # start from the weights of another run of the same target (fine-tuning)
     freeze_encoder: bool = False           # first stages: train the decoder only, keeping the latent space
+    teacher: str | Path | None = None      # distilled targets: the trained teacher (a run or shipped model);
+                                           # None: the shipped model of the target's teacher
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A distilled target's teacher: the reference it was loaded from, and the loaded run."""
+
+    reference: str | Path
+    run: Run
 
 
 def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart,
-           loader: RunLoader = load_run) -> None:
-    """Fresh run: load the weights to start from, check and load the first stage (a fine-tuning run without one
-    keeps the first stage its source was trained on), write run.json (with the lineage of those weights)."""
+           loader: RunLoader = load_run, teacher: Teacher | None = None) -> None:
+    """Fresh run: load the weights to start from (a source's, or a teacher's cut to the student's widths), check
+    and load the first stage (a run without one keeps the first stage its source or teacher was trained on), write
+    run.json (with the lineage of those weights)."""
     source = _initial_run(target, start.init_from, loader) if start.init_from is not None else None
+    if teacher is not None and source is not None:
+        raise ValueError(f"{target.name} starts from its teacher's weights; drop --init-from (or resume a run).")
+    origin = start.init_from if source is not None else teacher.reference if teacher is not None else None
     first_stage = start.first_stage
     needs = target.needs_first_stage
-    if needs and first_stage is None and source is not None:
-        first_stage = source_first_stage(start.init_from, target)
-        print(f"{target.name}: --init-from {start.init_from} was trained on the first stage {first_stage}; "
-              "training on it too (pass --first-stage to choose another)", flush=True)
+    if needs and first_stage is None and origin is not None:
+        first_stage = source_first_stage(origin, target)
+        print(f"{target.name}: {origin} was trained on the first stage {first_stage}; training on it too (pass "
+              "--first-stage to choose another)", flush=True)
     if needs and first_stage is None:
         raise ValueError(
             f"{target.name} trains in the latent space of a first stage, and none was given. Train one first, "
@@ -142,16 +157,25 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
     if source is not None:  # before the first stage: a --first-stage given as well replaces the source's
         model.load_state_dict(source.model.state_dict())
+    if teacher is not None:
+        cut = init_from_teacher(model, teacher.run.model)
+        print(f"{target.name}: started from {teacher.reference}'s weights, {len(cut)} tensors cut to its widths",
+              flush=True)
     if first_stage is not None:
         load_first_stage(model, target, first_stage, loader)
     model.load_pretrained()  # frozen pretrained parts (lab-clip's text tower); a resumed run has them already
+    if teacher is not None:
+        check_teacher(model, teacher.run.model)
     run_dir.mkdir(parents=True, exist_ok=True)
     # The lineage is recorded now: a source that trains on, or is shipped again, later changes nothing about this run.
-    lineage = lineage_of(start.init_from) if start.init_from is not None else None
+    lineage = lineage_of(origin) if origin is not None else None
+    if lineage is not None and teacher is not None:
+        lineage = replace(lineage, description=f"distilled from {lineage.description}")
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None,
               "init_from": str(start.init_from) if start.init_from is not None else None,
               "lineage": dataclasses.asdict(lineage) if lineage is not None else None,
-              "freeze_encoder": start.freeze_encoder}
+              "freeze_encoder": start.freeze_encoder,
+              "teacher": str(teacher.reference) if teacher is not None else None}
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
@@ -243,17 +267,19 @@ def _apply_freezing(model: nn.Module, target: TrainTarget, run_dir: Path) -> Non
 
 def train_target(name: str | TrainTarget, run_dir: str | Path, config: TrainConfig, *, resume: bool = False,
                  first_stage: str | Path | None = None, init_from: str | Path | None = None,
-                 freeze_encoder: bool = False, loader: RunLoader = load_run) -> TrainResult:
+                 freeze_encoder: bool = False, teacher: str | Path | None = None,
+                 loader: RunLoader = load_run) -> TrainResult:
     """Train target ``name`` (or a target itself, e.g. a registered one changed with ``dataclasses.replace``, as
     the recipe ablation's variants; ``load_run`` cannot rebuild those by name) into ``run_dir`` (``resume``:
     continue its newest checkpoint); ``loader`` loads the
-    ``first_stage`` and ``init_from`` references. The run directory is locked from before ``run.json`` is
+    ``first_stage``, ``init_from`` and ``teacher`` references (``teacher``: a distilled target's, see
+    :class:`RunStart`). The run directory is locked from before ``run.json`` is
     written to the end of training: a second process training into it gets
     :class:`~ldm_lab.training.checkpoint.RunDirLockedError` instead of mixing its run into this one."""
     target, run_dir = get_target(name) if isinstance(name, str) else name, Path(run_dir)
     with run_dir_lock(run_dir):
-        return _train_locked(target, run_dir, config, resume, RunStart(first_stage, init_from, freeze_encoder),
-                             loader)
+        return _train_locked(target, run_dir, config, resume,
+                             RunStart(first_stage, init_from, freeze_encoder, teacher), loader)
 
 
 def items_a_run_sees(data: Dataset, config: TrainConfig) -> Dataset:
@@ -277,8 +303,9 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
         recorded = read_run_record(run_dir)["target"]
         if recorded != name:
             raise ValueError(f"{run_dir} is a {recorded} run; resume it with `ldm-lab train {recorded} --resume`.")
-    else:
-        _start(run_dir, target, model, start, loader)
+    teacher = _teacher(target, run_dir if existing is not None else None, start, loader)
+    if existing is None:
+        _start(run_dir, target, model, start, loader, teacher)
     _apply_freezing(model, target, run_dir)
     data = training_dataset(target.dataset, target.resolution)
     if target.cache_latents:
@@ -287,4 +314,30 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
         height, width = target.resolution
         store = CacheFile(run_dir / LATENT_CACHE_FILE, f"{target.dataset} train {height}x{width}")
         data = cache_latents(model, items_a_run_sees(data, config), store=store)  # a resume loads what it stored
-    return train(model, target.build_task(), data, config, run_dir, resume=resume, collate_fn=collate)
+    task = target.build_task()
+    if teacher is not None:
+        task = DistillationTask(task, teacher.run.model, target.distillation.output_weight)
+    return train(model, task, data, config, run_dir, resume=resume, collate_fn=collate)
+
+
+def _teacher(target: TrainTarget, resumed: Path | None, start: RunStart, loader: RunLoader) -> Teacher | None:
+    """The trained teacher of a distilled target (None for any other): the one a resumed run recorded, else
+    ``start.teacher``, else the teacher target's shipped model."""
+    distillation = target.distillation if isinstance(target, DiffusionTarget) else None
+    if distillation is None:
+        if start.teacher is not None:
+            raise ValueError(f"{target.name} is not distilled from a teacher; drop --teacher.")
+        return None
+    reference = (read_run_record(resumed).get("teacher") if resumed is not None else None) or start.teacher
+    reference = reference if reference is not None else distillation.teacher
+    try:
+        run = loader(reference)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"{target.name} is distilled from a trained {distillation.teacher}, and {reference} is none ({error}). "
+            f"Train the teacher first, `ldm-lab train {distillation.teacher} --out runs/{distillation.teacher}`, "
+            f"then pass --teacher runs/{distillation.teacher}.") from error
+    if run.target.name != distillation.teacher:
+        raise ValueError(f"{reference} trained {run.target.name}; {target.name} is distilled from "
+                         f"{distillation.teacher}: pass a run or shipped model of it as --teacher.")
+    return Teacher(reference, run)

@@ -17,6 +17,7 @@ from ldm_lab.nn.autoencoder import AutoencoderConfig
 from ldm_lab.presets import get_preset
 from ldm_lab.tasks.autoencoder import AutoencoderGAN, AutoencoderLossConfig, AutoencoderTask
 from ldm_lab.tasks.diffusion import DiffusionTask
+from ldm_lab.tasks.distillation import KnowledgeDistillation
 from ldm_lab.training import SamplingTask, TrainConfig
 
 PROFILE_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 50_000}  # optimizer steps of a run in each profile
@@ -70,6 +71,8 @@ class DiffusionTarget(TrainTargetBase):
     sample_from_validation: bool = False  # sample grids conditioned on the first validation items (boxes, maps)
     cache_latents: bool = False      # encode the training set with the frozen first stage once, before training
                                      # (ldm_lab.tasks.latent_cache), instead of at every step
+    distillation: KnowledgeDistillation | None = None  # learn from a trained teacher's outputs as well as from
+                                     # the data (ldm_lab.tasks.distillation); None: from the data alone
 
     def __post_init__(self) -> None:
         latent = get_preset(self.model.preset).autoencoder is not None
