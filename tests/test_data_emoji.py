@@ -4,7 +4,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ldm_lab.data import batching, emoji
+from ldm_lab.data import batching, build_dataset, emoji
 from ldm_lab.data.download import DatasetMissingError, has_checksum
 
 pytestmark = pytest.mark.skipif(not emoji.is_available(),
@@ -51,6 +51,14 @@ def test_split_is_by_base_emoji_and_deterministic():
     assert 0.07 < len(val) / 3786 < 0.13
     with pytest.raises(ValueError, match="train"):
         emoji.split_records("test")
+
+
+def test_emoji_base_keeps_one_item_per_emoji_without_skin_tones():
+    for split in ("train", "val"):
+        every, base = build_dataset("emoji", split, (64, 64)), build_dataset("emoji_base", split, (64, 64))
+        assert len(base) == len({r.base_key for r in every.records}) < len(every)
+        assert not any(r.skin_tones for r in base.records)
+        assert [r.key for r in base.records] == [r.base_key for r in base.records]
 
 
 def test_dataset_items_any_resolution_and_background():

@@ -13,8 +13,12 @@ import torch
 from ldm_lab.checkpoints import CheckpointError, read_manifest
 from ldm_lab.cli import main as cli_main
 from ldm_lab.metrics import recentred_interval
+from ldm_lab.paths import checkpoints_dir
+from ldm_lab.quality import benchmark
 from ldm_lab.quality.arms import ArmRecord, check_arm
-from ldm_lab.quality.benchmark import QualityConfig, score, score_shipped, verdict
+from ldm_lab.quality.benchmark import QualityConfig, recognition_scores, score, score_shipped, verdict
+from ldm_lab.shipping import load_shipped
+from ldm_lab.shipping.load import shipped_entry
 
 needs_lab_clip = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")
 
@@ -132,9 +136,6 @@ def test_held_out_row_scores_real_images_on_their_captions(encoder):
 
 
 def test_score_shipped_appends_the_model_row_with_its_recorded_training(tmp_path, monkeypatch):
-    from ldm_lab.quality import benchmark
-    from ldm_lab.shipping.load import shipped_entry
-
     seen = {}
     def fake_scores(model, name, seeds, guidance_scale):  # the 1,062-image scoring itself is tested above
         seen.update(name=name, seeds=seeds, guidance=guidance_scale, trained=not model.training)
@@ -151,13 +152,20 @@ def test_score_shipped_appends_the_model_row_with_its_recorded_training(tmp_path
     assert list(table["model"]) == ["older", "lab-emoji", "lab-emoji"]
     assert list(table["steps"])[1:] == [entry.steps] * 2 and list(table["recognition_top1"])[1:] == [0.4, 0.4]
     assert table["recognition_top1"].isna()[0]                 # a row from before the column existed stays empty
+    # A model that is not shipped under its name (a teacher): scored from its file, with the training behind it.
+    file = read_manifest()["lab-autoencoder"].file
+    row = benchmark.score_shipped("a-teacher", table_folder=tmp_path, reference=checkpoints_dir() / file)
+    assert row["steps"] == shipped_entry("lab-autoencoder").steps and seen["name"] == "a-teacher"
 
 
-def test_recognition_ranks_each_drawing_among_all_training_emoji():
-    from ldm_lab.quality.benchmark import recognition_scores
-    from ldm_lab.shipping import load_shipped
-
+def test_recognition_ranks_each_drawing_among_all_training_emoji(monkeypatch):
+    drawn = []
+    prompt_images = benchmark.prompt_images
+    monkeypatch.setattr(benchmark, "prompt_images", lambda model, captions, *args: drawn.extend(captions) or
+                        prompt_images(model, captions, *args))
     row = recognition_scores(load_shipped("lab-emoji", "cpu"), count=4, sampling_steps=1, num_resamples=10)
+    assert len(drawn) == 4 and not any("skin tone" in caption for caption in drawn)  # base emoji only
+    assert row["recognition_drawn_from"] == "base emoji"
     for name in ("recognition_top1", "recognition_top5", "recognition_top1_autoencoded"):
         assert 0 <= row[f"{name}_ci_low"] <= row[name] <= row[f"{name}_ci_high"] <= 1
     assert row["recognition_top5"] >= row["recognition_top1"] and row["recognition_captions"] == 4
@@ -169,3 +177,19 @@ def test_score_shipped_names_what_is_shipped_for_an_unknown_model(tmp_path):
                        match="unknown checkpoint 'lab-emojii'. Did you mean 'lab-emoji'.*"
                              "Valid checkpoints: .*lab-emoji"):
         score_shipped("lab-emojii", table_folder=tmp_path)
+
+
+def test_a_distilled_model_is_judged_against_its_teacher_by_the_one_rule():
+    def row(model, kid, recognition):
+        return {"model": model, "kid": kid[0], "kid_ci_low": kid[1], "kid_ci_high": kid[2],
+                "recognition_top1": recognition[0], "recognition_top1_ci_low": recognition[1],
+                "recognition_top1_ci_high": recognition[2]}
+    table = pd.DataFrame([row("lab-emoji", (0.5, 0.4, 0.6), (0.1, 0.0, 0.2)),        # an older student row
+                          row("lab-emoji-large", (0.13, 0.08, 0.2), (0.3, 0.2, 0.4)),
+                          row("lab-emoji", (0.14, 0.09, 0.21), (0.5, 0.45, 0.55))])
+    verdicts = {v.claim.rsplit(" ", 1)[-1]: v.holds for v in benchmark.distillation_verdicts(table)}
+    assert verdicts == {"kid": None, "recognition_top1": False}     # overlapping; apart with the student better
+    table.loc[2, ["kid", "kid_ci_low", "kid_ci_high"]] = (0.3, 0.25, 0.35)
+    assert benchmark.distillation_verdicts(table)[0].holds is True    # apart, the student worse
+    with pytest.raises(ValueError, match="no scores recorded for lab-emoji-large"):
+        benchmark.distillation_verdicts(table[table["model"] == "lab-emoji"])

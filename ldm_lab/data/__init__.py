@@ -41,6 +41,12 @@ DATASETS: dict[str, DatasetSource] = {
     "emoji": DatasetSource(emoji.fetch, emoji.info, held_out_split="val", feature_space="lab-clip",
                            num_classes=len(emoji.CATEGORIES),
                            build=lambda split, size: EmojiDataset(split, resolution=_square("emoji", size))),
+    # The base emoji only, without skin-tone variants: each emoji one item, so an epoch shows every emoji once
+    # instead of each person six times (1,727 of the 3,432 training items; 184 of 354 held out).
+    "emoji_base": DatasetSource(emoji.fetch, emoji.info, held_out_split="val", feature_space="lab-clip",
+                                num_classes=len(emoji.CATEGORIES),
+                                build=lambda split, size: EmojiDataset(split, resolution=_square("emoji", size),
+                                                                       skin_tones=False)),
     "fashion_mnist": DatasetSource(fashion_mnist.fetch, fashion_mnist.info, held_out_split="test",
                                    feature_space="fmnist-classifier", num_classes=len(fashion_mnist.CLASSES),
                                    build=lambda split, size: FashionMNIST(split, _square("fashion_mnist", size))),

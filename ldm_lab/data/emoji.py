@@ -254,13 +254,18 @@ def info() -> dict:
 class EmojiDataset(Dataset):
     """Items ``{"image": float [3, R, R] in [-1, 1], "caption", "aliases", "label" (category index), "category",
     "subcategory", "key"}``; RGBA is composited onto ``background`` and resized to ``resolution``. ``aliases``
-    holds the record's other names as one string (``ldm_lab.data.batching.join_aliases``)."""
+    holds the record's other names as one string (``ldm_lab.data.batching.join_aliases``). ``skin_tones=False``
+    keeps the base emoji only (one item per emoji)."""
 
     def __init__(self, split: str = "train", resolution: int = 64,
-                 background: tuple[int, int, int] = (255, 255, 255), val_fraction: float = 0.1):
+                 background: tuple[int, int, int] = (255, 255, 255), val_fraction: float = 0.1,
+                 skin_tones: bool = True):
         if resolution < 1:
             raise ValueError(f"resolution must be a positive number of pixels, not {resolution}")
-        self.records = split_records(split, val_fraction)
+        records = split_records(split, val_fraction)
+        # Without the skin-tone variants, each base emoji is one item: half the training set is people in five
+        # tones, near-duplicates that took half of every epoch (``emoji_base``).
+        self.records = records if skin_tones else [record for record in records if not record.skin_tones]
         self.resolution = resolution
         self.background = tuple(background)
 

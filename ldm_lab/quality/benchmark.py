@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ldm_lab.compression.verdicts import Verdict, order
 from ldm_lab.data import build_dataset, collate, held_out_sample
 from ldm_lab.conditioning.findings import autoencoded
 from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_features, fid_from_features,
@@ -38,11 +39,13 @@ from ldm_lab.paths import git_commit, results_dir, runs_dir
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
 from ldm_lab.quality.everyday import EVERYDAY_EMOJI
-from ldm_lab.shipping.load import load_shipped, shipped_entry
+from ldm_lab.shipping.load import load_trained, shipped_entry
+from ldm_lab.tasks.runs import lineage_of
 
 FEATURE_SPACE = "lab-clip"
 TABLE = "time_to_quality"  # data/results/time_to_quality.csv (ldm_lab.metrics.read_csv names tables so)
 RECOGNITION_CAPTIONS = 256  # taught captions drawn by recognition_scores
+RECOGNITION_DRAWN_FROM = "base emoji"  # its table column; rows before it drew from all training items, tones too
 GRID_PROMPTS = tuple(EVERYDAY_EMOJI)  # sixteen everyday prompts, whose drawings a reader should name
 
 
@@ -196,17 +199,21 @@ def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, guidance_sca
 
 def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS, guidance_scale: float = 3.0,
                        sampling_steps: int = 20, num_resamples: int = 200, seed: int = 0) -> dict:
-    """Does the model draw the emoji it was taught? ``count`` training captions (a fixed draw), one image each; a
-    hit when the caption's own training emoji (any of its skin tones: they differ only in a few pixels' colour) is
-    the drawing's nearest (``recognition_top1``) or among its 5 nearest (``recognition_top5``) of all training
-    emoji in lab-clip's image space, with bootstrap intervals over captions. ``..._autoencoded`` scores the first stage's reconstructions of the same emoji: the ceiling. KID, FID
-    and CLIP score on held-out captions can be met with emoji-like colours and textures; this needs the shape."""
+    """Does the model draw the emoji it was taught? ``count`` captions of base training emoji (a fixed draw; no
+    skin-tone variants, so that each emoji counts once: drawn from all 3,432 items, half the draws were people in
+    five tones, the most often seen and best drawn), one image each; a hit when the caption's own training emoji
+    (any of its skin tones: they differ only in a few pixels' colour) is the drawing's nearest
+    (``recognition_top1``) or among its 5 nearest (``recognition_top5``) of all training emoji in lab-clip's image
+    space, with bootstrap intervals over captions. ``..._autoencoded`` scores the first stage's reconstructions of
+    the same emoji: the ceiling. KID, FID and CLIP score on held-out captions can be met with emoji-like colours and
+    textures; this needs the shape."""
     train = build_dataset("emoji", "train", (64, 64))
     every = collate([train[i] for i in range(len(train))])
     references = extract_features(to_uint8(every["image"]), FEATURE_SPACE)                  # [M, d]
     bases = {key: i for i, key in enumerate(dict.fromkeys(r.base_key for r in train.records))}
     labels = torch.tensor([bases[r.base_key] for r in train.records])                       # [M] base emoji
-    drawn_ids = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:count]
+    base_ids = torch.tensor([i for i, r in enumerate(train.records) if not r.skin_tones])
+    drawn_ids = base_ids[torch.randperm(len(base_ids), generator=torch.Generator().manual_seed(seed))[:count]]
     reconstructed = autoencoded(model, every["image"][drawn_ids], seed)
     drawings = prompt_images(model, [every["caption"][int(i)] for i in drawn_ids], seed, guidance_scale, sampling_steps)
     row = {}
@@ -217,18 +224,22 @@ def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS
             interval = mean_interval(hits, num_resamples=num_resamples, seed=seed)
             name = f"recognition_top{k}{suffix}"
             row |= {name: interval.estimate, f"{name}_ci_low": interval.low, f"{name}_ci_high": interval.high}
-    return row | {"recognition_captions": count}
+    return row | {"recognition_captions": len(drawn_ids), "recognition_drawn_from": RECOGNITION_DRAWN_FROM}
 
 
 def score_shipped(name: str, seeds: int = 3, guidance_scale: float = 3.0, table_folder: Path | None = None,
-                  device: str | torch.device = "cpu") -> dict:
-    """``model_scores`` and ``recognition_scores`` of the shipped model ``name``, with its training steps and
-    minutes from the manifest, added to ``text_to_image_scores.csv``: the numbers its bars are judged by. Rows
-    written before a column existed keep it empty."""
-    entry = shipped_entry(name)
-    model = load_shipped(name, device).eval()
+                  device: str | torch.device = "cpu", reference: str | Path | None = None) -> dict:
+    """``model_scores`` and ``recognition_scores`` of the shipped model ``name`` (or, under that name, of
+    ``reference``: a run directory or a shipped file elsewhere, e.g. a teacher that is not shipped), with the
+    training steps and minutes behind its weights, added to ``text_to_image_scores.csv``: the numbers its bars are
+    judged by. Rows written before a column existed keep it empty."""
+    if reference is None:
+        shipped_entry(name)  # a shipped name, or an error listing them
+    reference = name if reference is None else reference
+    model = load_trained(reference, device).model.eval()
+    behind = lineage_of(reference)
     row = model_scores(model, name, seeds, guidance_scale) | recognition_scores(model, guidance_scale=guidance_scale)
-    row |= {"steps": entry.steps, "training_minutes": round(entry.training_seconds / 60, 1)}
+    row |= {"steps": behind.steps, "training_minutes": round(behind.training_seconds / 60, 1)}
     path = (table_folder or results_dir()) / f"{MODEL_TABLE}.csv"
     earlier = [pd.read_csv(path)] if path.exists() else []
     pd.concat([*earlier, pd.DataFrame([row])], ignore_index=True).to_csv(path, index=False)
@@ -265,6 +276,34 @@ def run_benchmark(config: QualityConfig, report: Callable[[str], None] = print,
     return table
 
 
+# The scores a distilled model is held to against its teacher: (column, lower is better).
+DISTILLATION_METRICS = (("kid", True), ("fid", True), ("clip_score", False), ("recognition_top1", False))
+
+
+def distillation_verdicts(table: pd.DataFrame, student: str = "lab-emoji",
+                          teacher: str = "lab-emoji-large") -> list[Verdict]:
+    """The claim "the student scores worse than its teacher", per metric, from the newest row of each in a
+    ``text_to_image_scores`` table, by the one rule: intervals apart with the student worse -> holds, with the
+    student better -> does not hold; overlapping -> undecided."""
+    newest = table.groupby("model").tail(1).set_index("model")
+    missing = [name for name in (student, teacher) if name not in newest.index]
+    if missing:
+        raise ValueError(f"no scores recorded for {', '.join(missing)}: score them first (ldm-lab quality "
+                         f"--score-shipped NAME, or score_shipped(NAME, reference=...) for an unshipped teacher).")
+    verdicts = []
+    for metric, lower in DISTILLATION_METRICS:
+        if metric not in newest or newest.loc[[student, teacher], metric].isna().any():
+            continue
+        bounds = {name: (newest.loc[name, f"{metric}_ci_low"], newest.loc[name, f"{metric}_ci_high"])
+                  for name in (student, teacher)}
+        side = order(bounds[student], bounds[teacher]) * (-1 if lower else 1)  # +1: the student is better
+        evidence = ", ".join(f"{name} {newest.loc[name, metric]:.3g} [{low:.3g}, {high:.3g}]"
+                             for name, (low, high) in bounds.items())
+        verdicts.append(Verdict(f"{student} scores worse than its teacher on {metric}",
+                                {-1: True, 1: False, 0: None}[side], evidence))
+    return verdicts
+
+
 def verdict(table: pd.DataFrame, metric: str, lower_is_better: bool) -> str:
     """The project's one rule: intervals apart -> ours wins / loses; overlapping -> undecided."""
     ours, theirs = (table.set_index("arm").loc[arm] for arm in ARMS)
@@ -274,4 +313,5 @@ def verdict(table: pd.DataFrame, metric: str, lower_is_better: bool) -> str:
     return "ours wins" if ours_better else "diffusers wins" if theirs_better else "undecided (intervals overlap)"
 
 
-__all__ = ["QualityConfig", "run_benchmark", "score", "score_shipped", "train_arms", "verdict", "GRID_PROMPTS"]
+__all__ = ["QualityConfig", "distillation_verdicts", "run_benchmark", "score", "score_shipped", "train_arms", "verdict",
+           "GRID_PROMPTS"]
