@@ -164,6 +164,17 @@ def test_a_distilled_run_starts_from_its_teacher_cut_to_its_widths_and_resumes_w
     assert [step for step, _ in list_checkpoints(run_dir)] == [1, 2]
 
 
+def test_a_student_fine_tuned_from_a_source_keeps_its_weights_and_still_learns_from_the_teacher(teacher_run,
+                                                                                              tmp_path, capsys):
+    source, run_dir = tmp_path / "student", tmp_path / "again"
+    train_target("lab-emoji", source, tiny_config("lab-emoji", 1), teacher=teacher_run)
+    assert "tensors cut to its widths" in capsys.readouterr().out
+    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), teacher=teacher_run, init_from=source)
+    assert "tensors cut to its widths" not in capsys.readouterr().out    # the source's weights, not the teacher's
+    record = read_run_record(run_dir)
+    assert record["teacher"] == str(teacher_run) and record["lineage"]["description"].startswith(f"{source} (run")
+
+
 def first_stage_of(run_dir):
     return read_run_record(run_dir)["first_stage"]
 

@@ -139,8 +139,6 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     and load the first stage (a run without one keeps the first stage its source or teacher was trained on), write
     run.json (with the lineage of those weights)."""
     source = _initial_run(target, start.init_from, loader) if start.init_from is not None else None
-    if teacher is not None and source is not None:
-        raise ValueError(f"{target.name} starts from its teacher's weights; drop --init-from (or resume a run).")
     origin = start.init_from if source is not None else teacher.reference if teacher is not None else None
     first_stage = start.first_stage
     needs = target.needs_first_stage
@@ -157,7 +155,7 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
     if source is not None:  # before the first stage: a --first-stage given as well replaces the source's
         model.load_state_dict(source.model.state_dict())
-    if teacher is not None:
+    if teacher is not None and source is None:  # a student fine-tuned from a source keeps the source's weights
         cut = init_from_teacher(model, teacher.run.model)
         print(f"{target.name}: started from {teacher.reference}'s weights, {len(cut)} tensors cut to its widths",
               flush=True)
@@ -169,7 +167,7 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     run_dir.mkdir(parents=True, exist_ok=True)
     # The lineage is recorded now: a source that trains on, or is shipped again, later changes nothing about this run.
     lineage = lineage_of(origin) if origin is not None else None
-    if lineage is not None and teacher is not None:
+    if lineage is not None and teacher is not None and source is None:
         lineage = replace(lineage, description=f"distilled from {lineage.description}")
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None,
               "init_from": str(start.init_from) if start.init_from is not None else None,
@@ -334,9 +332,10 @@ def _teacher(target: TrainTarget, resumed: Path | None, start: RunStart, loader:
         run = loader(reference)
     except FileNotFoundError as error:
         raise FileNotFoundError(
-            f"{target.name} is distilled from a trained {distillation.teacher}, and {reference} is none ({error}). "
-            f"Train the teacher first, `ldm-lab train {distillation.teacher} --out runs/{distillation.teacher}`, "
-            f"then pass --teacher runs/{distillation.teacher}.") from error
+            f"{target.name} is distilled from a trained {distillation.teacher}, and {reference} is neither a run "
+            f"directory nor a shipped model ({distillation.teacher} is not shipped: it is large). Train the teacher "
+            f"first, `ldm-lab train {distillation.teacher} --out runs/{distillation.teacher}`, then pass --teacher "
+            f"runs/{distillation.teacher}.") from error
     if run.target.name != distillation.teacher:
         raise ValueError(f"{reference} trained {run.target.name}; {target.name} is distilled from "
                          f"{distillation.teacher}: pass a run or shipped model of it as --teacher.")
