@@ -38,11 +38,10 @@ from ldm_lab.metrics.retrieval import nearest_reference_hits
 from ldm_lab.paths import git_commit, results_dir, runs_dir
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
-from ldm_lab.quality.everyday import EVERYDAY_EMOJI
+from ldm_lab.quality.everyday import EVERYDAY_EMOJI, FEATURE_SPACE, base_labels, emoji_references
 from ldm_lab.shipping.load import load_trained, shipped_entry
 from ldm_lab.tasks.runs import lineage_of
 
-FEATURE_SPACE = "lab-clip"
 TABLE = "time_to_quality"  # data/results/time_to_quality.csv (ldm_lab.metrics.read_csv names tables so)
 RECOGNITION_CAPTIONS = 256  # taught captions drawn by recognition_scores
 RECOGNITION_DRAWN_FROM = "base emoji"  # its table column; rows before it drew from all training items, tones too
@@ -207,15 +206,12 @@ def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS
     space, with bootstrap intervals over captions. ``..._autoencoded`` scores the first stage's reconstructions of
     the same emoji: the ceiling. KID, FID and CLIP score on held-out captions can be met with emoji-like colours and
     textures; this needs the shape."""
-    train = build_dataset("emoji", "train", (64, 64))
-    every = collate([train[i] for i in range(len(train))])
-    references = extract_features(to_uint8(every["image"]), FEATURE_SPACE)                  # [M, d]
-    bases = {key: i for i, key in enumerate(dict.fromkeys(r.base_key for r in train.records))}
-    labels = torch.tensor([bases[r.base_key] for r in train.records])                       # [M] base emoji
-    base_ids = torch.tensor([i for i, r in enumerate(train.records) if not r.skin_tones])
+    records, images, references = emoji_references(("train",))
+    labels = base_labels(records)                                                           # [M] base emoji
+    base_ids = torch.tensor([i for i, r in enumerate(records) if not r.skin_tones])
     drawn_ids = base_ids[torch.randperm(len(base_ids), generator=torch.Generator().manual_seed(seed))[:count]]
-    reconstructed = autoencoded(model, every["image"][drawn_ids], seed)
-    drawings = prompt_images(model, [every["caption"][int(i)] for i in drawn_ids], seed, guidance_scale, sampling_steps)
+    reconstructed = autoencoded(model, images[drawn_ids], seed)
+    drawings = prompt_images(model, [records[int(i)].caption for i in drawn_ids], seed, guidance_scale, sampling_steps)
     row = {}
     for suffix, images in (("", drawings), ("_autoencoded", reconstructed)):
         features = extract_features(to_uint8(images.cpu()), FEATURE_SPACE)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 import torch
+from torch import Tensor
 
 from ldm_lab.data import build_dataset, collate
 from ldm_lab.metrics import extract_features, to_uint8
@@ -45,6 +46,24 @@ EVERYDAY_EMOJI: dict[str, tuple[str, ...]] = {
 }
 
 
+def emoji_references(splits: tuple[str, ...] = ("train", "val")) -> tuple[list, Tensor, Tensor]:
+    """The emoji of ``splits`` a drawing is compared with: their records, their images ``[M, 3, 64, 64]`` and their
+    lab-clip image features ``[M, d]``."""
+    data = [build_dataset("emoji", split, (64, 64)) for split in splits]
+    records = [record for split in data for record in split.records]
+    images = torch.cat([collate([split[i] for i in range(len(split))])["image"] for split in data])
+    return records, images, extract_features(to_uint8(images), FEATURE_SPACE)
+
+
+def base_labels(records: list, label_of: Mapping[str, int] | None = None) -> Tensor:
+    """``[M]`` a label per record that its skin-tone variants share: ``label_of[base_key]`` where given, else one
+    label of its own per base emoji (numbered after those of ``label_of``)."""
+    label_of = label_of or {}
+    start = max(label_of.values(), default=-1) + 1
+    own = {key: start + i for i, key in enumerate(dict.fromkeys(r.base_key for r in records))}
+    return torch.tensor([label_of.get(r.base_key, own[r.base_key]) for r in records])
+
+
 def check_answers(answers: Mapping[str, tuple[str, ...]], captions: set[str]) -> None:
     """Every answer is an emoji's caption, and none answers two prompts (a drawing is named as one thing)."""
     seen: dict[str, str] = {}
@@ -65,23 +84,18 @@ def everyday_recognition(model: LatentDiffusion, answers: Mapping[str, tuple[str
     """One row per prompt: its drawings (one per seed: seeds 0 .. seeds-1), how many are named (one of the ``k``
     nearest emoji is an answer; skin-tone variants count as their base emoji), whether it was drawn nameably (most
     named), and whether the model saw any of its answers in training."""
-    train, val = (build_dataset("emoji", split, (64, 64)) for split in ("train", "val"))
-    records = [*train.records, *val.records]
+    records, _, references = emoji_references()
     check_answers(answers, {record.caption for record in records})
     answer_of = {caption: index for index, emoji in enumerate(answers.values()) for caption in emoji}
-    bases = {r.base_key: answer_of[r.caption] for r in records if r.caption in answer_of}
     # Each emoji that answers a prompt carries the prompt's index; every other base emoji a label of its own.
-    others = {key: len(answers) + i for i, key in enumerate(dict.fromkeys(r.base_key for r in records))}
-    labels = torch.tensor([bases.get(r.base_key, others[r.base_key]) for r in records])
-    images = torch.cat([collate([data[i] for i in range(len(data))])["image"] for data in (train, val)])
-    references = extract_features(to_uint8(images), FEATURE_SPACE)
+    labels = base_labels(records, {r.base_key: answer_of[r.caption] for r in records if r.caption in answer_of})
     prompts = list(answers)
     named = torch.stack([
         nearest_reference_hits(extract_features(to_uint8(prompt_images(model, prompts, seed, guidance_scale,
                                                                         sampling_steps).cpu()), FEATURE_SPACE),
                                references, torch.arange(len(prompts)), labels, k)
         for seed in range(seeds)], dim=1)                                                  # [prompts, seeds]
-    taught = {record.caption for record in train.records}
+    taught = {record.caption for record in build_dataset("emoji", "train", (64, 64)).records}
     return pd.DataFrame({"prompt": prompts, "answers": [", ".join(emoji) for emoji in answers.values()],
                          "taught": [any(caption in taught for caption in emoji) for emoji in answers.values()],
                          "drawings": seeds, "named": named.sum(dim=1).tolist(),

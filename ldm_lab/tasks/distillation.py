@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ldm_lab.diffusion import DistillationLoss, SamplingSettings
+from ldm_lab.diffusion import DistillationLoss
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.diffusion import DiffusionTask
 
@@ -85,10 +85,6 @@ class DistillationTask:
     def __init__(self, task: DiffusionTask, teacher: LatentDiffusion, output_weight: float = 1.0) -> None:
         self.task, self.output_weight = task, output_weight
         self.teacher = teacher.eval().requires_grad_(False)
-
-    @property
-    def sampling(self) -> SamplingSettings:
-        return self.task.sampling
 
     def loss(self, model: LatentDiffusion, batch: dict) -> Tensor:
         z0, cond = self.task.training_inputs(model, batch)
