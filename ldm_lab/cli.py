@@ -219,12 +219,14 @@ def _add_train_command(sub: argparse._SubParsersAction) -> None:
                        help="latent targets: a run (or the shipped model) of the target's first stage to train on "
                             "(default with --init-from: the one its source was trained on)")
     train.add_argument("--init-from", default=None, metavar="RUN_DIR",
-                       help="start from the weights of another run of TARGET (or its shipped model): fine-tuning")
+                       help="start from the weights of another run of TARGET (or its shipped model): fine-tuning; "
+                            "a target fine-tuned from another (lab-emoji from lab-emoji-distilled) needs a run of "
+                            "that one")
     train.add_argument("--freeze-encoder", action="store_true",
                        help="first stages: train the decoder only, so the latent space (and any diffusion model "
                             "trained on it) stays valid")
     train.add_argument("--teacher", default=None, metavar="RUN_DIR",
-                       help="distilled targets (lab-emoji): a run (or the shipped model) of the teacher target whose "
+                       help="distilled targets (lab-emoji-distilled): a run (or the shipped model) of the teacher target whose "
                             "outputs the student learns (default: the teacher's shipped model)")
     _add_device_argument(train)
     train.set_defaults(func=_train)

@@ -179,7 +179,7 @@ def test_score_shipped_names_what_is_shipped_for_an_unknown_model(tmp_path):
         score_shipped("lab-emojii", table_folder=tmp_path)
 
 
-def test_a_distilled_model_is_judged_against_its_teacher_by_the_one_rule():
+def test_two_models_are_compared_by_the_one_rule_in_the_direction_the_claim_says():
     def row(model, kid, recognition):
         return {"model": model, "kid": kid[0], "kid_ci_low": kid[1], "kid_ci_high": kid[2],
                 "recognition_top1": recognition[0], "recognition_top1_ci_low": recognition[1],
@@ -187,9 +187,13 @@ def test_a_distilled_model_is_judged_against_its_teacher_by_the_one_rule():
     table = pd.DataFrame([row("lab-emoji", (0.5, 0.4, 0.6), (0.1, 0.0, 0.2)),        # an older student row
                           row("lab-emoji-large", (0.13, 0.08, 0.2), (0.3, 0.2, 0.4)),
                           row("lab-emoji", (0.14, 0.09, 0.21), (0.5, 0.45, 0.55))])
-    verdicts = {v.claim.rsplit(" ", 1)[-1]: v.holds for v in benchmark.distillation_verdicts(table)}
-    assert verdicts == {"kid": None, "recognition_top1": False}     # overlapping; apart with the student better
+    worse = {v.claim.rsplit(" ", 1)[-1]: v.holds
+             for v in benchmark.comparison_verdicts(table, "lab-emoji", "lab-emoji-large")}
+    assert worse == {"kid": None, "recognition_top1": False}      # overlapping; apart with lab-emoji better
+    better = benchmark.comparison_verdicts(table, "lab-emoji", "lab-emoji-large", better=True)
+    assert [v.holds for v in better] == [None, True]
+    assert better[1].claim == "lab-emoji scores better than lab-emoji-large on recognition_top1"
     table.loc[2, ["kid", "kid_ci_low", "kid_ci_high"]] = (0.3, 0.25, 0.35)
-    assert benchmark.distillation_verdicts(table)[0].holds is True    # apart, the student worse
+    assert benchmark.comparison_verdicts(table, "lab-emoji", "lab-emoji-large")[0].holds is True  # apart, worse
     with pytest.raises(ValueError, match="no scores recorded for lab-emoji-large"):
-        benchmark.distillation_verdicts(table[table["model"] == "lab-emoji"])
+        benchmark.comparison_verdicts(table[table["model"] == "lab-emoji"], "lab-emoji", "lab-emoji-large")

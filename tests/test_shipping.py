@@ -44,26 +44,38 @@ def test_first_stages_train_first_and_are_added_unless_shipped():
         ["lab-fmnist-autoencoder", "lab-shapes-autoencoder"], ["lab-fmnist", "lab-layout"]]
 
 
-def test_a_distilled_target_trains_after_its_teacher_which_is_added_unless_shipped():
-    assert with_dependencies(["lab-emoji"], shipped=set()) == ["lab-autoencoder", "lab-emoji-large", "lab-emoji"]
-    assert with_dependencies(["lab-emoji"], shipped={"lab-autoencoder", "lab-emoji-large"}) == ["lab-emoji"]
+def test_a_target_trains_after_the_models_it_learns_from_which_are_added_unless_shipped():
+    assert with_dependencies(["lab-emoji-distilled"], shipped=set()) == [
+        "lab-autoencoder", "lab-emoji-large", "lab-emoji-distilled"]
+    assert with_dependencies(["lab-emoji"], shipped=set()) == [
+        "lab-autoencoder", "lab-emoji-large", "lab-emoji-distilled", "lab-emoji"]
+    assert with_dependencies(["lab-emoji"], shipped={"lab-autoencoder", "lab-emoji-large"}) == [
+        "lab-emoji-distilled", "lab-emoji"]
     assert plan_phases(with_dependencies(["lab-emoji", "lab-layout"], shipped=set())) == [
-        ["lab-autoencoder", "lab-shapes-autoencoder"], ["lab-emoji-large", "lab-layout"], ["lab-emoji"]]
+        ["lab-autoencoder", "lab-shapes-autoencoder"], ["lab-emoji-large", "lab-layout"], ["lab-emoji-distilled"],
+        ["lab-emoji"]]
 
 
-def test_a_distilled_target_without_its_first_stage_or_teacher_is_skipped_with_the_reason(tmp_path):
-    assert missing_input("lab-emoji", tmp_path, tmp_path) == "its first stage lab-autoencoder was not shipped"
-    assert missing_input("lab-emoji", tmp_path, checkpoints_dir()) == \
+def test_a_target_without_its_first_stage_teacher_or_starting_model_is_skipped_with_the_reason(tmp_path):
+    assert missing_input("lab-emoji-distilled", tmp_path, tmp_path) == \
+        "its first stage lab-autoencoder was not shipped"
+    assert missing_input("lab-emoji-distilled", tmp_path, checkpoints_dir()) == \
         "its teacher lab-emoji-large was neither trained nor shipped"
+    assert missing_input("lab-emoji", tmp_path, checkpoints_dir()) == \
+        "its starting point lab-emoji-distilled was neither trained nor shipped"
     assert missing_input("lab-emoji-large", tmp_path, checkpoints_dir()) is None
-    argv = train_argv("lab-emoji", tmp_path / "run", steps=5, time_limit_s=60, device=None, first_stage=None,
-                      teacher=tmp_path / "teacher")
+    argv = train_argv("lab-emoji-distilled", tmp_path / "run", steps=5, time_limit_s=60, device=None,
+                      first_stage=None, teacher=tmp_path / "teacher")
     assert argv[-2:] == ("--teacher", str(tmp_path / "teacher"))
+    argv = train_argv("lab-emoji", tmp_path / "run", steps=5, time_limit_s=60, device=None, first_stage=None,
+                      init_from=tmp_path / "distilled")
+    assert argv[-2:] == ("--init-from", str(tmp_path / "distilled"))
 
 
 def test_all_means_every_target_but_those_kept_out_of_the_repository():
     assert set(shipped_targets()) == set(TARGETS) - NOT_SHIPPED and "lab-emoji" in shipped_targets()
     assert "lab-emoji-large" not in shipped_targets()  # lab-emoji's teacher: 31 MiB
+    assert "lab-emoji-distilled" not in shipped_targets()  # lab-emoji is fine-tuned from it and ships instead
 
 
 def test_a_phase_time_limit_counts_waves_start_up_and_exports():

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -142,16 +143,21 @@ def test_a_fine_tuning_run_records_the_training_behind_its_start_and_a_chain_add
     assert run_lineage(second) == lineage
 
 
+def one_step_run(tmp_path_factory, target: str, folder: str, **start) -> Path:
+    """A fresh run of ``target`` trained for one step (``start``: first_stage, teacher, init_from)."""
+    run_dir = tmp_path_factory.mktemp("runs") / folder
+    train_target(target, run_dir, tiny_config(target, 1), **start)
+    return run_dir
+
+
 @pytest.fixture(scope="module")
 def teacher_run(first_stage_run, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "teacher"
-    train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 1), first_stage=first_stage_run)
-    return run_dir
+    return one_step_run(tmp_path_factory, "lab-emoji-large", "teacher", first_stage=first_stage_run)
 
 
 def test_a_distilled_run_starts_from_its_teacher_cut_to_its_widths_and_resumes_with_it(teacher_run, tmp_path):
     run_dir = tmp_path / "student"
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), teacher=teacher_run)
+    train_target("lab-emoji-distilled", run_dir, tiny_config("lab-emoji-distilled", 1), teacher=teacher_run)
     record = read_run_record(run_dir)
     assert record["teacher"] == str(teacher_run) and record["first_stage"] == str(first_stage_of(teacher_run))
     assert record["lineage"]["source"] == str(teacher_run)
@@ -160,16 +166,16 @@ def test_a_distilled_run_starts_from_its_teacher_cut_to_its_widths_and_resumes_w
     teacher, student = load_run(teacher_run, ema=False).model, load_run(run_dir, ema=False).model
     torch.testing.assert_close(student.unet.conv_in.weight, teacher.unet.conv_in.weight, atol=1e-5, rtol=0)
     assert not torch.allclose(student.unet.conv_in.weight, teacher.unet.conv_in.weight, atol=1e-9, rtol=0)
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 2), resume=True)  # the recorded teacher again
+    train_target("lab-emoji-distilled", run_dir, tiny_config("lab-emoji-distilled", 2), resume=True)  # the recorded teacher again
     assert [step for step, _ in list_checkpoints(run_dir)] == [1, 2]
 
 
 def test_a_student_fine_tuned_from_a_source_keeps_its_weights_and_still_learns_from_the_teacher(teacher_run,
                                                                                               tmp_path, capsys):
     source, run_dir = tmp_path / "student", tmp_path / "again"
-    train_target("lab-emoji", source, tiny_config("lab-emoji", 1), teacher=teacher_run)
+    train_target("lab-emoji-distilled", source, tiny_config("lab-emoji-distilled", 1), teacher=teacher_run)
     assert "tensors cut to its widths" in capsys.readouterr().out
-    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), teacher=teacher_run, init_from=source)
+    train_target("lab-emoji-distilled", run_dir, tiny_config("lab-emoji-distilled", 1), teacher=teacher_run, init_from=source)
     assert "tensors cut to its widths" not in capsys.readouterr().out    # the source's weights, not the teacher's
     record = read_run_record(run_dir)
     assert record["teacher"] == str(teacher_run) and record["lineage"]["description"].startswith(f"{source} (run")
@@ -181,13 +187,41 @@ def first_stage_of(run_dir):
 
 def test_a_distilled_target_without_a_trained_teacher_says_how_to_train_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="ldm-lab train lab-emoji-large --out runs/lab-emoji-large"):
-        train_target("lab-emoji", tmp_path / "student", tiny_config("lab-emoji", 1))
+        train_target("lab-emoji-distilled", tmp_path / "student", tiny_config("lab-emoji-distilled", 1))
 
 
 def test_a_teacher_of_another_target_and_a_teacher_for_an_undistilled_target_are_refused(first_stage_run,
                                                                                          teacher_run, tmp_path):
     with pytest.raises(ValueError, match="is distilled from lab-emoji-large"):
-        train_target("lab-emoji", tmp_path / "a", tiny_config("lab-emoji", 1), teacher=first_stage_run)
+        train_target("lab-emoji-distilled", tmp_path / "a", tiny_config("lab-emoji-distilled", 1), teacher=first_stage_run)
     with pytest.raises(ValueError, match="not distilled from a teacher; drop --teacher"):
         train_target("lab-emoji-large", tmp_path / "b", tiny_config("lab-emoji-large", 1),
                      first_stage=first_stage_run, teacher=teacher_run)
+
+
+@pytest.fixture(scope="module")
+def distilled_run(teacher_run, tmp_path_factory):
+    return one_step_run(tmp_path_factory, "lab-emoji-distilled", "distilled", teacher=teacher_run)
+
+
+def test_a_fine_tuned_target_starts_from_a_run_of_its_source_target_and_records_it(distilled_run, tmp_path):
+    run_dir = tmp_path / "objects"
+    train_target("lab-emoji", run_dir, tiny_config("lab-emoji", 1), init_from=distilled_run)
+    record = read_run_record(run_dir)
+    assert record["init_from"] == str(distilled_run) and record["teacher"] is None
+    assert record["first_stage"] == first_stage_of(distilled_run)
+    lineage = record["lineage"]   # the distilled run's step and its teacher's
+    assert lineage["steps"] == 2 and lineage["description"].startswith(f"{distilled_run} (run")
+    assert "distilled from" in lineage["description"]
+    # Started from the source's weights: one Adam step at warm-up's lr moves each weight by about 1e-6.
+    source, tuned = load_run(distilled_run, ema=False).model, load_run(run_dir, ema=False).model
+    torch.testing.assert_close(tuned.unet.conv_in.weight, source.unet.conv_in.weight, atol=1e-5, rtol=0)
+
+
+def test_a_fine_tuned_target_without_its_source_or_from_another_target_says_what_to_pass(first_stage_run,
+                                                                                         teacher_run, tmp_path):
+    with pytest.raises(ValueError, match="fine-tuned from a trained lab-emoji-distilled.*--init-from "
+                                         "runs/lab-emoji-distilled"):
+        train_target("lab-emoji", tmp_path / "a", tiny_config("lab-emoji", 1), first_stage=first_stage_run)
+    with pytest.raises(ValueError, match="trained lab-emoji-large, not lab-emoji or lab-emoji-distilled"):
+        train_target("lab-emoji", tmp_path / "b", tiny_config("lab-emoji", 1), init_from=teacher_run)

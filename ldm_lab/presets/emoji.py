@@ -26,7 +26,7 @@ _DESCRIPTION = ("small text-to-image latent model on 64x64 emoji: KL-f4 autoenco
                 "design: a frozen CLIP text tower, cross-attention, v-prediction, scaled_linear)")
 
 PRESETS: tuple[Preset, ...] = (
-    Preset("lab-emoji", _DESCRIPTION + "; a 6.6 M U-Net distilled from lab-emoji-large", LAB_EMOJI_UNET,
+    Preset("lab-emoji", _DESCRIPTION + "; a 6.6 M U-Net distilled from lab-emoji-large, then fine-tuned", LAB_EMOJI_UNET,
            LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64),
            prediction=Prediction.V),
     Preset("lab-emoji-large", _DESCRIPTION + "; a 16.3 M U-Net, trained from data", LAB_EMOJI_LARGE_UNET,

@@ -272,31 +272,32 @@ def run_benchmark(config: QualityConfig, report: Callable[[str], None] = print,
     return table
 
 
-# The scores a distilled model is held to against its teacher: (column, lower is better).
-DISTILLATION_METRICS = (("kid", True), ("fid", True), ("clip_score", False), ("recognition_top1", False))
+# The scores two text-to-image models are compared on: (column, lower is better).
+COMPARED_METRICS = (("kid", True), ("fid", True), ("clip_score", False), ("recognition_top1", False))
 
 
-def distillation_verdicts(table: pd.DataFrame, student: str = "lab-emoji",
-                          teacher: str = "lab-emoji-large") -> list[Verdict]:
-    """The claim "the student scores worse than its teacher", per metric, from the newest row of each in a
-    ``text_to_image_scores`` table, by the one rule: intervals apart with the student worse -> holds, with the
-    student better -> does not hold; overlapping -> undecided."""
+def comparison_verdicts(table: pd.DataFrame, model: str, other: str, better: bool = False) -> list[Verdict]:
+    """The claim "``model`` scores worse than ``other``" (``better``: "... better than ..."), per metric, from the
+    newest row of each in a ``text_to_image_scores`` table, by the one rule: intervals apart the way the claim says
+    -> holds, apart the other way -> does not hold; overlapping -> undecided. E.g. a distilled student against its
+    teacher, or a fine-tuned model against what it was fine-tuned from."""
     newest = table.groupby("model").tail(1).set_index("model")
-    missing = [name for name in (student, teacher) if name not in newest.index]
+    missing = [name for name in (model, other) if name not in newest.index]
     if missing:
         raise ValueError(f"no scores recorded for {', '.join(missing)}: score them first (ldm-lab quality "
-                         f"--score-shipped NAME, or score_shipped(NAME, reference=...) for an unshipped teacher).")
+                         f"--score-shipped NAME, or score_shipped(NAME, reference=...) for a model not shipped).")
     verdicts = []
-    for metric, lower in DISTILLATION_METRICS:
-        if metric not in newest or newest.loc[[student, teacher], metric].isna().any():
+    for metric, lower in COMPARED_METRICS:
+        if metric not in newest or newest.loc[[model, other], metric].isna().any():
             continue
         bounds = {name: (newest.loc[name, f"{metric}_ci_low"], newest.loc[name, f"{metric}_ci_high"])
-                  for name in (student, teacher)}
-        side = order(bounds[student], bounds[teacher]) * (-1 if lower else 1)  # +1: the student is better
+                  for name in (model, other)}
+        side = order(bounds[model], bounds[other]) * (-1 if lower else 1)  # +1: ``model`` is better
+        side = side if better else -side                                   # +1: the claim's way
         evidence = ", ".join(f"{name} {newest.loc[name, metric]:.3g} [{low:.3g}, {high:.3g}]"
                              for name, (low, high) in bounds.items())
-        verdicts.append(Verdict(f"{student} scores worse than its teacher on {metric}",
-                                {-1: True, 1: False, 0: None}[side], evidence))
+        claim = f"{model} scores {'better' if better else 'worse'} than {other} on {metric}"
+        verdicts.append(Verdict(claim, {1: True, -1: False, 0: None}[side], evidence))
     return verdicts
 
 
@@ -309,5 +310,5 @@ def verdict(table: pd.DataFrame, metric: str, lower_is_better: bool) -> str:
     return "ours wins" if ours_better else "diffusers wins" if theirs_better else "undecided (intervals overlap)"
 
 
-__all__ = ["QualityConfig", "distillation_verdicts", "run_benchmark", "score", "score_shipped", "train_arms", "verdict",
+__all__ = ["QualityConfig", "comparison_verdicts", "run_benchmark", "score", "score_shipped", "train_arms", "verdict",
            "GRID_PROMPTS"]

@@ -36,13 +36,15 @@ class JobResult:
 
 
 def train_argv(name: str, run_dir: Path, *, steps: int, time_limit_s: float, device: str | None,
-               first_stage: str | Path | None, teacher: str | Path | None = None) -> tuple[str, ...]:
+               first_stage: str | Path | None, teacher: str | Path | None = None,
+               init_from: str | Path | None = None) -> tuple[str, ...]:
     """The ``ldm-lab train`` command line of one run."""
     argv = [sys.executable, "-m", "ldm_lab.cli", "train", name, "--out", str(run_dir), "--steps", str(steps),
             "--time-limit", f"{time_limit_s:.0f}"]
     argv += ["--device", device] if device else []
     argv += ["--first-stage", str(first_stage)] if first_stage else []
     argv += ["--teacher", str(teacher)] if teacher else []
+    argv += ["--init-from", str(init_from)] if init_from else []
     return tuple(argv)
 
 

@@ -1,7 +1,8 @@
 """What a ship trains, in which order, and for how long.
 
-First stages train first (phase 0); the diffusion models (phase 1) train on the first stages just shipped, and the
-distilled ones (phase 2) learn from the phase-1 runs of their teachers (which ship only when asked for by name). A
+First stages train first (phase 0); the diffusion models (phase 1) train on the first stages just shipped; a model
+that learns from another's trained weights (a distilled one from its teacher, a fine-tuned one from what it starts
+from) trains in the phase after them (those sources ship only when asked for by name). A
 pixel-space diffusion model needs no first stage but still trains in phase 1, so that all models of an ablation
 (LDM-1 ... LDM-32) get the same wall-clock time. Each phase gets a share of the time left when it starts; its
 runs train at most ``jobs`` at a time, each under the trainer's time limit (it stops and checkpoints cleanly).
@@ -55,6 +56,7 @@ class ShipConfig:
 # Trainable, but not shipped by `ldm-lab ship --all` (the repository's checkpoints must stay small):
 NOT_SHIPPED = frozenset({
     "lab-emoji-large",  # lab-emoji's teacher (31 MiB in fp16): a ship of lab-emoji trains it, distils, drops it
+    "lab-emoji-distilled",  # the distilled student lab-emoji is fine-tuned from (lab-emoji ships in its place)
     "lab-shapes",  # text-to-image on Shapes: lab-sdxl and lab-layout cover that data in the notebooks
     # notebook 06's SDXL ablations (ldm_lab.tasks.targets.shapes): eight more ~9 MiB models; which of them ship is
     # decided with the notebook's runs
@@ -68,10 +70,12 @@ def shipped_targets() -> list[str]:
 
 
 def phase_of(target: TrainTarget) -> int:
-    """0 for a first stage, 1 for a diffusion model, 2 for one distilled from a diffusion model of phase 1."""
+    """0 for a first stage, 1 for a diffusion model trained from scratch, one more than its latest source for a
+    model that learns from other targets' trained models (a teacher, or the weights it starts from)."""
     if isinstance(target, AutoencoderTarget):
         return 0
-    return 2 if target.distillation is not None else 1
+    sources = sources_of(target.name)
+    return 1 + max((phase_of(get_target(source)) for source in sources), default=0)
 
 
 def first_stage_of(name: str) -> str | None:
@@ -85,11 +89,33 @@ def teacher_of(name: str) -> str | None:
     return target.distillation.teacher if isinstance(target, DiffusionTarget) and target.distillation else None
 
 
+def starts_from_of(name: str) -> str | None:
+    """The target whose trained weights a fine-tuned target starts from (None: it starts from fresh weights)."""
+    target = get_target(name)
+    return target.starts_from if isinstance(target, DiffusionTarget) else None
+
+
+def sources_of(name: str) -> tuple[str, ...]:
+    """The targets whose trained models ``name`` needs before it can train (teacher, starting weights)."""
+    target = get_target(name)
+    return target.sources if isinstance(target, DiffusionTarget) else ()
+
+
 def with_dependencies(names: Sequence[str], shipped: Collection[str]) -> list[str]:
-    """``names`` (checked) plus what they need that is neither named nor shipped already: the teachers of
-    distilled targets, and the first stages of all of them."""
-    teachers = [teacher for name in names if (teacher := teacher_of(name)) and teacher not in shipped]
-    wanted = list(dict.fromkeys([*teachers, *names]))
+    """``names`` (checked) plus what they need that is neither named nor shipped already: the sources of those
+    that learn from other targets (their teachers, the models they are fine-tuned from; theirs in turn), and the
+    first stages of all of them."""
+    wanted: list[str] = []
+
+    def add(name: str) -> None:
+        for source in sources_of(name):
+            if source not in shipped and source not in wanted:
+                add(source)
+        if name not in wanted:
+            wanted.append(name)
+
+    for name in names:
+        add(name)
     missing = [stage for stage in dict.fromkeys(map(first_stage_of, wanted))
                if stage and stage not in wanted and stage not in shipped]
     return list(dict.fromkeys([*missing, *wanted]))

@@ -22,7 +22,7 @@ from ldm_lab.paths import checkpoints_dir, runs_dir
 from ldm_lab.shipping.export import export_run
 from ldm_lab.shipping.jobs import JobResult, TrainJob, job_environment, run_jobs, train_argv
 from ldm_lab.shipping.plan import (ShipConfig, first_stage_of, phase_budget_s, plan_phases, run_time_limit_s,
-                                   teacher_of, with_dependencies)
+                                   sources_of, starts_from_of, teacher_of, with_dependencies)
 from ldm_lab.tasks.targets import get_target
 from ldm_lab.training import latest_checkpoint
 
@@ -80,41 +80,44 @@ def first_stage_file(name: str, folder: Path) -> Path | None:
     return shipped_files(folder).get(first_stage_of(name))
 
 
-def teacher_source(name: str, runs: Path, folder: Path) -> Path | None:
-    """What a distilled target learns from: its teacher's run in this ship, else the teacher's shipped file
-    (None: not distilled, or no teacher trained)."""
-    teacher = teacher_of(name)
-    if teacher is None:
+def trained_source(source: str | None, runs: Path, folder: Path) -> Path | None:
+    """The trained model of ``source`` (a teacher, or the target a fine-tune starts from): its run in this ship,
+    else its shipped file (None: no source, or it was neither trained nor shipped)."""
+    if source is None:
         return None
-    if latest_checkpoint(runs / teacher) is not None:
-        return runs / teacher
-    return shipped_files(folder).get(teacher)
+    if latest_checkpoint(runs / source) is not None:
+        return runs / source
+    return shipped_files(folder).get(source)
 
 
 def missing_input(name: str, runs: Path, folder: Path) -> str | None:
-    """Why ``name`` cannot train yet (None: it can): its first stage or its teacher is missing."""
+    """Why ``name`` cannot train yet (None: it can): its first stage, its teacher or its starting weights are
+    missing."""
     if first_stage_of(name) and not first_stage_file(name, folder):
         return f"its first stage {first_stage_of(name)} was not shipped"
-    if teacher_of(name) and teacher_source(name, runs, folder) is None:
-        return f"its teacher {teacher_of(name)} was neither trained nor shipped"
+    for role, source in (("teacher", teacher_of(name)), ("starting point", starts_from_of(name))):
+        if source and trained_source(source, runs, folder) is None:
+            return f"its {role} {source} was neither trained nor shipped"
     return None
 
 
 def _job(name: str, runs: Path, limit_s: float, config: ShipConfig, folder: Path) -> TrainJob:
     steps = config.steps or get_target(name).steps[config.profile]
     argv = train_argv(name, runs / name, steps=steps, time_limit_s=limit_s, device=config.device,
-                      first_stage=first_stage_file(name, folder), teacher=teacher_source(name, runs, folder))
+                      first_stage=first_stage_file(name, folder),
+                      teacher=trained_source(teacher_of(name), runs, folder),
+                      init_from=trained_source(starts_from_of(name), runs, folder))
     return TrainJob(name, argv, runs / name, runs / f"{name}.log", timeout_s=limit_s + 3 * config.startup_s + 60)
 
 
 def _export(job: TrainJob, result: JobResult, phase: int, config: ShipConfig, folder: Path,
             export: bool = True) -> ShipRow:
-    """Ship a run that checkpointed (even one that then failed); report one that did not. A teacher trained only
-    for its student (``export`` False) is reported, not shipped."""
+    """Ship a run that checkpointed (even one that then failed); report one that did not. A model trained only as
+    another's source (``export`` False: a teacher, or what a fine-tune starts from) is reported, not shipped."""
     if latest_checkpoint(job.run_dir) is None:
         return ShipRow(job.name, phase, f"failed: exit {result.returncode}, no checkpoint (see {job.log})")
     if not export:
-        return ShipRow(job.name, phase, f"trained as a teacher, not shipped (its run: {job.run_dir})")
+        return ShipRow(job.name, phase, f"trained as a source of another model, not shipped (its run: {job.run_dir})")
     try:
         entry = export_run(job.run_dir, ship_command(job.name, config), training_device(config), folder,
                            resolve_device(config.device))
@@ -125,26 +128,27 @@ def _export(job: TrainJob, result: JobResult, phase: int, config: ShipConfig, fo
 
 
 def ship_phase(names: Sequence[str], phase: int, limit_s: float, config: ShipConfig, folder: Path, runs: Path,
-               report: Callable[[str], None], teachers_only: Collection[str] = ()) -> list[ShipRow]:
-    """Train one phase's targets concurrently, then ship each (``teachers_only``: train, do not ship)."""
+               report: Callable[[str], None], sources_only: Collection[str] = ()) -> list[ShipRow]:
+    """Train one phase's targets concurrently, then ship each (``sources_only``: train, do not ship)."""
     missing = {name: why for name in names if (why := missing_input(name, runs, folder))}
     rows = [ShipRow(name, phase, f"skipped: {why}") for name, why in missing.items()]
     jobs = [_job(name, runs, limit_s, config, folder) for name in names if name not in missing]
     report(f"phase {phase}: {len(jobs)} runs, {config.jobs} at a time, {limit_s:.0f} s of training each")
     results = run_jobs(jobs, config.jobs, job_environment(config.profile, config.threads_per_job), report)
-    return rows + [_export(job, result, phase, config, folder, export=job.name not in teachers_only)
+    return rows + [_export(job, result, phase, config, folder, export=job.name not in sources_only)
                    for job, result in zip(jobs, results)]
 
 
 def ship(names: Sequence[str], config: ShipConfig, report: Callable[[str], None] = print) -> list[ShipRow]:
-    """Train ``names`` (plus the first stages and teachers they need that are not shipped yet) and ship them and
-    the first stages into ``config.checkpoints`` (a teacher added for its student trains, but does not ship).
+    """Train ``names`` (plus the first stages, teachers and starting models they need that are not shipped yet)
+    and ship them and the first stages into ``config.checkpoints`` (a source added for another model -- a teacher,
+    or what a fine-tune starts from -- trains, but does not ship).
     Returns one row per target; a failed target never stops the others."""
     start = time.perf_counter()
     folder = config.checkpoints or checkpoints_dir()
     runs = config.runs or runs_dir() / "ship" / time.strftime("%Y%m%d-%H%M%S")
     planned = with_dependencies(names, shipped_files(folder))
-    teachers_only = {teacher for name in planned if (teacher := teacher_of(name)) and teacher not in names}
+    sources_only = {source for name in planned for source in sources_of(name) if source not in names}
     phases = plan_phases(planned)
     report(f"ship {sum(map(len, phases))} targets in {config.budget_s:.0f} s on {training_device(config)}: "
            + " | ".join(f"phase {i}: {', '.join(p)}" for i, p in enumerate(phases)))
@@ -155,7 +159,7 @@ def ship(names: Sequence[str], config: ShipConfig, report: Callable[[str], None]
         remaining = config.budget_s - (time.perf_counter() - start)
         budget = phase_budget_s(remaining, index, phases, config.first_stage_share)
         rows += ship_phase(phase, index, run_time_limit_s(budget, len(phase), config), config, folder, runs, report,
-                           teachers_only)
+                           sources_only)
     (runs / SUMMARY_FILE).write_text(json.dumps([dataclasses.asdict(row) for row in rows], indent=1))
     report(summary_table(rows) + f"\n{time.perf_counter() - start:.0f} s in all; runs and logs in {runs}")
     return rows

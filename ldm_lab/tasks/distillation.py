@@ -4,7 +4,7 @@ student starts from the teacher's weights, cut to its own widths, and learns the
     task = DistillationTask(DiffusionTask(sample_prompts=("red apple",)), teacher, output_weight=1.0)
     train(student, task, data, config, run_dir)     # ||v - v_S||^2 + ||v_T - v_S||^2 at the same z_t, t, prompt
 
-``ldm-lab train lab-emoji --teacher runs/lab-emoji-large`` runs it for a target that names a
+``ldm-lab train lab-emoji-distilled --teacher runs/lab-emoji-large`` runs it for a target that names a
 :class:`KnowledgeDistillation`.
 """
 

@@ -138,6 +138,11 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     """Fresh run: load the weights to start from (a source's, or a teacher's cut to the student's widths), check
     and load the first stage (a run without one keeps the first stage its source or teacher was trained on), write
     run.json (with the lineage of those weights)."""
+    starts_from = target.starts_from if isinstance(target, DiffusionTarget) else None
+    if starts_from is not None and start.init_from is None:
+        raise ValueError(f"{target.name} is fine-tuned from a trained {starts_from}: train that first, "
+                         f"`ldm-lab train {starts_from} --out runs/{starts_from}`, then pass --init-from "
+                         f"runs/{starts_from} (or --init-from {target.name} to go on from the shipped model).")
     source = _initial_run(target, start.init_from, loader) if start.init_from is not None else None
     origin = start.init_from if source is not None else teacher.reference if teacher is not None else None
     first_stage = start.first_stage
@@ -178,12 +183,15 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
 
 
 def _initial_run(target: TrainTarget, init_from: str | Path, loader: RunLoader) -> Run:
-    """Another run of ``target`` (or, with ``load_trained``, its shipped model) with its newest raw weights, to
-    fine-tune from."""
+    """Another run of ``target``, or of the target it ``starts_from`` (or, with ``load_trained``, a shipped model of
+    either), with its newest raw weights, to fine-tune from."""
     source = loader(init_from, ema=False)
-    if source.target.name != target.name:
-        raise ValueError(f"{init_from} trained {source.target.name}, not {target.name}: --init-from takes a run of "
-                         "the target being trained (same architecture).")
+    allowed = (target.name, *([target.starts_from] if isinstance(target, DiffusionTarget) and target.starts_from
+                              else []))
+    if source.target.name not in allowed:
+        raise ValueError(f"{init_from} trained {source.target.name}, not {' or '.join(allowed)}: --init-from takes "
+                         "a run of the target being trained (same architecture), or of the target it is "
+                         "fine-tuned from.")
     return source
 
 

@@ -73,6 +73,14 @@ class DiffusionTarget(TrainTargetBase):
                                      # (ldm_lab.tasks.latent_cache), instead of at every step
     distillation: KnowledgeDistillation | None = None  # learn from a trained teacher's outputs as well as from
                                      # the data (ldm_lab.tasks.distillation); None: from the data alone
+    starts_from: str | None = None   # the target (same architecture) whose trained model this one is fine-tuned
+                                     # from (``--init-from`` its run or shipped model); None: fresh weights
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The targets whose trained models this one needs to start: its teacher and what it starts from."""
+        teacher = self.distillation.teacher if self.distillation is not None else None
+        return tuple(name for name in (teacher, self.starts_from) if name is not None)
 
     def __post_init__(self) -> None:
         latent = get_preset(self.model.preset).autoencoder is not None

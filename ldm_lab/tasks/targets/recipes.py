@@ -1,8 +1,8 @@
 """The training recipes the lab families share, measured on a 2-core CPU (see the time-to-quality benchmark,
 ``ldm_lab.quality``).
 
-lab-emoji-large's CPU recipe (lab-emoji is it distilled into a smaller U-Net), which the conditioning models and the
-Shapes and Fashion-MNIST first stages reuse:
+lab-emoji-large's CPU recipe (lab-emoji is it distilled into a smaller U-Net, then fine-tuned), which the
+conditioning models and the Shapes and Fashion-MNIST first stages reuse:
 
 * first stage: LDM's objective and optimiser (two Adams at betas (0.5, 0.9), no clipping), on 32x32 windows
   (a quarter of the cost of a whole image), a higher lr than LDM's 4.5e-6 x batch (we have minutes, not days),
@@ -25,6 +25,7 @@ EMOJI_FIRST_STAGE_TRAIN = ldm_first_stage_train_config(16, 4e-4, checkpoint_ever
 EMOJI_FIRST_STAGE_STEPS = {"smoke": 20, "laptop": 4000, "gpu": 50_000}
 EMOJI_STEPS = {"smoke": 20, "laptop": 8000, "gpu": 100_000}
 EMOJI_DISTILLATION_STEPS = {"smoke": 20, "laptop": 4000, "gpu": 50_000}
+EMOJI_OBJECT_STEPS = {"smoke": 20, "laptop": 16_000, "gpu": 50_000}  # lab-emoji's fine-tune on one image per emoji
 
 PIXEL_TRAIN = TrainConfig(batch_size=64, lr=2e-4, warmup_steps=200, ema_decay=0.999, checkpoint_every=500,
                           sample_every=500)
