@@ -91,14 +91,12 @@ def teacher_of(name: str) -> str | None:
 
 def starts_from_of(name: str) -> str | None:
     """The target whose trained weights a fine-tuned target starts from (None: it starts from fresh weights)."""
-    target = get_target(name)
-    return target.starts_from if isinstance(target, DiffusionTarget) else None
+    return get_target(name).starts_from
 
 
 def sources_of(name: str) -> tuple[str, ...]:
     """The targets whose trained models ``name`` needs before it can train (teacher, starting weights)."""
-    target = get_target(name)
-    return target.sources if isinstance(target, DiffusionTarget) else ()
+    return get_target(name).sources
 
 
 def with_dependencies(names: Sequence[str], shipped: Collection[str]) -> list[str]:

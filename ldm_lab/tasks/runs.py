@@ -138,7 +138,7 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     """Fresh run: load the weights to start from (a source's, or a teacher's cut to the student's widths), check
     and load the first stage (a run without one keeps the first stage its source or teacher was trained on), write
     run.json (with the lineage of those weights)."""
-    starts_from = target.starts_from if isinstance(target, DiffusionTarget) else None
+    starts_from = target.starts_from
     if starts_from is not None and start.init_from is None:
         raise ValueError(f"{target.name} is fine-tuned from a trained {starts_from}: train that first, "
                          f"`ldm-lab train {starts_from} --out runs/{starts_from}`, then pass --init-from "
@@ -186,8 +186,7 @@ def _initial_run(target: TrainTarget, init_from: str | Path, loader: RunLoader) 
     """Another run of ``target``, or of the target it ``starts_from`` (or, with ``load_trained``, a shipped model of
     either), with its newest raw weights, to fine-tune from."""
     source = loader(init_from, ema=False)
-    allowed = (target.name, *([target.starts_from] if isinstance(target, DiffusionTarget) and target.starts_from
-                              else []))
+    allowed = (target.name, *([target.starts_from] if target.starts_from else []))
     if source.target.name not in allowed:
         raise ValueError(f"{init_from} trained {source.target.name}, not {' or '.join(allowed)}: --init-from takes "
                          "a run of the target being trained (same architecture), or of the target it is "

@@ -41,6 +41,12 @@ class TrainTargetBase(ABC):
     resolution: tuple[int, int]      # (height, width) of the training images
     first_stage: str | None = None   # the AutoencoderTarget whose trained run it trains on (None: none)
     cache_latents: bool = False      # encode the training set with the frozen first stage once, before training
+    starts_from: str | None = None   # the target whose trained model it is fine-tuned from (None: fresh weights)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The targets whose trained models this one needs before it can train."""
+        return (self.starts_from,) if self.starts_from is not None else ()
 
     @property
     def needs_first_stage(self) -> bool:
