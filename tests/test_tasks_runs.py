@@ -166,7 +166,8 @@ def test_a_distilled_run_starts_from_its_teacher_cut_to_its_widths_and_resumes_w
     teacher, student = load_run(teacher_run, ema=False).model, load_run(run_dir, ema=False).model
     torch.testing.assert_close(student.unet.conv_in.weight, teacher.unet.conv_in.weight, atol=1e-5, rtol=0)
     assert not torch.allclose(student.unet.conv_in.weight, teacher.unet.conv_in.weight, atol=1e-9, rtol=0)
-    train_target("lab-emoji-distilled", run_dir, tiny_config("lab-emoji-distilled", 2), resume=True)  # the recorded teacher again
+    # resumed with the recorded teacher again
+    train_target("lab-emoji-distilled", run_dir, tiny_config("lab-emoji-distilled", 2), resume=True)
     assert [step for step, _ in list_checkpoints(run_dir)] == [1, 2]
 
 
@@ -175,7 +176,8 @@ def test_a_student_fine_tuned_from_a_source_keeps_its_weights_and_still_learns_f
     source, run_dir = tmp_path / "student", tmp_path / "again"
     train_target("lab-emoji-distilled", source, tiny_config("lab-emoji-distilled", 1), teacher=teacher_run)
     assert "tensors cut to its widths" in capsys.readouterr().out
-    train_target("lab-emoji-distilled", run_dir, tiny_config("lab-emoji-distilled", 1), teacher=teacher_run, init_from=source)
+    train_target("lab-emoji-distilled", run_dir, tiny_config("lab-emoji-distilled", 1), teacher=teacher_run,
+                 init_from=source)
     assert "tensors cut to its widths" not in capsys.readouterr().out    # the source's weights, not the teacher's
     record = read_run_record(run_dir)
     assert record["teacher"] == str(teacher_run) and record["lineage"]["description"].startswith(f"{source} (run")
@@ -193,7 +195,8 @@ def test_a_distilled_target_without_a_trained_teacher_says_how_to_train_one(tmp_
 def test_a_teacher_of_another_target_and_a_teacher_for_an_undistilled_target_are_refused(first_stage_run,
                                                                                          teacher_run, tmp_path):
     with pytest.raises(ValueError, match="is distilled from lab-emoji-large"):
-        train_target("lab-emoji-distilled", tmp_path / "a", tiny_config("lab-emoji-distilled", 1), teacher=first_stage_run)
+        train_target("lab-emoji-distilled", tmp_path / "a", tiny_config("lab-emoji-distilled", 1),
+                     teacher=first_stage_run)
     with pytest.raises(ValueError, match="not distilled from a teacher; drop --teacher"):
         train_target("lab-emoji-large", tmp_path / "b", tiny_config("lab-emoji-large", 1),
                      first_stage=first_stage_run, teacher=teacher_run)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ldm_lab.profiles import check_profile
-from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
+from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, TrainTarget, get_target
 from ldm_lab.tasks.targets.shapes import SDXL_ABLATIONS
 
 
@@ -85,8 +85,7 @@ def first_stage_of(name: str) -> str | None:
 
 def teacher_of(name: str) -> str | None:
     """The target a distilled target learns from (None: it learns from its data alone)."""
-    target = get_target(name)
-    return target.distillation.teacher if isinstance(target, DiffusionTarget) and target.distillation else None
+    return get_target(name).teacher
 
 
 def starts_from_of(name: str) -> str | None:

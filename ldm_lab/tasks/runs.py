@@ -328,7 +328,7 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
 def _teacher(target: TrainTarget, resumed: Path | None, start: RunStart, loader: RunLoader) -> Teacher | None:
     """The trained teacher of a distilled target (None for any other): the one a resumed run recorded, else
     ``start.teacher``, else the teacher target's shipped model."""
-    distillation = target.distillation if isinstance(target, DiffusionTarget) else None
+    distillation = target.distillation
     if distillation is None:
         if start.teacher is not None:
             raise ValueError(f"{target.name} is not distilled from a teacher; drop --teacher.")

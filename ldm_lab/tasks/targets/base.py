@@ -41,12 +41,18 @@ class TrainTargetBase(ABC):
     resolution: tuple[int, int]      # (height, width) of the training images
     first_stage: str | None = None   # the AutoencoderTarget whose trained run it trains on (None: none)
     cache_latents: bool = False      # encode the training set with the frozen first stage once, before training
+    distillation: KnowledgeDistillation | None = None  # the trained teacher it learns from (None: the data alone)
     starts_from: str | None = None   # the target whose trained model it is fine-tuned from (None: fresh weights)
 
     @property
+    def teacher(self) -> str | None:
+        """The target whose trained model teaches this one (None: it learns from its data alone)."""
+        return self.distillation.teacher if self.distillation is not None else None
+
+    @property
     def sources(self) -> tuple[str, ...]:
-        """The targets whose trained models this one needs before it can train."""
-        return (self.starts_from,) if self.starts_from is not None else ()
+        """The targets whose trained models this one needs before it can train: its teacher, what it starts from."""
+        return tuple(name for name in (self.teacher, self.starts_from) if name is not None)
 
     @property
     def needs_first_stage(self) -> bool:
@@ -81,12 +87,6 @@ class DiffusionTarget(TrainTargetBase):
                                      # the data (ldm_lab.tasks.distillation); None: from the data alone
     starts_from: str | None = None   # the target (same architecture) whose trained model this one is fine-tuned
                                      # from (``--init-from`` its run or shipped model); None: fresh weights
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        """The targets whose trained models this one needs to start: its teacher and what it starts from."""
-        teacher = self.distillation.teacher if self.distillation is not None else None
-        return tuple(name for name in (teacher, self.starts_from) if name is not None)
 
     def __post_init__(self) -> None:
         latent = get_preset(self.model.preset).autoencoder is not None
