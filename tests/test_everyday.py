@@ -6,7 +6,8 @@ import torch
 from ldm_lab.checkpoints import read_manifest
 from ldm_lab.data import build_dataset
 from ldm_lab.quality import everyday
-from ldm_lab.quality.everyday import EVERYDAY_EMOJI, check_answers, everyday_recognition, nameable_count
+from ldm_lab.quality.everyday import (EVERYDAY_EMOJI, check_answers, everyday_ceiling, everyday_recognition,
+                                     nameable_count)
 
 needs_lab_clip = pytest.mark.skipif("lab-clip" not in read_manifest(), reason="needs the shipped lab-clip")
 ANSWERS = {"sun": ("black sun with rays", "sun with face"), "pizza": ("slice of pizza",), "ghost": ("ghost",)}
@@ -41,3 +42,27 @@ def test_drawings_of_the_answers_are_named_and_drawings_of_something_else_are_no
     assert list(table["taught"]) == [True, True, False]   # the ghost emoji is held out
     table = everyday_recognition(None, ANSWERS, seeds=1)
     assert nameable_count(table) == 3
+
+
+class FirstStage(torch.nn.Module):
+    """A stand-in with a first stage: encodes to the image itself and decodes it, or always to ``replacement``."""
+
+    def __init__(self, replacement: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))  # gives the model a device
+        self.replacement = replacement
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return latents if self.replacement is None else self.replacement.expand_as(latents)
+
+
+@needs_lab_clip
+def test_the_ceiling_names_each_answer_and_its_reconstruction_through_the_first_stage():
+    table = everyday_ceiling(FirstStage(), ANSWERS)
+    assert list(table["answer"]) == ["black sun with rays", "slice of pizza", "ghost"]
+    assert table["emoji_named"].all() and table["reconstruction_named"].all()
+    table = everyday_ceiling(FirstStage(replacement=emoji_image("rocket")), ANSWERS)
+    assert table["emoji_named"].all() and not table["reconstruction_named"].any()

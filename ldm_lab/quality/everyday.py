@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ldm_lab.data import build_dataset, collate
+from ldm_lab.device import model_device
 from ldm_lab.metrics import extract_features, to_uint8
 from ldm_lab.metrics.retrieval import nearest_reference_hits
 from ldm_lab.models import LatentDiffusion
@@ -77,6 +78,14 @@ def check_answers(answers: Mapping[str, tuple[str, ...]], captions: set[str]) ->
             seen[caption] = prompt
 
 
+def answer_labels(records: list, answers: Mapping[str, tuple[str, ...]]) -> Tensor:
+    """``[M]`` labels of ``records`` for naming drawings: each emoji that answers a prompt carries the prompt's index
+    (its skin-tone variants too); every other base emoji a label of its own."""
+    check_answers(answers, {record.caption for record in records})
+    answer_of = {caption: index for index, emoji in enumerate(answers.values()) for caption in emoji}
+    return base_labels(records, {r.base_key: answer_of[r.caption] for r in records if r.caption in answer_of})
+
+
 @torch.no_grad()
 def everyday_recognition(model: LatentDiffusion, answers: Mapping[str, tuple[str, ...]] = EVERYDAY_EMOJI,
                          seeds: int = 4, guidance_scale: float = 3.0, sampling_steps: int = 20, k: int = 1,
@@ -85,10 +94,7 @@ def everyday_recognition(model: LatentDiffusion, answers: Mapping[str, tuple[str
     nearest emoji is an answer; skin-tone variants count as their base emoji), whether it was drawn nameably (most
     named), and whether the model saw any of its answers in training."""
     records, _, references = emoji_references()
-    check_answers(answers, {record.caption for record in records})
-    answer_of = {caption: index for index, emoji in enumerate(answers.values()) for caption in emoji}
-    # Each emoji that answers a prompt carries the prompt's index; every other base emoji a label of its own.
-    labels = base_labels(records, {r.base_key: answer_of[r.caption] for r in records if r.caption in answer_of})
+    labels = answer_labels(records, answers)
     prompts = list(answers)
     named = torch.stack([
         nearest_reference_hits(extract_features(to_uint8(prompt_images(model, prompts, seed, guidance_scale,
@@ -105,3 +111,22 @@ def everyday_recognition(model: LatentDiffusion, answers: Mapping[str, tuple[str
 def nameable_count(table: pd.DataFrame) -> int:
     """How many prompts of an ``everyday_recognition`` table were drawn nameably."""
     return int(table["nameable"].sum())
+
+
+@torch.no_grad()
+def everyday_ceiling(model: LatentDiffusion, answers: Mapping[str, tuple[str, ...]] = EVERYDAY_EMOJI,
+                     ) -> pd.DataFrame:
+    """What the measure can give a model that decodes through ``model``'s first stage: one row per prompt, whether
+    its (first) answer emoji is named, as a drawing would be, and whether the first stage's reconstruction of it is.
+    A drawing of an emoji looks no more like it than the emoji's own reconstruction does, in practice, so the count of
+    named reconstructions is the ceiling of :func:`everyday_recognition` on this first stage."""
+    records, images, references = emoji_references()
+    labels = answer_labels(records, answers)
+    index_of = {record.caption: i for i, record in enumerate(records)}
+    emoji = images[[index_of[captions[0]] for captions in answers.values()]].to(model_device(model))   # [P, 3, H, W]
+    reconstructions = model.decode(model.encode(emoji)).clamp(-1, 1)
+    prompt_labels = torch.arange(len(answers))
+    named = {column: nearest_reference_hits(extract_features(to_uint8(x.cpu()), FEATURE_SPACE), references,
+                                            prompt_labels, labels).tolist()
+             for column, x in (("emoji_named", emoji), ("reconstruction_named", reconstructions))}
+    return pd.DataFrame({"prompt": list(answers), "answer": [captions[0] for captions in answers.values()], **named})
