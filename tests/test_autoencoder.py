@@ -52,6 +52,22 @@ def test_parameter_counts_match_the_official_configs(config, expected):
         assert sum(p.numel() for p in Autoencoder(config).parameters()) == expected
 
 
+def test_a_wider_deeper_decoder_leaves_the_encoder_and_latent_unchanged():
+    wide = replace(TINY, decoder_ch=64, decoder_num_res_blocks=2)
+    assert TINY.symmetric and not wide.symmetric
+    torch.manual_seed(0)
+    ae, asymmetric = Autoencoder(TINY).eval(), Autoencoder(wide).eval()
+    assert asymmetric.encoder.state_dict().keys() == ae.encoder.state_dict().keys()
+    asymmetric.encoder.load_state_dict(ae.encoder.state_dict())      # same shapes: one encoder serves both
+    asymmetric.quant_conv.load_state_dict(ae.quant_conv.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(asymmetric.encode(x).mean, ae.encode(x).mean)
+        assert asymmetric(x, sample_posterior=False).reconstruction.shape == x.shape
+    assert asymmetric.decoder.conv_out.in_channels == 64 and len(asymmetric.decoder.levels[0].blocks) == 3
+    assert len(ae.decoder.levels[0].blocks) == 2   # LDM's decoder: one block more than the encoder
+
+
 def test_config_errors_say_what_to_change():
     with pytest.raises(ValueError, match="codebook_size"):
         AutoencoderConfig(regularizer=Regularizer.VQ)

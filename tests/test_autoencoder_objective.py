@@ -2,6 +2,7 @@
 adaptive weight's clamp in our units, VQ loss weights, LitEma's warm-up, and VQ latents before quantisation."""
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -199,3 +200,13 @@ def test_vq_diffusion_learns_pre_quantisation_latents_and_the_decoder_quantises(
         torch.testing.assert_close(codes, first_stage.quantizer.lookup(first_stage.quantizer.nearest_code(pre)))
         assert not torch.allclose(pre, codes)
         torch.testing.assert_close(first_stage.decode(pre), first_stage.decode(codes))
+
+
+def test_a_first_stage_takes_over_an_encoder_only_from_one_built_like_its_own():
+    source = AutoencoderGAN(TINY_KL)
+    wider = AutoencoderGAN(replace(TINY_KL, decoder_ch=64)).adopt_encoder(source)
+    for part in ("encoder", "quant_conv"):
+        for key, value in getattr(source.autoencoder, part).state_dict().items():
+            assert torch.equal(getattr(wider.autoencoder, part).state_dict()[key], value), f"{part}.{key}"
+    with pytest.raises(ValueError, match="only the decoder may differ"):
+        AutoencoderGAN(replace(TINY_KL, ch=64)).adopt_encoder(source)

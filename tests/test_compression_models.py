@@ -21,7 +21,7 @@ from ldm_lab.nn.code_restarts import RestartingQuantizer
 from ldm_lab.nn.quantize import VectorQuantizer
 from ldm_lab.presets import get_preset, parameter_counts
 from ldm_lab.presets.compression import check_factor
-from ldm_lab.presets.lab import LAB_ABLATION_AUTOENCODER, LAB_AUTOENCODER
+from ldm_lab.presets.lab import LAB_ABLATION_AUTOENCODER, LAB_AUTOENCODER, LAB_EMOJI_AUTOENCODER
 from ldm_lab.tasks import AutoencoderTask, LabClipPerceptual, get_target
 from ldm_lab.tasks.autoencoder import AutoencoderLossConfig, ldm_first_stage_train_config
 from ldm_lab.training import TrainConfig, build_optimizer
@@ -39,8 +39,8 @@ def test_the_ablations_kl_f4_is_its_own_target_and_not_lab_emojis_first_stage():
     assert lab_first_stage(Regularizer.KL, 4) == LAB_ABLATION_AUTOENCODER
     assert first_stage_target(Regularizer.KL, 4) == "lab-kl-f4"
     assert get_target("lab-kl-f4").autoencoder == LAB_ABLATION_AUTOENCODER == get_preset("lab-kl-f4").autoencoder
-    assert get_preset("lab-emoji").autoencoder == LAB_AUTOENCODER == get_target("lab-autoencoder").autoencoder
-    assert LAB_AUTOENCODER != LAB_ABLATION_AUTOENCODER
+    assert get_preset("lab-emoji").autoencoder == LAB_EMOJI_AUTOENCODER == get_target("lab-autoencoder").autoencoder
+    assert LAB_AUTOENCODER == get_target("lab-autoencoder-symmetric").autoencoder != LAB_ABLATION_AUTOENCODER
     assert get_target("lab-emoji").first_stage == "lab-autoencoder"
 
 

@@ -64,6 +64,23 @@ def test_vq_autoencoders_are_refused_by_diffusers_kl():
         autoencoder_to_diffusers(Autoencoder(replace(TINY, regularizer=Regularizer.VQ, codebook_size=8)))
 
 
+def test_a_wider_deeper_decoder_converts_to_diffusers_asymmetric_vae_and_back():
+    """Asymmetric VQGAN's decoder: diffusers' AsymmetricAutoencoderKL decodes alike without a mask."""
+    config = replace(TINY, decoder_ch=64, decoder_num_res_blocks=2)
+    ours = random_autoencoder(config)
+    theirs = autoencoder_to_diffusers(ours).eval()
+    assert type(theirs).__name__ == "AsymmetricAutoencoderKL"
+    x, z = torch.randn(2, 3, 32, 32), torch.randn(2, 4, 16, 16)
+    with torch.no_grad():
+        assert (ours.encode(x).mean - theirs.encode(x).latent_dist.mean).abs().max() < 1e-4
+    assert decode_gap(ours, theirs, z) < 1e-4
+    back = autoencoder_from_diffusers(theirs)
+    assert back.config == replace(config, resolution=256)
+    assert decode_gap(back, ours, z) < 1e-5
+    with pytest.raises(ValueError, match="always has mid-block attention"):
+        autoencoder_to_diffusers(Autoencoder(replace(config, mid_attention=False)))
+
+
 def test_original_layout_agrees_with_diffusers_own_ldm_converter():
     ours = random_autoencoder(TINY)
     diffusers_config = dict(autoencoder_to_diffusers(ours).config)

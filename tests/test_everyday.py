@@ -66,3 +66,5 @@ def test_the_ceiling_names_each_answer_and_its_reconstruction_through_the_first_
     assert table["emoji_named"].all() and table["reconstruction_named"].all()
     table = everyday_ceiling(FirstStage(replacement=emoji_image("rocket")), ANSWERS)
     assert table["emoji_named"].all() and not table["reconstruction_named"].any()
+    # among the k nearest of all emoji, every answer is: with k that large anything is named
+    assert everyday_ceiling(FirstStage(replacement=emoji_image("rocket")), ANSWERS, k=5000)["reconstruction_named"].all()

@@ -219,10 +219,17 @@ def few_emoji(monkeypatch):
     return caches
 
 
+def train_first_stage(run_dir) -> None:
+    """lab-emoji's first stage, one step each: the symmetric first stage, then lab-autoencoder behind its encoder."""
+    symmetric = run_dir.with_name(run_dir.name + "-symmetric")
+    train_target("lab-autoencoder-symmetric", symmetric, tiny_config("lab-autoencoder-symmetric", 1))
+    train_target("lab-autoencoder", run_dir, tiny_config("lab-autoencoder", 1), init_from=symmetric)
+
+
 def test_a_resumed_run_caches_latents_with_its_own_first_stage(few_emoji, tmp_path):
     assert get_target("lab-emoji-large").cache_latents
     first_stage, run_dir = tmp_path / "ae", tmp_path / "emoji"
-    train_target("lab-autoencoder", first_stage, tiny_config("lab-autoencoder", 1))
+    train_first_stage(first_stage)
     train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 1), first_stage=first_stage)
     scale = load_run(run_dir, ema=False).model.latent_scale.item()
     train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 2), resume=True)
@@ -244,7 +251,7 @@ def test_a_resumed_run_caches_latents_with_its_own_first_stage(few_emoji, tmp_pa
 
 def test_a_resumed_run_loads_the_latent_cache_it_stored_instead_of_encoding_again(few_emoji, tmp_path, monkeypatch):
     first_stage, run_dir = tmp_path / "ae", tmp_path / "emoji"
-    train_target("lab-autoencoder", first_stage, tiny_config("lab-autoencoder", 1))
+    train_first_stage(first_stage)
     # 2 x 2: every item
     train_target("lab-emoji-large", run_dir, tiny_config("lab-emoji-large", 2), first_stage=first_stage)
     assert (run_dir / runs_module.LATENT_CACHE_FILE).is_file()

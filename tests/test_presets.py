@@ -2,6 +2,7 @@
 small lab models actually running, and ``ldm-lab params``."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from ldm_lab.nn.embeddings import fourier_features
 from ldm_lab.presets import (PRESETS, Prediction, Schedule, build_preset, conditioner_config, get_preset,
                              parameter_counts)
 from ldm_lab.presets.emoji import LAB_EMOJI_UNET
-from ldm_lab.presets.lab import LAB_AUTOENCODER
+from ldm_lab.presets.lab import LAB_AUTOENCODER, LAB_EMOJI_AUTOENCODER
 
 
 # DESIGN.md section 5 (measured from the official configs).
@@ -87,7 +88,8 @@ LAB_EMOJI_LARGE_UNET_PARAMETERS = 16.3e6
 
 def test_lab_emoji_is_the_cpu_recipes_wider_unet_narrowed_at_4x4_on_its_own_first_stage():
     preset, large = get_preset("lab-emoji"), get_preset("lab-emoji-large")
-    assert preset.unet == LAB_EMOJI_UNET and preset.autoencoder == large.autoencoder == LAB_AUTOENCODER
+    assert preset.unet == LAB_EMOJI_UNET and preset.autoencoder == large.autoencoder == LAB_EMOJI_AUTOENCODER
+    assert LAB_EMOJI_AUTOENCODER == replace(LAB_AUTOENCODER, decoder_ch=64, decoder_num_res_blocks=2)  # same encoder
     assert (LAB_EMOJI_UNET.model_channels, LAB_EMOJI_UNET.channel_mult) == (64, (1, 2, 2))
     assert LAB_EMOJI_UNET == large.unet.replace(channel_mult=(1, 2, 2))   # only the 4x4 level is narrower
     assert parameter_counts("lab-emoji")["unet"] == pytest.approx(LAB_EMOJI_UNET_PARAMETERS, rel=0.01)

@@ -46,14 +46,15 @@ def test_first_stages_train_first_and_are_added_unless_shipped():
 
 def test_a_target_trains_after_the_models_it_learns_from_which_are_added_unless_shipped():
     assert with_dependencies(["lab-emoji-distilled"], shipped=set()) == [
-        "lab-autoencoder", "lab-emoji-large", "lab-emoji-distilled"]
-    assert with_dependencies(["lab-emoji"], shipped=set()) == [
-        "lab-autoencoder", "lab-emoji-large", "lab-emoji-distilled", "lab-emoji"]
+        "lab-autoencoder-symmetric", "lab-autoencoder", "lab-emoji-large", "lab-emoji-distilled"]
+    assert with_dependencies(["lab-emoji"], shipped={"lab-autoencoder"}) == [
+        "lab-emoji-large", "lab-emoji-distilled", "lab-emoji"]
     assert with_dependencies(["lab-emoji"], shipped={"lab-autoencoder", "lab-emoji-large"}) == [
         "lab-emoji-distilled", "lab-emoji"]
+    # lab-emoji's first stage is itself a decoder trained behind another first stage's encoder
     assert plan_phases(with_dependencies(["lab-emoji", "lab-layout"], shipped=set())) == [
-        ["lab-autoencoder", "lab-shapes-autoencoder"], ["lab-emoji-large", "lab-layout"], ["lab-emoji-distilled"],
-        ["lab-emoji"]]
+        ["lab-autoencoder-symmetric", "lab-shapes-autoencoder"], ["lab-autoencoder", "lab-layout"],
+        ["lab-emoji-large"], ["lab-emoji-distilled"], ["lab-emoji"]]
 
 
 def test_a_target_without_its_first_stage_teacher_or_starting_model_is_skipped_with_the_reason(tmp_path):

@@ -34,9 +34,18 @@ def tiny_config(name: str, steps: int):
 
 
 @pytest.fixture(scope="module")
-def first_stage_run(tmp_path_factory):
+def symmetric_run(tmp_path_factory):
+    """A run of the first stage trained from scratch, whose encoder lab-autoencoder keeps."""
+    run_dir = tmp_path_factory.mktemp("runs") / "ae-symmetric"
+    train_target("lab-autoencoder-symmetric", run_dir, tiny_config("lab-autoencoder-symmetric", 1))
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def first_stage_run(symmetric_run, tmp_path_factory):
+    """lab-emoji's first stage: a wider decoder trained behind the symmetric run's frozen encoder."""
     run_dir = tmp_path_factory.mktemp("runs") / "ae"
-    train_target("lab-autoencoder", run_dir, tiny_config("lab-autoencoder", 1))
+    train_target("lab-autoencoder", run_dir, tiny_config("lab-autoencoder", 1), init_from=symmetric_run)
     return run_dir
 
 
@@ -86,24 +95,39 @@ def test_shapes_target_trains_on_captioned_scenes_with_the_emoji_first_stage(fir
     assert run.target.dataset == "shapes" and run.model.condition_keys == ("caption",)
 
 
-def test_init_from_with_a_frozen_encoder_fine_tunes_the_decoder_only(first_stage_run, tmp_path):
-    """SD's ft-MSE/ft-EMA decoders: start from a trained first stage, keep its encoder (the latent space)."""
-    run_dir = tmp_path / "decoder"
-    train_target("lab-autoencoder", run_dir, tiny_config("lab-autoencoder", 2), init_from=first_stage_run,
-                 freeze_encoder=True)
-    before, after = load_run(first_stage_run, ema=False).model, load_run(run_dir, ema=False).model
+def assert_same_encoder(before, after) -> None:
     for part in ("encoder", "quant_conv"):
         for (name, old), new in zip(getattr(before.autoencoder, part).state_dict().items(),
                                     getattr(after.autoencoder, part).state_dict().values()):
             assert torch.equal(old, new), f"{part}.{name} changed"
+
+
+def test_init_from_with_a_frozen_encoder_fine_tunes_the_decoder_only(symmetric_run, tmp_path):
+    """SD's ft-MSE/ft-EMA decoders: start from a trained first stage, keep its encoder (the latent space)."""
+    run_dir = tmp_path / "decoder"
+    train_target("lab-autoencoder-symmetric", run_dir, tiny_config("lab-autoencoder-symmetric", 2),
+                 init_from=symmetric_run, freeze_encoder=True)
+    before, after = load_run(symmetric_run, ema=False).model, load_run(run_dir, ema=False).model
+    assert_same_encoder(before, after)
     assert any(not torch.equal(old, new) for old, new in zip(before.autoencoder.decoder.state_dict().values(),
                                                              after.autoencoder.decoder.state_dict().values()))
     assert read_run_record(run_dir)["freeze_encoder"] is True
     # a resume freezes again (run.json remembers it): the encoder still does not move
-    train_target("lab-autoencoder", run_dir, tiny_config("lab-autoencoder", 3), resume=True)
-    resumed = load_run(run_dir, ema=False).model
-    assert all(torch.equal(a, b) for a, b in zip(before.autoencoder.encoder.state_dict().values(),
-                                                 resumed.autoencoder.encoder.state_dict().values()))
+    train_target("lab-autoencoder-symmetric", run_dir, tiny_config("lab-autoencoder-symmetric", 3), resume=True)
+    assert_same_encoder(before, load_run(run_dir, ema=False).model)
+
+
+def test_a_wider_decoder_trains_behind_the_encoder_of_the_first_stage_it_starts_from(symmetric_run, first_stage_run,
+                                                                                      tmp_path):
+    """lab-autoencoder (Asymmetric VQGAN): the symmetric run's encoder, frozen, and a decoder of its own widths."""
+    source, run = load_run(symmetric_run, ema=False).model, load_run(first_stage_run, ema=False).model
+    assert_same_encoder(source, run)
+    assert run.autoencoder.decoder.conv_out.in_channels == 2 * source.autoencoder.decoder.conv_out.in_channels
+    assert read_run_record(first_stage_run)["freeze_encoder"] is True   # the target's, without --freeze-encoder
+    train_target("lab-autoencoder", first_stage_run, tiny_config("lab-autoencoder", 2), resume=True)
+    assert_same_encoder(source, load_run(first_stage_run, ema=False).model)
+    with pytest.raises(ValueError, match="fine-tuned from a trained lab-autoencoder-symmetric.*--init-from"):
+        train_target("lab-autoencoder", tmp_path / "fresh", tiny_config("lab-autoencoder", 1))
 
 
 def test_init_from_refuses_a_run_of_another_target_and_freezing_a_diffusion_model(first_stage_run, tmp_path):
@@ -125,17 +149,18 @@ def test_fine_tuning_a_latent_run_keeps_the_first_stage_its_source_trained_on(fi
         torch.testing.assert_close(value, expected[name], msg=name)
 
 
-def test_a_fine_tuning_run_records_the_training_behind_its_start_and_a_chain_adds_up(first_stage_run, tmp_path):
-    first, second = tmp_path / "first", tmp_path / "second"
-    train_target("lab-autoencoder", first, tiny_config("lab-autoencoder", 2), init_from=first_stage_run)
-    train_target("lab-autoencoder", second, tiny_config("lab-autoencoder", 3), init_from=first)
-    seconds = {run: read_trainer_state(latest_checkpoint(run))[1]["elapsed_s"] for run in (first_stage_run, first)}
+def test_a_fine_tuning_run_records_the_training_behind_its_start_and_a_chain_adds_up(symmetric_run, tmp_path):
+    start, first, second = symmetric_run, tmp_path / "first", tmp_path / "second"
+    train_target("lab-autoencoder-symmetric", first, tiny_config("lab-autoencoder-symmetric", 2),
+                 init_from=start)
+    train_target("lab-autoencoder-symmetric", second, tiny_config("lab-autoencoder-symmetric", 3), init_from=first)
+    seconds = {run: read_trainer_state(latest_checkpoint(run))[1]["elapsed_s"] for run in (start, first)}
     lineage = run_lineage(second)
     assert (lineage.source, lineage.steps) == (str(first), 1 + 2)
-    assert lineage.training_seconds == pytest.approx(seconds[first_stage_run] + seconds[first])
+    assert lineage.training_seconds == pytest.approx(seconds[start] + seconds[first])
     assert lineage.description.startswith(f"{first} (run: 2 steps") and \
-        f"itself fine-tuned from {first_stage_run} (run: 1 steps" in lineage.description
-    assert run_lineage(first_stage_run) is None
+        f"itself fine-tuned from {start} (run: 1 steps" in lineage.description
+    assert run_lineage(start) is None
     # A run started before runs recorded their lineage: measured from its init_from when asked.
     record = json.loads((second / "run.json").read_text())
     del record["lineage"]

@@ -69,6 +69,9 @@ def original_key(key: str) -> str:
     return _renamed(key, ORIGINAL_RENAMES)
 
 
+MASKED_IMAGE_BRANCH = "decoder.condition_encoder."  # AsymmetricAutoencoderKL's inpainting input; ours has none
+
+
 def diffusers_key(key: str, num_levels: int) -> str:
     """Our parameter name -> diffusers'. Diffusers numbers decoder levels in running order, deepest first."""
     key = re.sub(r"^decoder\.levels\.(\d+)\.", lambda m: f"decoder.up_blocks.{num_levels - 1 - int(m[1])}.", key)
@@ -189,57 +192,79 @@ def original_state_dict(ae: Autoencoder, prefix: str = ORIGINAL_PREFIX) -> dict[
 # --- diffusers ---------------------------------------------------------------------------------------------
 
 def config_from_diffusers(vae: AutoencoderKL, resolution: int = 256) -> AutoencoderConfig:
-    """The AutoencoderConfig of a diffusers ``AutoencoderKL`` (LDM-style ones only)."""
+    """The AutoencoderConfig of a diffusers ``AutoencoderKL`` or ``AsymmetricAutoencoderKL`` (LDM-style ones only)."""
     cfg = vae.config
-    widths = list(cfg.block_out_channels)
-    problems = [f"{name}={value!r} (needs {wanted!r})" for name, value, wanted in (
-        ("norm_num_groups", cfg.norm_num_groups, 32), ("act_fn", cfg.act_fn, "silu"),
-        ("use_quant_conv", cfg.use_quant_conv, True), ("use_post_quant_conv", cfg.use_post_quant_conv, True))
-        if value != wanted]
+    asymmetric = "up_block_out_channels" in cfg
+    widths = list(cfg.down_block_out_channels if asymmetric else cfg.block_out_channels)
+    decoder_widths = list(cfg.up_block_out_channels) if asymmetric else widths
+    wanted = {"norm_num_groups": 32, "act_fn": "silu"} | ({} if asymmetric else {"use_quant_conv": True,
+                                                                               "use_post_quant_conv": True})
+    problems = [f"{name}={cfg[name]!r} (needs {value!r})" for name, value in wanted.items() if cfg[name] != value]
     if any(w % widths[0] for w in widths):
         problems.append(f"block_out_channels={widths} (need multiples of the first)")
+    if [w * widths[0] for w in decoder_widths] != [w * decoder_widths[0] for w in widths]:
+        problems.append(f"up_block_out_channels={decoder_widths} (need the multiples of down_block_out_channels)")
     if problems:
-        raise ValueError(f"this AutoencoderKL is not an LDM autoencoder: {', '.join(problems)}.")
+        raise ValueError(f"this {type(vae).__name__} is not an LDM autoencoder: {', '.join(problems)}.")
+    blocks = cfg.layers_per_down_block if asymmetric else cfg.layers_per_block
+    decoder_blocks = cfg.layers_per_up_block if asymmetric else blocks
     return AutoencoderConfig(
-        ch=widths[0], ch_mult=tuple(w // widths[0] for w in widths), num_res_blocks=cfg.layers_per_block,
+        ch=widths[0], ch_mult=tuple(w // widths[0] for w in widths), num_res_blocks=blocks,
         attn_resolutions=tuple(resolution // 2**i for i, kind in enumerate(cfg.down_block_types)
                                if kind.startswith("Attn")),
         resolution=resolution, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
         z_channels=cfg.latent_channels, embed_dim=cfg.latent_channels,
-        mid_attention=cfg.mid_block_add_attention)
+        mid_attention=True if asymmetric else cfg.mid_block_add_attention,
+        decoder_ch=decoder_widths[0] if decoder_widths[0] != widths[0] else None,
+        decoder_num_res_blocks=decoder_blocks if decoder_blocks != blocks else None)
 
 
 def autoencoder_from_diffusers(vae: AutoencoderKL) -> Autoencoder:
-    """Our autoencoder with the weights of a diffusers ``AutoencoderKL`` (its ``scaling_factor`` is the
-    diffusion model's business: read it from ``vae.config.scaling_factor``)."""
+    """Our autoencoder with the weights of a diffusers ``AutoencoderKL`` or ``AsymmetricAutoencoderKL`` (without the
+    latter's mask-conditioned inpainting branch). Its ``scaling_factor`` is the diffusion model's business: read it
+    from ``vae.config.scaling_factor``."""
     config = config_from_diffusers(vae)
     with torch.device("meta"):
         ae = Autoencoder(config)
-    theirs = {k: v.detach().clone() for k, v in vae.state_dict().items()}  # ours must not alias vae's weights
+    theirs = {k: v.detach().clone() for k, v in vae.state_dict().items()  # ours must not alias vae's weights
+              if not k.startswith(MASKED_IMAGE_BRANCH)}
     return _load_mapped(ae, theirs, lambda k: diffusers_key(k, len(config.ch_mult)),
                         lambda: describe(config))
 
 
 def autoencoder_to_diffusers(ae: Autoencoder, scaling_factor: float = 0.18215) -> AutoencoderKL:
-    """A diffusers ``AutoencoderKL`` with our weights. ``scaling_factor``: SD 1.x/2.x 0.18215, SDXL 0.13025."""
-    from diffusers import AutoencoderKL
+    """A diffusers ``AutoencoderKL`` with our weights. ``scaling_factor``: SD 1.x/2.x 0.18215, SDXL 0.13025. A
+    decoder wider or deeper than its encoder becomes diffusers' ``AsymmetricAutoencoderKL`` (made for Asymmetric
+    VQGAN); its mask-conditioned branch for inpainting stays at its initial weights, unused when decoding without a
+    mask, as pipelines do."""
+    from diffusers import AsymmetricAutoencoderKL, AutoencoderKL
 
     c = ae.config
     if c.regularizer is not Regularizer.KL or c.z_channels != c.embed_dim:
         raise ValueError(f"diffusers' AutoencoderKL holds KL autoencoders with z_channels == embed_dim; "
                          f"got {c.regularizer.name} with {c.z_channels} and {c.embed_dim}.")
     levels = range(len(c.ch_mult))
-    vae = AutoencoderKL(
-        in_channels=c.in_channels, out_channels=c.out_channels,
-        down_block_types=tuple(("AttnDownEncoderBlock2D" if c.has_attention(i) else "DownEncoderBlock2D")
-                               for i in levels),
-        up_block_types=tuple(("AttnUpDecoderBlock2D" if c.has_attention(i) else "UpDecoderBlock2D")
-                             for i in reversed(levels)),
-        block_out_channels=tuple(c.width(i) for i in levels), layers_per_block=c.num_res_blocks,
-        latent_channels=c.embed_dim, sample_size=c.resolution, scaling_factor=scaling_factor,
-        mid_block_add_attention=c.mid_attention)
+    down_blocks = tuple(("AttnDownEncoderBlock2D" if c.has_attention(i) else "DownEncoderBlock2D") for i in levels)
+    up_blocks = tuple(("AttnUpDecoderBlock2D" if c.has_attention(i) else "UpDecoderBlock2D") for i in reversed(levels))
+    shared = dict(in_channels=c.in_channels, out_channels=c.out_channels, down_block_types=down_blocks,
+                  up_block_types=up_blocks, latent_channels=c.embed_dim, sample_size=c.resolution,
+                  scaling_factor=scaling_factor)
+    if c.symmetric:
+        vae = AutoencoderKL(**shared, block_out_channels=tuple(c.width(i) for i in levels),
+                            layers_per_block=c.num_res_blocks, mid_block_add_attention=c.mid_attention)
+    elif not c.mid_attention:
+        raise ValueError("diffusers' AsymmetricAutoencoderKL always has mid-block attention; this asymmetric "
+                         "autoencoder has none (mid_attention=False). Train it with mid_attention=True to convert.")
+    else:
+        vae = AsymmetricAutoencoderKL(**shared, down_block_out_channels=tuple(c.width(i) for i in levels),
+                                      layers_per_down_block=c.num_res_blocks,
+                                      up_block_out_channels=tuple(c.decoder_width(i) for i in levels),
+                                      layers_per_up_block=c.decoder_blocks - 1)
     theirs = {diffusers_key(k, len(c.ch_mult)): v for k, v in ae.state_dict().items()}
-    vae.load_state_dict(theirs, strict=True)
+    missing, unexpected = vae.load_state_dict(theirs, strict=False)
+    missing = [key for key in missing if not key.startswith(MASKED_IMAGE_BRANCH)]
+    if missing or unexpected:
+        raise RuntimeError(f"key maps out of step with diffusers: missing {missing[:3]}, unexpected {unexpected[:3]}")
     reference = next(ae.parameters())
     vae = vae.to(reference.device)
     return vae if reference.dtype == torch.float32 else vae.to(dtype=reference.dtype)

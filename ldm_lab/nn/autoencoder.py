@@ -51,6 +51,11 @@ class AutoencoderConfig:
                                       # batch (ldm_lab.nn.code_restarts; short runs on small data). LDM: False
     mid_attention: bool = True  # self-attention in the middle blocks (False: LDM's vq-f4-noattn)
     dropout: float = 0.0  # dropout inside the ResBlocks
+    decoder_ch: int | None = None  # width of the decoder's level 0 (None: ch). A decoder wider than its encoder
+                                   # (Asymmetric VQGAN, Zhu et al. 2023) can be trained behind a frozen encoder,
+                                   # keeping the latent space a diffusion model learned
+    decoder_num_res_blocks: int | None = None  # the decoder's num_res_blocks (its levels have one block more,
+                                               # as LDM's); None: the encoder's
 
     def __post_init__(self) -> None:
         if not self.ch_mult:
@@ -79,6 +84,19 @@ class AutoencoderConfig:
 
     def width(self, level: int) -> int:
         return self.ch * self.ch_mult[level]
+
+    def decoder_width(self, level: int) -> int:
+        return (self.decoder_ch or self.ch) * self.ch_mult[level]
+
+    @property
+    def symmetric(self) -> bool:
+        """Whether the decoder is as wide and as deep as the encoder (as in LDM and Stable Diffusion)."""
+        return self.decoder_width(0) == self.width(0) and self.decoder_blocks == self.num_res_blocks + 1
+
+    @property
+    def decoder_blocks(self) -> int:
+        """ResBlocks per decoder level (LDM's decoder has one more than its encoder)."""
+        return (self.num_res_blocks if self.decoder_num_res_blocks is None else self.decoder_num_res_blocks) + 1
 
     def has_attention(self, level: int) -> bool:
         return self.resolution // 2**level in self.attn_resolutions
@@ -181,14 +199,15 @@ class Decoder(nn.Module):
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
         c, last = config, len(config.ch_mult) - 1
-        self.conv_in = nn.Conv2d(c.z_channels, c.width(last), 3, padding=1)
-        self.mid = MidBlock(c.width(last), c.mid_attention, c.dropout)
+        width = c.decoder_width
+        self.conv_in = nn.Conv2d(c.z_channels, width(last), 3, padding=1)
+        self.mid = MidBlock(width(last), c.mid_attention, c.dropout)
         self.levels = nn.ModuleList(
-            Level(c.width(min(i + 1, last)), c.width(i), c.num_res_blocks + 1, c.has_attention(i), c.dropout,
-                  Upsample(c.width(i)) if i > 0 else nn.Identity())
+            Level(width(min(i + 1, last)), width(i), c.decoder_blocks, c.has_attention(i), c.dropout,
+                  Upsample(width(i)) if i > 0 else nn.Identity())
             for i in range(last + 1))
-        self.norm_out = group_norm(c.width(0), NORM_EPS)
-        self.conv_out = nn.Conv2d(c.width(0), c.out_channels, 3, padding=1)
+        self.norm_out = group_norm(width(0), NORM_EPS)
+        self.conv_out = nn.Conv2d(width(0), c.out_channels, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
         x = self.mid(self.conv_in(z))

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ldm_lab.diffusion.parameterisation import Prediction
 from ldm_lab.presets.base import Preset
 from ldm_lab.presets.conditioners import ConditionerOf
-from ldm_lab.presets.lab import LAB_AUTOENCODER, LAB_CLIP_TEXT, LAB_CONDITIONED_UNET
+from ldm_lab.presets.lab import LAB_CLIP_TEXT, LAB_CONDITIONED_UNET, LAB_EMOJI_AUTOENCODER
 
 LAB_PROMPT_UNET = LAB_CONDITIONED_UNET.replace(context_dim=LAB_CLIP_TEXT.width, context_description=(
     f"lab-clip's text tower, last layer after the final norm, {LAB_CLIP_TEXT.width}"))
@@ -27,10 +27,10 @@ _DESCRIPTION = ("small text-to-image latent model on 64x64 emoji: KL-f4 autoenco
 
 PRESETS: tuple[Preset, ...] = (
     Preset("lab-emoji", _DESCRIPTION + "; a 6.6 M U-Net distilled from lab-emoji-large, then fine-tuned", LAB_EMOJI_UNET,
-           LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64),
+           LAB_EMOJI_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64),
            prediction=Prediction.V),
     Preset("lab-emoji-large", _DESCRIPTION + "; a 16.3 M U-Net, trained from data", LAB_EMOJI_LARGE_UNET,
-           LAB_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64),
+           LAB_EMOJI_AUTOENCODER, {"text": LAB_CLIP_TEXT}, text_weights="lab-clip", resolution=(64, 64),
            prediction=Prediction.V),
 )
 

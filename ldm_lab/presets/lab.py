@@ -9,6 +9,8 @@ x0 = sqrt(ab) x_t - sqrt(1 - ab) v, whose error is never amplified.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ldm_lab.nn.autoencoder import AutoencoderConfig
 from ldm_lab.nn.text import TINY, Activation, TextEncoderConfig
 from ldm_lab.nn.unet import UNetConfig
@@ -19,6 +21,10 @@ LAB_ABLATION_AUTOENCODER = AutoencoderConfig(ch=32, ch_mult=(1, 1, 1), num_res_b
 # lab-emoji's first stage: KL, f = 4, 4 latent channels (64x64x3 -> 16x16x4), 32/32/64 channels: wider at the
 # 16x16 level, where it costs a quarter of a full-resolution level and holds what the latent must describe.
 LAB_AUTOENCODER = AutoencoderConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, resolution=64)
+# lab-emoji's first stage as shipped: that encoder, frozen, and a decoder twice as wide with one more block per level
+# trained behind it (Asymmetric VQGAN, Zhu et al. 2023): the latent space stays, the reconstructions sharpen
+# (held-out PSNR 19.5 dB with the symmetric decoder; the manifest has the new one's).
+LAB_EMOJI_AUTOENCODER = replace(LAB_AUTOENCODER, decoder_ch=64, decoder_num_res_blocks=2)
 LAB_TEXT = TINY
 LAB_LATENT_UNET = UNetConfig(model_channels=32, channel_mult=(1, 2, 4), num_res_blocks=1,
                              transformer_depth=(0, 1, 1), num_heads=None, head_dim=32,

@@ -114,10 +114,11 @@ def nameable_count(table: pd.DataFrame) -> int:
 
 
 @torch.no_grad()
-def everyday_ceiling(model: LatentDiffusion, answers: Mapping[str, tuple[str, ...]] = EVERYDAY_EMOJI,
+def everyday_ceiling(model: LatentDiffusion, answers: Mapping[str, tuple[str, ...]] = EVERYDAY_EMOJI, k: int = 1,
                      ) -> pd.DataFrame:
     """What the measure can give a model that decodes through ``model``'s first stage: one row per prompt, whether
-    its (first) answer emoji is named, as a drawing would be, and whether the first stage's reconstruction of it is.
+    its (first) answer emoji is named, as a drawing would be (one of the ``k`` nearest emoji is an answer), and
+    whether the first stage's reconstruction of it is.
     A drawing of an emoji looks no more like it than the emoji's own reconstruction does, in practice, so the count of
     named reconstructions is the ceiling of :func:`everyday_recognition` on this first stage."""
     records, images, references = emoji_references()
@@ -127,6 +128,6 @@ def everyday_ceiling(model: LatentDiffusion, answers: Mapping[str, tuple[str, ..
     reconstructions = model.decode(model.encode(emoji)).clamp(-1, 1)
     prompt_labels = torch.arange(len(answers))
     named = {column: nearest_reference_hits(extract_features(to_uint8(x.cpu()), FEATURE_SPACE), references,
-                                            prompt_labels, labels).tolist()
+                                            prompt_labels, labels, k).tolist()
              for column, x in (("emoji_named", emoji), ("reconstruction_named", reconstructions))}
     return pd.DataFrame({"prompt": list(answers), "answer": [captions[0] for captions in answers.values()], **named})

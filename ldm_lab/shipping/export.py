@@ -10,14 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ldm_lab.checkpoints import ManifestEntry, read_manifest, save_checkpoint
+from ldm_lab.checkpoints import (CheckpointError, ManifestEntry, load_checkpoint, read_manifest, save_checkpoint,
+                                 update_manifest)
 from ldm_lab.data import DATASETS, build_dataset, held_out_sample, split_batch
 from ldm_lab.data.materialise import describe_training_data
 from ldm_lab.device import model_device
 from ldm_lab.metrics import psnr, ssim
-from ldm_lab.paths import git_commit
+from ldm_lab.paths import checkpoints_dir, git_commit
 from ldm_lab.shipping.load import inference_weights
 from ldm_lab.tasks.runs import Run, load_run, run_lineage
 from ldm_lab.tasks.targets import AutoencoderTarget, TrainTarget
@@ -27,6 +28,7 @@ from ldm_lab.training.data import move_to_device
 from ldm_lab.training.trainer import CONFIG_FILE
 
 HELD_OUT_ITEMS = 256   # validation items the shipped scores are measured on
+LATENT_SPACE = ("encoder.", "quant_conv.")  # the weights of a first stage that define its latent space
 
 
 def shipped_file(name: str) -> str:
@@ -119,4 +121,39 @@ def export_run(run_dir: Path, command: str, device_words: str, folder: Path | No
         target=name, steps=run.step + (lineage.steps if lineage else 0), first_stage=first_stage,
         first_stage_sha256=read_manifest(folder)[first_stage].sha256 if first_stage else None,
         fine_tuned_from=lineage.description if lineage else None)
-    return save_checkpoint(name, inference_weights(target, run.model), entry, folder)
+    weights = inference_weights(target, run.model)
+    previous = shipped_weights(name, folder) if isinstance(target, AutoencoderTarget) else None
+    entry = save_checkpoint(name, weights, entry, folder)
+    if previous is not None and encodes_alike(previous[0], weights):
+        repoint_dependents(name, previous[1].sha256, entry.sha256, folder)
+    return entry
+
+
+def shipped_weights(name: str, folder: Path | None = None) -> tuple[dict[str, Tensor], ManifestEntry] | None:
+    """The weights and entry shipped under ``name`` now (None: nothing shipped, or its file is missing or changed)."""
+    if name not in read_manifest(folder):
+        return None
+    try:
+        return load_checkpoint(name, folder)
+    except CheckpointError:
+        return None
+
+
+def encodes_alike(old: dict[str, Tensor], new: dict[str, Tensor]) -> bool:
+    """Whether two first stages' weights define one latent space: the same encoder and quant conv, compared in
+    the shipped fp16 (a decoder trained behind a frozen encoder changes neither)."""
+    keys = [key for key in new if key.startswith(LATENT_SPACE)]
+    return bool(keys) and all(key in old and old[key].shape == new[key].shape
+                              and torch.equal(old[key], new[key].to(old[key].dtype).cpu()) for key in keys)
+
+
+def repoint_dependents(first_stage: str, old_sha256: str, new_sha256: str, folder: Path | None = None) -> list[str]:
+    """Record first stage ``first_stage``'s new file (``new_sha256``) for the models trained on its old one. Only
+    for a new file that encodes alike (:func:`encodes_alike`): their latents decode through it. Returns their
+    names."""
+    dependents = {name: dataclasses.replace(entry, first_stage_sha256=new_sha256)
+                  for name, entry in read_manifest(folder).items()
+                  if entry.first_stage == first_stage and entry.first_stage_sha256 == old_sha256}
+    if dependents:
+        update_manifest(dependents, folder or checkpoints_dir())
+    return sorted(dependents)

@@ -57,6 +57,7 @@ class ShipConfig:
 NOT_SHIPPED = frozenset({
     "lab-emoji-large",  # lab-emoji's teacher (31 MiB in fp16): a ship of lab-emoji trains it, distils, drops it
     "lab-emoji-distilled",  # the distilled student lab-emoji is fine-tuned from (lab-emoji ships in its place)
+    "lab-autoencoder-symmetric",  # its encoder ships inside lab-autoencoder, behind a wider decoder
     "lab-shapes",  # text-to-image on Shapes: lab-sdxl and lab-layout cover that data in the notebooks
     # notebook 06's SDXL ablations (ldm_lab.tasks.targets.shapes): eight more ~9 MiB models; which of them ship is
     # decided with the notebook's runs
@@ -70,12 +71,12 @@ def shipped_targets() -> list[str]:
 
 
 def phase_of(target: TrainTarget) -> int:
-    """0 for a first stage, 1 for a diffusion model trained from scratch, one more than its latest source for a
-    model that learns from other targets' trained models (a teacher, or the weights it starts from)."""
-    if isinstance(target, AutoencoderTarget):
-        return 0
-    sources = sources_of(target.name)
-    return 1 + max((phase_of(get_target(source)) for source in sources), default=0)
+    """0 for a first stage trained from scratch, 1 for a diffusion model trained from scratch, and for a target that
+    needs other targets trained first (its first stage, its teacher, the model it starts from) one more than the
+    latest of theirs."""
+    needs = [*sources_of(target.name), *([target.first_stage] if target.first_stage else [])]
+    own = 0 if isinstance(target, AutoencoderTarget) else 1
+    return max(own, 1 + max((phase_of(get_target(name)) for name in needs), default=-1))
 
 
 def first_stage_of(name: str) -> str | None:
@@ -108,14 +109,15 @@ def with_dependencies(names: Sequence[str], shipped: Collection[str]) -> list[st
         for source in sources_of(name):
             if source not in shipped and source not in wanted:
                 add(source)
+        stage = first_stage_of(name)
+        if stage and stage not in shipped and stage not in wanted:
+            add(stage)
         if name not in wanted:
             wanted.append(name)
 
     for name in names:
         add(name)
-    missing = [stage for stage in dict.fromkeys(map(first_stage_of, wanted))
-               if stage and stage not in wanted and stage not in shipped]
-    return list(dict.fromkeys([*missing, *wanted]))
+    return wanted
 
 
 def plan_phases(names: Sequence[str]) -> list[list[str]]:

@@ -91,6 +91,18 @@ class AutoencoderGAN(nn.Module):
         self.autoencoder.quant_conv.requires_grad_(False)
         return self
 
+    def adopt_encoder(self, other: AutoencoderGAN) -> AutoencoderGAN:
+        """Copy ``other``'s encoder and quant conv (what defines the latent space); the decoder, which may be
+        built differently, keeps its own weights."""
+        for part in ("encoder", "quant_conv"):
+            try:
+                getattr(self.autoencoder, part).load_state_dict(getattr(other.autoencoder, part).state_dict())
+            except RuntimeError as error:  # a shape mismatch: the two encoders are built differently
+                reason = str(error).splitlines()[-1].strip()
+                raise ValueError(f"cannot take over the {part} of a first stage built differently ({reason}); "
+                                 "only the decoder may differ (decoder_ch, decoder_num_res_blocks).") from None
+        return self
+
     @property
     def adversarial(self) -> bool:
         """Whether the GAN terms are on for the current batch."""

@@ -158,7 +158,9 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
             f"--first-stage runs/{target.first_stage}.")
     if first_stage is not None and not needs:
         raise ValueError(f"{target.name} has no first stage (it works in pixel space); drop --first-stage.")
-    if source is not None:  # before the first stage: a --first-stage given as well replaces the source's
+    if source is not None and target.freeze_encoder:
+        model.adopt_encoder(source.model)  # a new decoder behind the source's encoder
+    elif source is not None:  # before the first stage: a --first-stage given as well replaces the source's
         model.load_state_dict(source.model.state_dict())
     if teacher is not None and source is None:  # a student fine-tuned from a source keeps the source's weights
         cut = init_from_teacher(model, teacher.run.model)
@@ -177,7 +179,7 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     record = {"target": target.name, "first_stage": str(first_stage) if first_stage is not None else None,
               "init_from": str(start.init_from) if start.init_from is not None else None,
               "lineage": dataclasses.asdict(lineage) if lineage is not None else None,
-              "freeze_encoder": start.freeze_encoder,
+              "freeze_encoder": start.freeze_encoder or target.freeze_encoder,
               "teacher": str(teacher.reference) if teacher is not None else None}
     (run_dir / RUN_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
 
@@ -263,7 +265,7 @@ def run_lineage(run_dir: str | Path) -> Lineage | None:
 
 
 def _apply_freezing(model: nn.Module, target: TrainTarget, run_dir: Path) -> None:
-    if read_run_record(run_dir).get("freeze_encoder"):
+    if target.freeze_encoder or read_run_record(run_dir).get("freeze_encoder"):
         if not isinstance(target, AutoencoderTarget):
             raise ValueError(f"--freeze-encoder fine-tunes a first stage's decoder; {target.name} is not a first "
                              "stage.")

@@ -43,6 +43,7 @@ class TrainTargetBase(ABC):
     cache_latents: bool = False      # encode the training set with the frozen first stage once, before training
     distillation: KnowledgeDistillation | None = None  # the trained teacher it learns from (None: the data alone)
     starts_from: str | None = None   # the target whose trained model it is fine-tuned from (None: fresh weights)
+    freeze_encoder: bool = False     # a first stage that trains only its decoder, behind starts_from's encoder
 
     @property
     def teacher(self) -> str | None:
@@ -135,6 +136,15 @@ class AutoencoderTarget(TrainTargetBase):
     resolution: tuple[int, int] = (64, 64)
     preview_size: int = 8            # validation images shown (above their reconstructions) in sample grids
     crop: int | None = None          # train on random crop x crop windows of the images (None: whole images)
+    starts_from: str | None = None   # the first-stage target whose trained model this one starts from (None: fresh)
+    freeze_encoder: bool = False     # keep starts_from's encoder, frozen, and train a decoder behind it (its own
+                                     # architecture may differ): the latent space, and the latent models trained
+                                     # in it, stay valid
+
+    def __post_init__(self) -> None:
+        if self.freeze_encoder and self.starts_from is None:
+            raise ValueError(f"target {self.name}: freeze_encoder keeps the encoder of a trained first stage; name "
+                             "it with starts_from=...")
 
     def build_model(self) -> AutoencoderGAN:
         return AutoencoderGAN(self.autoencoder, self.loss)

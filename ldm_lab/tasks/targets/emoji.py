@@ -1,19 +1,20 @@
 """The emoji text-to-image family's training targets (preset: ``ldm_lab.presets.emoji``): lab-emoji-large with the
-CPU recipe (``recipes``) on its first stage lab-autoencoder, lab-emoji-distilled distilled from it, lab-emoji
-fine-tuned from that on one image per emoji, and lab-emoji's networks on Shapes captions (lab-shapes)."""
+CPU recipe (``recipes``) on its first stage lab-autoencoder (lab-autoencoder-symmetric's encoder with a wider
+decoder), lab-emoji-distilled distilled from it, lab-emoji fine-tuned from that on one image per emoji, and
+lab-emoji's networks on Shapes captions (lab-shapes)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from ldm_lab.models import LatentDiffusionConfig
-from ldm_lab.presets.lab import LAB_AUTOENCODER
+from ldm_lab.presets.lab import LAB_AUTOENCODER, LAB_EMOJI_AUTOENCODER
 from ldm_lab.tasks.diffusion import DiffusionTask
 from ldm_lab.tasks.distillation import KnowledgeDistillation
 from ldm_lab.tasks.targets.base import AutoencoderTarget, DiffusionTarget, TrainTarget
-from ldm_lab.tasks.targets.recipes import (EMOJI_DISTILLATION_STEPS, EMOJI_FIRST_STAGE_LOSS, EMOJI_FIRST_STAGE_STEPS,
-                                           EMOJI_FIRST_STAGE_TRAIN, EMOJI_OBJECT_STEPS, EMOJI_STEPS, EMOJI_TRAIN,
-                                           LATENT_TRAIN)
+from ldm_lab.tasks.targets.recipes import (EMOJI_DECODER_STEPS, EMOJI_DISTILLATION_STEPS, EMOJI_FIRST_STAGE_LOSS,
+                                           EMOJI_FIRST_STAGE_STEPS, EMOJI_FIRST_STAGE_TRAIN, EMOJI_OBJECT_STEPS,
+                                           EMOJI_STEPS, EMOJI_TRAIN, LATENT_TRAIN)
 from ldm_lab.tasks.targets.shapes import SHAPES_PROMPTS
 
 EMOJI_PROMPTS = ("grinning face", "red apple", "cat face", "rocket", "sun", "red heart", "pizza", "dog face",
@@ -43,6 +44,12 @@ LAB_EMOJI = replace(
     task=replace(LAB_EMOJI_LARGE.task, alias_rate=0.5), train=replace(EMOJI_TRAIN, ema_decay=0.999),
     steps=dict(EMOJI_OBJECT_STEPS), distillation=None, starts_from="lab-emoji-distilled")
 
+# The first stage's encoder (its latent space): trained with its decoder, which lab-autoencoder then replaces.
+LAB_AUTOENCODER_SYMMETRIC = AutoencoderTarget(
+    "lab-autoencoder-symmetric", "the KL-f4 first stage of lab-emoji on 64x64 emoji: L1 + PatchGAN + KL (LDM App. G) "
+    "with LDM's optimiser, on random 32x32 windows", "emoji", LAB_AUTOENCODER, EMOJI_FIRST_STAGE_LOSS,
+    EMOJI_FIRST_STAGE_TRAIN, steps=dict(EMOJI_FIRST_STAGE_STEPS), crop=32)
+
 TARGETS: tuple[TrainTarget, ...] = (
     LAB_EMOJI_LARGE,
     LAB_EMOJI_DISTILLED,
@@ -51,8 +58,10 @@ TARGETS: tuple[TrainTarget, ...] = (
                     "lab-emoji's networks and first stage", "shapes", LatentDiffusionConfig("lab-emoji"),
                     DiffusionTask(sample_prompts=SHAPES_PROMPTS, guidance_scale=5.0), LATENT_TRAIN,
                     first_stage="lab-autoencoder", cache_latents=True),
-    AutoencoderTarget("lab-autoencoder", "the KL-f4 first stage of lab-emoji on 64x64 emoji: L1 + PatchGAN + KL "
-                      "(LDM App. G) with LDM's optimiser, on random 32x32 windows", "emoji", LAB_AUTOENCODER,
-                      EMOJI_FIRST_STAGE_LOSS, EMOJI_FIRST_STAGE_TRAIN, steps=dict(EMOJI_FIRST_STAGE_STEPS),
-                      crop=32),
+    LAB_AUTOENCODER_SYMMETRIC,
+    AutoencoderTarget("lab-autoencoder", "lab-emoji's first stage: lab-autoencoder-symmetric's encoder, frozen, "
+                      "and a decoder twice as wide with one more block per level trained behind it (Asymmetric "
+                      "VQGAN)", "emoji", LAB_EMOJI_AUTOENCODER, EMOJI_FIRST_STAGE_LOSS, EMOJI_FIRST_STAGE_TRAIN,
+                      steps=dict(EMOJI_DECODER_STEPS), crop=32, starts_from=LAB_AUTOENCODER_SYMMETRIC.name,
+                      freeze_encoder=True),
 )

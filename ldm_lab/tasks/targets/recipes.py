@@ -23,6 +23,7 @@ EMOJI_FIRST_STAGE_LOSS = AutoencoderLossConfig(perceptual_weight=0.0, disc_start
 EMOJI_FIRST_STAGE_TRAIN = ldm_first_stage_train_config(16, 4e-4, checkpoint_every=500, sample_every=500,
                                                        keep_checkpoints=2)
 EMOJI_FIRST_STAGE_STEPS = {"smoke": 20, "laptop": 4000, "gpu": 50_000}
+EMOJI_DECODER_STEPS = {"smoke": 20, "laptop": 2000, "gpu": 50_000}  # lab-autoencoder's wider decoder, encoder frozen
 EMOJI_STEPS = {"smoke": 20, "laptop": 8000, "gpu": 100_000}
 EMOJI_DISTILLATION_STEPS = {"smoke": 20, "laptop": 4000, "gpu": 50_000}
 EMOJI_OBJECT_STEPS = {"smoke": 20, "laptop": 16_000, "gpu": 50_000}  # lab-emoji's fine-tune on one image per emoji
