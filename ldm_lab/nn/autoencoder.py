@@ -226,6 +226,8 @@ class AutoencoderOutput:
 class Autoencoder(nn.Module):
     """Encoder, 1x1 ``quant_conv`` into the latent, regulariser, 1x1 ``post_quant_conv``, decoder (LDM §3.1)."""
 
+    LATENT_SPACE_PARTS = ("encoder", "quant_conv")  # the modules that define the latent space (a decoder can change)
+
     def __init__(self, config: AutoencoderConfig = KL_F8) -> None:
         super().__init__()
         self.config = config

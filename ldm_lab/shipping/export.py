@@ -18,6 +18,7 @@ from ldm_lab.data import DATASETS, build_dataset, held_out_sample, split_batch
 from ldm_lab.data.materialise import describe_training_data
 from ldm_lab.device import model_device
 from ldm_lab.metrics import psnr, ssim
+from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.paths import checkpoints_dir, git_commit
 from ldm_lab.shipping.load import inference_weights
 from ldm_lab.tasks.runs import Run, load_run, run_lineage
@@ -28,7 +29,7 @@ from ldm_lab.training.data import move_to_device
 from ldm_lab.training.trainer import CONFIG_FILE
 
 HELD_OUT_ITEMS = 256   # validation items the shipped scores are measured on
-LATENT_SPACE = ("encoder.", "quant_conv.")  # the weights of a first stage that define its latent space
+LATENT_SPACE = tuple(f"{part}." for part in Autoencoder.LATENT_SPACE_PARTS)  # a first stage's latent-space weights
 
 
 def shipped_file(name: str) -> str:

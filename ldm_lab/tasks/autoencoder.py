@@ -87,14 +87,14 @@ class AutoencoderGAN(nn.Module):
         """Train the decoder (and the discriminator) only: the encoder and its quant conv keep their weights, so
         the latent space a diffusion model was trained on stays valid. Stable Diffusion's improved VAEs
         (sd-vae-ft-mse / ft-ema, Stability AI 2022) fine-tuned their decoders this way."""
-        self.autoencoder.encoder.requires_grad_(False)
-        self.autoencoder.quant_conv.requires_grad_(False)
+        for part in Autoencoder.LATENT_SPACE_PARTS:
+            getattr(self.autoencoder, part).requires_grad_(False)
         return self
 
     def adopt_encoder(self, other: AutoencoderGAN) -> AutoencoderGAN:
         """Copy ``other``'s encoder and quant conv (what defines the latent space); the decoder, which may be
         built differently, keeps its own weights."""
-        for part in ("encoder", "quant_conv"):
+        for part in Autoencoder.LATENT_SPACE_PARTS:
             try:
                 getattr(self.autoencoder, part).load_state_dict(getattr(other.autoencoder, part).state_dict())
             except RuntimeError as error:  # a shape mismatch: the two encoders are built differently
