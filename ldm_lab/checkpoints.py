@@ -14,6 +14,7 @@ above can all read the store.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,14 @@ from ldm_lab.paths import checkpoints_dir
 
 MANIFEST_FILE = "manifest.json"
 MANIFEST_LOCK_FILE = "manifest.json.lock"  # flocked while a process reads, changes and rewrites the manifest
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of all parameters' bytes, in order: equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for param in model.parameters():
+        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 class CheckpointError(RuntimeError):

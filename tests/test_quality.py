@@ -4,14 +4,16 @@ arguments, the verdict rule, and the scoring of small synthetic image sets in la
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ldm_lab.checkpoints import CheckpointError, read_manifest
+from ldm_lab.checkpoints import CheckpointError, parameter_digest, read_manifest
 from ldm_lab.cli import main as cli_main
+from ldm_lab.files import file_lock
 from ldm_lab.metrics import recentred_interval
 from ldm_lab.paths import checkpoints_dir
 from ldm_lab.quality import benchmark
@@ -152,10 +154,25 @@ def test_score_shipped_appends_the_model_row_with_its_recorded_training(tmp_path
     assert list(table["model"]) == ["older", "lab-emoji", "lab-emoji"]
     assert list(table["steps"])[1:] == [entry.steps] * 2 and list(table["recognition_top1"])[1:] == [0.4, 0.4]
     assert table["recognition_top1"].isna()[0]                 # a row from before the column existed stays empty
+    # The row says which first stage decoded the drawings (the same U-Net scores differently through another).
+    assert list(table["first_stage_digest"])[1:] == [parameter_digest(load_shipped("lab-emoji").first_stage)[:12]] * 2
     # A model that is not shipped under its name (a teacher): scored from its file, with the training behind it.
-    file = read_manifest()["lab-autoencoder"].file
+    file = read_manifest()["lab-emoji"].file
     row = benchmark.score_shipped("a-teacher", table_folder=tmp_path, reference=checkpoints_dir() / file)
-    assert row["steps"] == shipped_entry("lab-autoencoder").steps and seen["name"] == "a-teacher"
+    assert row["steps"] == entry.steps and seen["name"] == "a-teacher"
+
+
+def test_a_row_waits_for_another_writer_of_the_table_and_adds_its_columns(tmp_path):
+    path = tmp_path / "scores.csv"
+    with file_lock(tmp_path / "scores.csv.lock"):               # another scoring is writing the table
+        writer = threading.Thread(target=benchmark.append_row, args=(path, {"model": "a", "kid": 0.1}))
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive() and not path.exists()
+    writer.join()
+    benchmark.append_row(path, {"model": "b", "fid": 7.0})
+    table = pd.read_csv(path)
+    assert list(table["model"]) == ["a", "b"] and table["fid"].isna()[0] and table["kid"].isna()[1]
 
 
 def test_recognition_ranks_each_drawing_among_all_training_emoji(monkeypatch):

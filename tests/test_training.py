@@ -23,7 +23,8 @@ from ldm_lab.training import (
     EMA, CheckpointMismatchError, SeededBatchSampler, TrainConfig, Trainer, latest_checkpoint, list_checkpoints,
     load_weights, read_metrics, train, warmup_cosine_lr)
 from ldm_lab.training.checkpoint import checkpoint_path
-from ldm_lab.training.selftest import SelftestConfig, parameter_digest, run_selftest, tiny_model
+from ldm_lab.checkpoints import parameter_digest
+from ldm_lab.training.selftest import SelftestConfig, run_selftest, tiny_model
 
 SELFTEST = [sys.executable, "-m", "ldm_lab.cli", "selftest"]
 CHILD_ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

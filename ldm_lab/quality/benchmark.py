@@ -29,8 +29,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ldm_lab.checkpoints import parameter_digest
 from ldm_lab.compression.verdicts import Verdict, order
 from ldm_lab.data import build_dataset, collate, held_out_sample
+from ldm_lab.files import atomic_write_text, file_lock
 from ldm_lab.conditioning.findings import autoencoded
 from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_features, fid_from_features,
                              kid_from_features, lab_clip_encoder, mean_interval, recentred_interval, to_uint8)
@@ -178,6 +180,7 @@ def arm_row(arm: str, record: ArmRecord, config: QualityConfig, captions: Sequen
 
 
 MODEL_TABLE = "text_to_image_scores"  # data/results/text_to_image_scores.csv
+FIRST_STAGE_DIGEST_DIGITS = 12  # of parameter_digest: enough to tell first stages apart at a glance
 
 
 def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, guidance_scale: float = 3.0,
@@ -227,19 +230,27 @@ def score_shipped(name: str, seeds: int = 3, guidance_scale: float = 3.0, table_
                   device: str | torch.device = "cpu", reference: str | Path | None = None) -> dict:
     """``model_scores`` and ``recognition_scores`` of the shipped model ``name`` (or, under that name, of
     ``reference``: a run directory or a shipped file elsewhere, e.g. a teacher that is not shipped), with the
-    training steps and minutes behind its weights, added to ``text_to_image_scores.csv``: the numbers its bars are
-    judged by. Rows written before a column existed keep it empty."""
+    training steps and minutes behind its weights and a digest of the first stage it decoded through (the same
+    U-Net scores differently through another decoder), added to ``text_to_image_scores.csv``: the numbers its bars
+    are judged by. Rows written before a column existed keep it empty."""
     if reference is None:
         shipped_entry(name)  # a shipped name, or an error listing them
     reference = name if reference is None else reference
     model = load_trained(reference, device).model.eval()
     behind = lineage_of(reference)
     row = model_scores(model, name, seeds, guidance_scale) | recognition_scores(model, guidance_scale=guidance_scale)
-    row |= {"steps": behind.steps, "training_minutes": round(behind.training_seconds / 60, 1)}
-    path = (table_folder or results_dir()) / f"{MODEL_TABLE}.csv"
-    earlier = [pd.read_csv(path)] if path.exists() else []
-    pd.concat([*earlier, pd.DataFrame([row])], ignore_index=True).to_csv(path, index=False)
+    row |= {"steps": behind.steps, "training_minutes": round(behind.training_seconds / 60, 1),
+            "first_stage_digest": parameter_digest(model.first_stage)[:FIRST_STAGE_DIGEST_DIGITS]}
+    append_row((table_folder or results_dir()) / f"{MODEL_TABLE}.csv", row)
     return row
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Add ``row`` to the CSV table at ``path`` (new columns are added; older rows keep them empty), under a lock
+    and by atomic replacement, so two scorings finishing together both land."""
+    with file_lock(path.with_name(path.name + ".lock")):
+        earlier = [pd.read_csv(path)] if path.exists() else []
+        atomic_write_text(path, pd.concat([*earlier, pd.DataFrame([row])], ignore_index=True).to_csv(index=False))
 
 
 def grid_images(config: QualityConfig, prompts: Sequence[str] = GRID_PROMPTS) -> dict[str, Tensor]:

@@ -12,7 +12,6 @@ SHA-256 of its parameters, and whether all processes hold identical parameters (
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
+from ldm_lab.checkpoints import parameter_digest
 from ldm_lab.training.config import TrainConfig
 from ldm_lab.training.trainer import Trainer
 
@@ -55,14 +55,6 @@ class NoisyRegression:
         if self.seconds_per_step:
             time.sleep(self.seconds_per_step)  # lets a test send a signal mid-run
         return nn.functional.mse_loss(model(x + scale * torch.randn_like(x)), y)
-
-
-def parameter_digest(model: nn.Module) -> str:
-    """SHA-256 of all parameters' bytes, in order: equal digests mean bit-identical weights."""
-    digest = hashlib.sha256()
-    for param in model.parameters():
-        digest.update(param.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
