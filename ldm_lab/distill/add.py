@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ldm_lab.device import model_device
+from ldm_lab.distill.augment import diff_augment
 from ldm_lab.distill.discriminator import DiscriminatorHeads, FeatureNetwork, discriminator_condition
 from ldm_lab.distill.losses import (DISTILLATION_WEIGHT, R1_GAMMA, distillation_loss, distillation_weight,
                                     generator_adversarial_loss, hinge_discriminator_loss, r1_penalty, teacher_x0)
@@ -146,6 +147,11 @@ class ADDModels(nn.Module):
         """A context that adds its wall and CPU time to the timer under ``name`` (nothing without a timer)."""
         return (self.timer or _untimed)(name, model_device(self.teacher))
 
+    def judged(self, images: Tensor) -> list[Tensor]:
+        """F_k of images as the heads judge them: each image DiffAugment-ed first when the discriminator's config
+        asks (StyleGAN-T's discriminator; ``ldm_lab.distill.augment``), real and generated alike."""
+        return self.features(diff_augment(images) if self.heads.config.augment else images)
+
     @torch.no_grad()
     def prepare(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> Prepared:
         """Encode x0, draw s from the student's timesteps and noise z0 to x_s; embed the captions."""
@@ -173,7 +179,7 @@ class ADDModels(nn.Module):
         adversarial = images.new_zeros(())
         if c.adversarial_weight > 0:
             with self.phase("discriminator on fakes (forward)"):
-                adversarial = generator_adversarial_loss(self.heads, self.features(images), prepared.disc_condition)
+                adversarial = generator_adversarial_loss(self.heads, self.judged(images), prepared.disc_condition)
         t = torch.randint(self.teacher.schedule.num_train_timesteps, (len(images),), generator=generator,
                           device=generator.device if generator is not None else "cpu").to(images.device)
         distillation = images.new_zeros(())
@@ -191,8 +197,8 @@ class ADDModels(nn.Module):
         """(hinge + gamma R1, R1) for the heads (L_adv^D), on the real images and the student's (detached) images,
         R1 on the heads' real inputs."""
         with self.phase("discriminator step: features (no grad)"), torch.no_grad():
-            real_features = self.features(prepared.images)
-            fake_features = self.features(fake_images.detach())
+            real_features = self.judged(prepared.images)
+            fake_features = self.judged(fake_images.detach())
         with self.phase("discriminator step: heads (forward)"):
             real_features = [f.requires_grad_(True) for f in real_features]
             real_logits = self.heads(real_features, prepared.disc_condition)

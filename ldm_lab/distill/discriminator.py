@@ -36,6 +36,8 @@ class DiscriminatorConfig:
     kernel_size: int = 3                     # token-axis kernel of each head's residual conv
     text_condition: bool = True              # project on lab-clip's text embedding of the caption (Tab. 1b)
     image_condition: bool = False            # also project on lab-clip's embedding of the real image x0 (Tab. 1b)
+    augment: bool = True                     # DiffAugment (colour, translation, cutout) on every image before F,
+                                             # real and generated, as StyleGAN-T's discriminator (distill.augment)
 
     def __post_init__(self) -> None:
         if len(self.layers) < 1 or len(set(self.layers)) != len(self.layers):
