@@ -13,6 +13,7 @@ import torch
 
 from ldm_lab.checkpoints import CheckpointError, parameter_digest, read_manifest
 from ldm_lab.cli import main as cli_main
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.files import file_lock
 from ldm_lab.metrics import recentred_interval
 from ldm_lab.paths import checkpoints_dir
@@ -139,11 +140,11 @@ def test_held_out_row_scores_real_images_on_their_captions(encoder):
 
 def test_score_shipped_appends_the_model_row_with_its_recorded_training(tmp_path, monkeypatch):
     seen = {}
-    def fake_scores(model, name, seeds, guidance_scale):  # the 1,062-image scoring itself is tested above
-        seen.update(name=name, seeds=seeds, guidance=guidance_scale, trained=not model.training)
+    def fake_scores(model, name, seeds, settings):  # the 1,062-image scoring itself is tested above
+        seen.update(name=name, seeds=seeds, guidance=settings.guidance_scale, trained=not model.training)
         return {"model": name, "kid": 0.2, "kid_ci_low": 0.1, "kid_ci_high": 0.3}
     monkeypatch.setattr(benchmark, "model_scores", fake_scores)
-    monkeypatch.setattr(benchmark, "recognition_scores", lambda model, guidance_scale: {"recognition_top1": 0.4})
+    monkeypatch.setattr(benchmark, "recognition_scores", lambda model, settings: {"recognition_top1": 0.4})
     pd.DataFrame([{"model": "older", "kid": 0.5}]).to_csv(tmp_path / f"{benchmark.MODEL_TABLE}.csv", index=False)
     row = benchmark.score_shipped("lab-emoji", seeds=2, table_folder=tmp_path)
     entry = shipped_entry("lab-emoji")
@@ -180,13 +181,21 @@ def test_recognition_ranks_each_drawing_among_all_training_emoji(monkeypatch):
     prompt_images = benchmark.prompt_images
     monkeypatch.setattr(benchmark, "prompt_images", lambda model, captions, *args: drawn.extend(captions) or
                         prompt_images(model, captions, *args))
-    row = recognition_scores(load_shipped("lab-emoji", "cpu"), count=4, sampling_steps=1, num_resamples=10)
+    row = recognition_scores(load_shipped("lab-emoji", "cpu"), count=4,
+                             settings=SamplingSettings(steps=1, guidance_scale=3.0), num_resamples=10)
     assert len(drawn) == 4 and not any("skin tone" in caption for caption in drawn)  # base emoji only
     assert row["recognition_drawn_from"] == "base emoji"
     for name in ("recognition_top1", "recognition_top5", "recognition_top1_autoencoded"):
         assert 0 <= row[f"{name}_ci_low"] <= row[name] <= row[f"{name}_ci_high"] <= 1
     assert row["recognition_top5"] >= row["recognition_top1"] and row["recognition_captions"] == 4
     assert row["recognition_top5_autoencoded"] >= 0.75          # a reconstruction looks like its own emoji
+
+
+def test_rows_say_how_their_images_were_drawn():
+    assert benchmark.sampling_columns(benchmark.SCORED_SAMPLING) == {"guidance_scale": 3.0, "sampling_steps": 20}
+    student = SamplingSettings(sampler="euler_ancestral", timesteps=(999.0, 499.0))
+    assert benchmark.sampling_columns(student) == {"guidance_scale": 1.0, "sampling_steps": 2,
+                                                   "sampler": "euler_ancestral"}
 
 
 def test_score_shipped_names_what_is_shipped_for_an_unknown_model(tmp_path):

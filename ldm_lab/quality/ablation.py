@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.diffusion.parameterisation import Prediction
 from ldm_lab.metrics import DualEncoder, extract_features, lab_clip_encoder, to_uint8
 from ldm_lab.names import unknown_name_error
@@ -217,8 +218,9 @@ def arm_row(arm: str, record: ArmRecord, config: AblationConfig, captions: Seque
 
     model, per_seed = load_variant(arm, config.folder / arm), len(captions) // config.seeds
     start = time.perf_counter()
-    images = torch.cat([prompt_images(model, captions[s * per_seed:(s + 1) * per_seed], s, config.guidance_scale,
-                                      config.sampling_steps) for s in range(config.seeds)])
+    settings = SamplingSettings(steps=config.sampling_steps, guidance_scale=config.guidance_scale)
+    images = torch.cat([prompt_images(model, captions[s * per_seed:(s + 1) * per_seed], s, settings)
+                        for s in range(config.seeds)])
     seconds_per_image = (time.perf_counter() - start) / len(images)
     return {"variant": arm, "change": INGREDIENTS[arm].description if arm in INGREDIENTS else "none (the recipe)",
             **score(to_uint8(images.cpu()), captions, real_features, encoder, config.num_resamples),

@@ -32,6 +32,7 @@ from torch import Tensor
 from ldm_lab.checkpoints import parameter_digest
 from ldm_lab.compression.verdicts import Verdict, order
 from ldm_lab.data import build_dataset, collate, held_out_sample
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.files import atomic_write_text, file_lock
 from ldm_lab.conditioning.findings import autoencoded
 from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_features, fid_from_features,
@@ -39,7 +40,7 @@ from ldm_lab.metrics import (DualEncoder, Interval, clip_scores, extract_feature
 from ldm_lab.metrics.retrieval import nearest_reference_hits
 from ldm_lab.paths import git_commit, results_dir, runs_dir
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.quality.arms import ARMS, ArmRecord, arm_images, prompt_images
+from ldm_lab.quality.arms import ARMS, SCORED_SAMPLING, ArmRecord, arm_images, prompt_images
 from ldm_lab.quality.everyday import EVERYDAY_EMOJI, FEATURE_SPACE, base_labels, emoji_references
 from ldm_lab.shipping.load import load_trained, shipped_entry
 from ldm_lab.tasks.runs import lineage_of
@@ -183,24 +184,35 @@ MODEL_TABLE = "text_to_image_scores"  # data/results/text_to_image_scores.csv
 FIRST_STAGE_DIGEST_DIGITS = 12  # of parameter_digest: enough to tell first stages apart at a glance
 
 
-def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, guidance_scale: float = 3.0,
-                 sampling_steps: int = 20, num_resamples: int = 200) -> dict:
-    """A shipped text-to-image model scored as its bars are stated: one image per held-out caption and seed (seed
-    s for the s-th repeat), at ``guidance_scale``, against the held-out emoji: KID, FID, CLIP score with intervals."""
+def model_scores(model: LatentDiffusion, name: str, seeds: int = 3, settings: SamplingSettings = SCORED_SAMPLING,
+                 num_resamples: int = 200) -> dict:
+    """A text-to-image model scored as its bars are stated: one image per held-out caption and seed (seed s for the
+    s-th repeat), drawn with ``settings`` (the bars: ``SCORED_SAMPLING``; a few-step student: its own sampler),
+    against the held-out emoji: KID, FID, CLIP score with intervals."""
     real, captions = held_out_captions(seeds)
     per_seed, start = len(captions) // seeds, time.perf_counter()
-    images = torch.cat([prompt_images(model, captions[s * per_seed:(s + 1) * per_seed], s, guidance_scale,
-                                      sampling_steps) for s in range(seeds)])
+    images = torch.cat([prompt_images(model, captions[s * per_seed:(s + 1) * per_seed], s, settings)
+                        for s in range(seeds)])
     seconds_per_image = (time.perf_counter() - start) / len(images)
     row = score(to_uint8(images.cpu()), captions, extract_features(real, FEATURE_SPACE), lab_clip_encoder(),
                 num_resamples)
-    return {"model": name, **row, "seeds": seeds, "guidance_scale": guidance_scale, "sampling_steps": sampling_steps,
+    return {"model": name, **row, "seeds": seeds, **sampling_columns(settings),
             "sample_s_per_image": seconds_per_image, "threads": torch.get_num_threads(),
             "feature_space": FEATURE_SPACE, "git_commit": git_commit()}
 
 
-def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS, guidance_scale: float = 3.0,
-                       sampling_steps: int = 20, num_resamples: int = 200, seed: int = 0) -> dict:
+def sampling_columns(settings: SamplingSettings) -> dict:
+    """How a table row's images were drawn: guidance scale, sampler steps (explicit timesteps counted) and, when
+    not the default DPM-Solver++(2M), the sampler's name."""
+    steps = len(settings.timesteps) if settings.timesteps is not None else settings.steps
+    columns = {"guidance_scale": settings.guidance_scale, "sampling_steps": steps}
+    if settings.sampler != SamplingSettings.sampler:
+        columns["sampler"] = settings.sampler if isinstance(settings.sampler, str) else type(settings.sampler).__name__
+    return columns
+
+
+def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS,
+                       settings: SamplingSettings = SCORED_SAMPLING, num_resamples: int = 200, seed: int = 0) -> dict:
     """Does the model draw the emoji it was taught? ``count`` captions of base training emoji (a fixed draw; no
     skin-tone variants, so that each emoji counts once: drawn from all 3,432 items, half the draws were people in
     five tones, the most often seen and best drawn), one image each; a hit when the caption's own training emoji
@@ -214,7 +226,7 @@ def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS
     base_ids = torch.tensor([i for i, r in enumerate(records) if not r.skin_tones])
     drawn_ids = base_ids[torch.randperm(len(base_ids), generator=torch.Generator().manual_seed(seed))[:count]]
     reconstructed = autoencoded(model, images[drawn_ids], seed)
-    drawings = prompt_images(model, [records[int(i)].caption for i in drawn_ids], seed, guidance_scale, sampling_steps)
+    drawings = prompt_images(model, [records[int(i)].caption for i in drawn_ids], seed, settings)
     row = {}
     for suffix, images in (("", drawings), ("_autoencoded", reconstructed)):
         features = extract_features(to_uint8(images.cpu()), FEATURE_SPACE)
@@ -226,8 +238,9 @@ def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS
     return row | {"recognition_captions": len(drawn_ids), "recognition_drawn_from": RECOGNITION_DRAWN_FROM}
 
 
-def score_shipped(name: str, seeds: int = 3, guidance_scale: float = 3.0, table_folder: Path | None = None,
-                  device: str | torch.device = "cpu", reference: str | Path | None = None) -> dict:
+def score_shipped(name: str, seeds: int = 3, settings: SamplingSettings = SCORED_SAMPLING,
+                  table_folder: Path | None = None, device: str | torch.device = "cpu",
+                  reference: str | Path | None = None) -> dict:
     """``model_scores`` and ``recognition_scores`` of the shipped model ``name`` (or, under that name, of
     ``reference``: a run directory or a shipped file elsewhere, e.g. a teacher that is not shipped), with the
     training steps and minutes behind its weights and a digest of the first stage it decoded through (the same
@@ -238,7 +251,7 @@ def score_shipped(name: str, seeds: int = 3, guidance_scale: float = 3.0, table_
     reference = name if reference is None else reference
     model = load_trained(reference, device).model.eval()
     behind = lineage_of(reference)
-    row = model_scores(model, name, seeds, guidance_scale) | recognition_scores(model, guidance_scale=guidance_scale)
+    row = model_scores(model, name, seeds, settings) | recognition_scores(model, settings=settings)
     row |= {"steps": behind.steps, "training_minutes": round(behind.training_seconds / 60, 1),
             "first_stage_digest": parameter_digest(model.first_stage)[:FIRST_STAGE_DIGEST_DIGITS]}
     append_row((table_folder or results_dir()) / f"{MODEL_TABLE}.csv", row)

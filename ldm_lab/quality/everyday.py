@@ -29,10 +29,11 @@ from torch import Tensor
 from ldm_lab.conditioning.findings import autoencoded
 from ldm_lab.data import build_dataset, collate
 from ldm_lab.device import model_device
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import extract_features, to_uint8
 from ldm_lab.metrics.retrieval import nearest_reference_hits
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.quality.arms import prompt_images
+from ldm_lab.quality.arms import SCORED_SAMPLING, prompt_images
 
 FEATURE_SPACE = "lab-clip"
 THUMBNAIL_SIDE = 16  # the thumbnail judge's side (8, 16, 32 and 64 named the same 64 drawings within one)
@@ -121,15 +122,16 @@ def answer_labels(records: list, answers: Mapping[str, tuple[str, ...]]) -> Tens
 
 @torch.no_grad()
 def everyday_recognition(model: LatentDiffusion, answers: Mapping[str, tuple[str, ...]] = EVERYDAY_EMOJI,
-                         seeds: int = 4, guidance_scale: float = 3.0, sampling_steps: int = 20, k: int = 1,
+                         seeds: int = 4, settings: SamplingSettings = SCORED_SAMPLING, k: int = 1,
                          judges: tuple[str, ...] = ("thumbnail",)) -> pd.DataFrame:
-    """One row per prompt: its drawings (one per seed: seeds 0 .. seeds-1), how many are named (one of the ``k``
+    """One row per prompt: its drawings (one per seed: seeds 0 .. seeds-1, drawn with ``settings``; a few-step
+    student passes its own sampler, ``ldm_lab.distill.student_sampling``), how many are named (one of the ``k``
     nearest emoji is an answer; skin-tone variants count as their base emoji), whether it was drawn nameably (most
     named), and whether the model saw any of its answers in training. With several ``judges`` the first gives
     ``named`` and ``nameable``, each other one ``named_by_<judge>`` and ``nameable_by_<judge>`` (``-`` as ``_``)
     from the same drawings."""
     prompts = list(answers)
-    drawings = [to_uint8(prompt_images(model, prompts, seed, guidance_scale, sampling_steps).cpu())
+    drawings = [to_uint8(prompt_images(model, prompts, seed, settings).cpu())
                 for seed in range(seeds)]                                              # seeds x [P, 3, H, W]
     taught = {record.caption for record in build_dataset("emoji", "train", (64, 64)).records}
     table = pd.DataFrame({"prompt": prompts, "answers": [", ".join(emoji) for emoji in answers.values()],
