@@ -26,8 +26,9 @@ EMOJI_FIRST_STAGE_STEPS = {"smoke": 20, "laptop": 4000, "gpu": 50_000}
 EMOJI_DECODER_STEPS = {"smoke": 20, "laptop": 2000, "gpu": 50_000}  # lab-autoencoder's wider decoder, encoder frozen
 EMOJI_STEPS = {"smoke": 20, "laptop": 8000, "gpu": 100_000}
 EMOJI_DISTILLATION_STEPS = {"smoke": 20, "laptop": 4000, "gpu": 50_000}
-EMOJI_OBJECT_STEPS = {"smoke": 20, "laptop": 32_000, "gpu": 50_000}  # lab-emoji's fine-tune on one image per
-# emoji (the shipped model: two runs of 16,000 steps, the second restarting the schedule)
+EMOJI_OBJECT_STEPS = {"smoke": 20, "laptop": 40_000, "gpu": 50_000}  # lab-emoji's fine-tune on one image per
+# emoji (the shipped model: two runs of 16,000 steps, then the checkpoint at step 8,000 of a third 16,000-step run,
+# each restarting the schedule)
 
 PIXEL_TRAIN = TrainConfig(batch_size=64, lr=2e-4, warmup_steps=200, ema_decay=0.999, checkpoint_every=500,
                           sample_every=500)
