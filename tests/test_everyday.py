@@ -40,7 +40,7 @@ def test_thumbnails_average_pixels_down_to_the_judges_side():
     assert vectors.shape == (2, 3 * 4 * 4)
     assert torch.allclose(vectors[0], torch.full((48,), -1.0))
     assert torch.allclose(vectors[1].view(3, 4, 4)[:, :2], torch.ones(3, 2, 4))
-    with pytest.raises(ValueError, match="unknown judge 'eye': choose one of thumbnail, lab-clip"):
+    with pytest.raises(ValueError, match="unknown judge 'eye'. Valid judges: thumbnail, lab-clip"):
         judge_named("eye")
 
 

@@ -221,7 +221,7 @@ def recognition_scores(model: LatentDiffusion, count: int = RECOGNITION_CAPTIONS
     space, with bootstrap intervals over captions. ``..._autoencoded`` scores the first stage's reconstructions of
     the same emoji: the ceiling. KID, FID and CLIP score on held-out captions can be met with emoji-like colours and
     textures; this needs the shape."""
-    records, images, references = emoji_references(("train",))
+    records, images, references = emoji_references(("train",), judge=FEATURE_SPACE)
     labels = base_labels(records)                                                           # [M] base emoji
     base_ids = torch.tensor([i for i, r in enumerate(records) if not r.skin_tones])
     drawn_ids = base_ids[torch.randperm(len(base_ids), generator=torch.Generator().manual_seed(seed))[:count]]

@@ -33,6 +33,7 @@ from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import extract_features, to_uint8
 from ldm_lab.metrics.retrieval import nearest_reference_hits
 from ldm_lab.models import LatentDiffusion
+from ldm_lab.names import unknown_name_error
 from ldm_lab.quality.arms import SCORED_SAMPLING, prompt_images
 
 FEATURE_SPACE = "lab-clip"
@@ -75,8 +76,9 @@ JUDGES: dict[str, Judge] = {"thumbnail": thumbnails, "lab-clip": lab_clip_embedd
 
 
 def judge_named(name: str) -> Judge:
+    """The judge called ``name`` in ``JUDGES``, or an error naming the valid ones."""
     if name not in JUDGES:
-        raise ValueError(f"unknown judge {name!r}: choose one of {', '.join(JUDGES)}.")
+        raise unknown_name_error("judge", name, JUDGES)
     return JUDGES[name]
 
 
