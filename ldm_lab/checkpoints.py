@@ -65,6 +65,9 @@ class ManifestEntry:
     first_stage_sha256: str | None = None   # ... and the SHA-256 it had when this model was trained on it
     fine_tuned_from: str | None = None      # the model its training started from, with that one's own lineage;
                                             # steps and training_seconds count the whole lineage
+    teacher: str | None = None              # distilled few-step students (ldm_lab.distill): the shipped teacher
+                                            # whose first stage and text tower they share (the file: the U-Net)
+    teacher_sha256: str | None = None       # ... and the SHA-256 it had when the student was distilled from it
 
 
 def entry_fields(entry: ManifestEntry) -> dict:

@@ -271,6 +271,12 @@ def _add_distill_command(sub: argparse._SubParsersAction) -> None:
                          help="stop after this many seconds, checkpointed (continue with --resume)")
     distill.add_argument("--student-steps", type=positive_int, default=None,
                          help="N, the student's training timesteps (default 4: 999, 749, 499, 249)")
+    distill.add_argument("--arm", default=None, metavar="ARM",
+                         help="an arm of ADD's Tab. 1 ablation (ldm_lab.distill.arms.ARMS: add, adversarial-only, "
+                         "distillation-only, random-init, teacher-4-steps; default: add, the paper's objective)")
+    distill.add_argument("--ship", default=None, metavar="NAME", help="when all steps ran, ship the student's EMA "
+                         "U-Net as data/checkpoints/NAME (fp16; its manifest entry records this command and the "
+                         "run's CPU minutes); the teacher must be a shipped model")
     distill.add_argument("--threads", type=positive_int, default=None, help="CPU threads (the machine may be shared)")
     distill.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
     _add_device_argument(distill)
@@ -280,14 +286,22 @@ def _add_distill_command(sub: argparse._SubParsersAction) -> None:
 def _distill(args: argparse.Namespace) -> int:
     import torch
 
-    from ldm_lab.distill import distill, run_config
+    from ldm_lab.distill import arm_config, distill, run_config
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    base = arm_config(args.arm) if args.arm is not None else arm_config("add")
     config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit,
-                        device=args.device, student_steps=args.student_steps)
+                        device=args.device, student_steps=args.student_steps, base=base)
     result = distill(args.teacher, args.out, config, resume=args.resume)
     print(f"{result.step} student updates in {args.out}; load with ldm_lab.distill.load_student({args.out!r})")
+    if args.ship and result.stopped_by is None:
+        from ldm_lab.device import describe_device, resolve_device
+        from ldm_lab.distill.shipped import export_student
+
+        entry = export_student(args.out, args.ship, "ldm-lab " + " ".join(sys.argv[1:]),
+                               describe_device(resolve_device(config.train.device)))
+        print(f"shipped {args.ship}: {entry.file}, {entry.size_bytes / 2**20:.1f} MiB")
     if result.stopped_by is not None and result.stopped_by in signal.Signals.__members__:
         print(f"stopped by {result.stopped_by}, checkpointed; continue with --resume", file=sys.stderr)
         return 128 + signal.Signals[result.stopped_by].value
@@ -725,7 +739,7 @@ def _add_quality_command(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--threads", type=positive_int, default=1, help="torch threads of each arm (they run "
                          "at once: 2 arms x 1 thread fill 2 cores)")
     quality.add_argument("--seeds", type=positive_int, default=None, help="images per held-out caption (default 1; "
-                         "3 with --score-shipped)")
+                         "3 with --score-shipped, --score-student and --score-teacher)")
     quality.add_argument("--out", default=None, help="the arms' folder (default build/runs/quality); finished "
                          "arms there are reused")
     quality.add_argument("--first-stage", default=None, metavar="RUN_DIR", help="ours: a lab-autoencoder run "
@@ -734,6 +748,15 @@ def _add_quality_command(sub: argparse._SubParsersAction) -> None:
     quality.add_argument("--score-shipped", default=None, metavar="NAME", help="instead of the benchmark: score the "
                          "shipped text-to-image model NAME as its bars are stated (one image per held-out caption and "
                          "seed, guidance 3; --seeds defaults to 3 here) -> text_to_image_scores.csv")
+    quality.add_argument("--score-student", default=None, metavar="RUN_OR_NAME", help="instead of the benchmark: "
+                         "score a few-step student (an `ldm-lab distill` run or a shipped student, e.g. "
+                         "lab-emoji-turbo) at each of --student-steps with its own sampler -> distillation_scores.csv")
+    quality.add_argument("--student-steps", type=positive_int, nargs="+", default=[1, 2, 4], metavar="N",
+                         help="--score-student: sampling steps (default 1 2 4)")
+    quality.add_argument("--score-teacher", type=positive_int, nargs="+", default=None, metavar="STEPS",
+                         help="instead of the benchmark: score the teacher lab-emoji at these DPM-Solver++ steps "
+                         "with guidance 3 (NFE = 2 x steps; ADD's comparison: 1 2 4 8 25 50) -> "
+                         "distillation_scores.csv")
     quality.add_argument("--ablation", nargs="+", default=None, metavar="INGREDIENT", help="instead of the "
                          "benchmark: the recipe ablation, the recipe and one variant per named ingredient (each one "
                          "change, e.g. eps, no-min-snr, no-ema, batch-32, unet-small, no-latent-cache, "
@@ -753,6 +776,17 @@ def _quality(args: argparse.Namespace) -> int:
         row = score_shipped(args.score_shipped, seeds=args.seeds or 3)
         print(", ".join(f"{metric} {row[metric]:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]"
                         for metric in ("kid", "fid", "clip_score")))
+        return 0
+    if args.score_student or args.score_teacher:
+        from ldm_lab.quality.distillation import student_scores, teacher_scores
+
+        rows = ([student_scores(args.score_student, steps, seeds=args.seeds or 3) for steps in args.student_steps]
+                if args.score_student else
+                [teacher_scores(steps, seeds=args.seeds or 3) for steps in args.score_teacher])
+        for row in rows:
+            print(f"{row['model']} ({row['nfe']} NFE, {row['sample_s_per_image']:.3f} s per image): " + ", ".join(
+                f"{metric} {row[metric]:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]"
+                for metric in ("kid", "fid", "clip_score")))
         return 0
     if args.ablation:
         from ldm_lab.quality.ablation import AblationConfig, run_ablation

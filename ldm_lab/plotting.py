@@ -436,3 +436,26 @@ def quality_vs_speed(table: pd.DataFrame, *, save: str | Path | None = None) -> 
            title=f"quality vs speed at {_steps_span(table)}")
     ax.xaxis.set_major_formatter(FormatStrFormatter("%g")), ax.xaxis.set_minor_formatter(FormatStrFormatter("%g"))
     return _finish(fig, save)
+
+
+def quality_vs_nfe(table: pd.DataFrame, metrics: Sequence[str] = ("kid", "clip_score"), *,
+                   save: str | Path | None = None) -> Figure:
+    """ADD Fig. 7's axes: quality against network evaluations per image (log scale), the teacher as a line over
+    its sampler steps, each student (``model`` rows with ``role`` = student, grouped by ``arm``) as markers, with
+    the ``<metric>_ci_low`` / ``_ci_high`` intervals as error bars."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        teacher = table[table["role"] == "teacher"].sort_values("nfe")
+        ax.errorbar(teacher["nfe"], teacher[metric], yerr=_error_bars(teacher, metric), marker="o", capsize=2,
+                    color="0.3", linewidth=1, label="teacher (DPM-Solver++, guided)")
+        students = table[table["role"] == "student"]
+        for i, (arm, rows) in enumerate(students.sort_values("nfe").groupby("arm", sort=False)):
+            ax.errorbar(rows["nfe"] * (1.04 ** i), rows[metric], yerr=_error_bars(rows, metric), marker="s",
+                        capsize=2, linestyle=":", linewidth=1, color=f"C{i}", label=str(arm))
+        ax.set_xscale("log")
+        better = "lower" if metric in ("kid", "fid") else "higher"
+        ax.set(xlabel="network evaluations per image (NFE)", ylabel=f"{metric} ({better} is better)")
+        ax.legend(fontsize=7)
+    space, n = table["feature_space"].iloc[0], int(table["num_samples"].iloc[0])
+    fig.suptitle(f"quality against NFE ({space} features, {n} images per point)", fontsize=10)
+    return _finish(fig, save)

@@ -11,7 +11,9 @@ weighted by c(t) = ab_t, in pixel space. Pieces:
 * :mod:`~ldm_lab.distill.losses`: the three loss terms;
 * :mod:`~ldm_lab.distill.add`: one iteration's two updates; :mod:`~ldm_lab.distill.loop`: the training loop;
 * :mod:`~ldm_lab.distill.run`: ``distill`` (``ldm-lab distill``) and ``load_student``;
-* :mod:`~ldm_lab.distill.timing`: where a step's time goes (``step_time_breakdown``).
+* :mod:`~ldm_lab.distill.timing`: where a step's time goes (``step_time_breakdown``);
+* :mod:`~ldm_lab.distill.lcm`: latent consistency distillation, the baseline the paper compares with;
+* :mod:`~ldm_lab.distill.arms`: Tab. 1's ablation arms, each a ``DistillConfig`` (``ldm-lab distill --arm``).
 
 Tab. 1's ablations are fields of :class:`ADDConfig`: ``pretrained_student`` (c), ``adversarial_weight`` /
 ``distillation_weight`` (d), ``teacher_steps`` (f); the discriminator's conditioning (b) is
@@ -19,16 +21,19 @@ Tab. 1's ablations are fields of :class:`ADDConfig`: ``pretrained_student`` (c),
 """
 
 from ldm_lab.distill.add import ADDConfig, ADDModels, PhaseTimer
+from ldm_lab.distill.arms import ARMS, Arm, arm_config
 from ldm_lab.distill.config import DISTILL_STEPS, STUDENT_TRAIN, DistillConfig
 from ldm_lab.distill.discriminator import DiscriminatorConfig, DiscriminatorHeads, FeatureNetwork, ProjectionHead
+from ldm_lab.distill.lcm import LCMConfig, LCMModels, lcm_sampling, lcm_timesteps
 from ldm_lab.distill.loop import Distiller, DistillResult
-from ldm_lab.distill.run import build_models, distill, load_student, load_teacher, run_config
+from ldm_lab.distill.run import build_models, distill, load_student, load_teacher, run_config, student_config
 from ldm_lab.distill.student import build_student, student_x0
 from ldm_lab.distill.timesteps import student_sampling, student_timesteps
 
 __all__ = [
-    "ADDConfig", "ADDModels", "DISTILL_STEPS", "DiscriminatorConfig", "DiscriminatorHeads", "DistillConfig",
-    "DistillResult", "Distiller", "FeatureNetwork", "PhaseTimer", "ProjectionHead", "STUDENT_TRAIN",
-    "build_models", "build_student", "distill", "load_student", "load_teacher", "run_config", "student_sampling",
+    "ADDConfig", "ADDModels", "ARMS", "Arm", "DISTILL_STEPS", "DiscriminatorConfig", "DiscriminatorHeads",
+    "DistillConfig", "DistillResult", "Distiller", "FeatureNetwork", "LCMConfig", "LCMModels", "PhaseTimer",
+    "ProjectionHead", "STUDENT_TRAIN", "arm_config", "build_models", "build_student", "distill", "lcm_sampling",
+    "lcm_timesteps", "load_student", "load_teacher", "run_config", "student_config", "student_sampling",
     "student_timesteps", "student_x0",
 ]

@@ -23,12 +23,13 @@ import torch
 from torch import Tensor, nn
 
 from ldm_lab.device import model_device
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.distill.augment import diff_augment
 from ldm_lab.distill.discriminator import DiscriminatorHeads, FeatureNetwork, discriminator_condition
 from ldm_lab.distill.losses import (DISTILLATION_WEIGHT, R1_GAMMA, distillation_loss, distillation_weight,
                                     generator_adversarial_loss, hinge_discriminator_loss, r1_penalty, teacher_x0)
 from ldm_lab.distill.student import noised_latents, student_x0
-from ldm_lab.distill.timesteps import STUDENT_TRAIN_STEPS, student_timesteps
+from ldm_lab.distill.timesteps import STUDENT_TRAIN_STEPS, student_sampling, student_timesteps
 from ldm_lab.models import LatentDiffusion
 
 
@@ -66,6 +67,10 @@ class ADDConfig:
         if not math.isfinite(self.teacher_guidance_scale):
             raise ValueError(f"teacher_guidance_scale must be finite, not {self.teacher_guidance_scale}")
 
+    def sampling(self, steps: int = 1, seed: int | None = None, num_train_timesteps: int = 1000) -> SamplingSettings:
+        """How the student draws: :func:`~ldm_lab.distill.timesteps.student_sampling` at its trained timesteps."""
+        return student_sampling(steps, seed, num_train_timesteps, self.student_steps)
+
 
 class PhaseTimer:
     """Seconds per named phase of a step, summed over calls: wall time (CUDA work synchronised at each edge) and
@@ -92,7 +97,8 @@ class PhaseTimer:
 
 
 @contextmanager
-def _untimed(name: str, device: torch.device) -> Iterator[None]:
+def untimed(name: str, device: torch.device) -> Iterator[None]:
+    """The phase context of a run without a :class:`PhaseTimer`: times nothing."""
     yield
 
 
@@ -145,7 +151,7 @@ class ADDModels(nn.Module):
 
     def phase(self, name: str):
         """A context that adds its wall and CPU time to the timer under ``name`` (nothing without a timer)."""
-        return (self.timer or _untimed)(name, model_device(self.teacher))
+        return (self.timer or untimed)(name, model_device(self.teacher))
 
     def judged(self, images: Tensor) -> list[Tensor]:
         """F_k of images as the heads judge them: each image DiffAugment-ed first when the discriminator's config

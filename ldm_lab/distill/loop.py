@@ -1,4 +1,5 @@
-"""The ADD training loop: alternating student and discriminator updates (ADD §3.1, Alg. as StyleGAN-T's), on the
+"""The distillation loop: for ADD, alternating student and discriminator updates (ADD §3.1, as StyleGAN-T's); for
+LCM, a student update and its target network's EMA step (LCM Alg. 1). On the
 project's training machinery: atomic safetensors checkpoints (a kill loses at most the steps since the last one),
 an EMA of the student, exact resumption (weights, both optimizers' moments, RNG states, data position), a
 ``tqdm.auto`` bar, a time limit, clean stops on SIGINT/SIGTERM, JSONL metrics and sample grids.
@@ -25,7 +26,7 @@ from ldm_lab.data import collate
 from ldm_lab.device import model_device
 from ldm_lab.distill.add import ADDModels
 from ldm_lab.distill.config import DistillConfig
-from ldm_lab.distill.timesteps import student_sampling
+from ldm_lab.distill.lcm import LCMModels
 from ldm_lab.files import atomic_write_text
 from ldm_lab.tasks.diffusion import generate
 from ldm_lab.training import EMA, lr_at, read_metrics, save_image_grid
@@ -38,14 +39,12 @@ from ldm_lab.training.progress import training_progress
 from ldm_lab.training.rng import capture_rng_state, restore_rng_state
 from ldm_lab.training.trainer import METRICS_FILE, SAMPLES, TIME_LIMIT
 
-OPTIMIZERS = ("student", "heads")   # checkpoint tensor prefixes of the two optimizers' states
-
 
 @dataclass
 class DistillResult:
     """What :meth:`Distiller.fit` returns."""
 
-    models: ADDModels              # teacher, student (raw weights), feature network, heads
+    models: ADDModels | LCMModels  # teacher, student (raw weights), and ADD's feature network and heads or LCM's target
     ema_student: Any               # the student's EMA copy (None without EMA): sample with this one
     step: int                      # student updates done in the whole run
     run_dir: Path
@@ -53,9 +52,10 @@ class DistillResult:
 
 
 class Distiller:
-    """Train ``models.trainable`` (student U-Net and heads) with ADD over ``data`` into ``run_dir``."""
+    """Train ``models.trainable`` (the student's U-Net, and ADD's heads) with ADD or LCM over ``data`` into
+    ``run_dir``."""
 
-    def __init__(self, models: ADDModels, data: Dataset, config: DistillConfig, run_dir: str | Path,
+    def __init__(self, models: ADDModels | LCMModels, data: Dataset, config: DistillConfig, run_dir: str | Path,
                  resume: bool = False) -> None:
         self.models, self.data, self.config, self.run_dir = models, data, config, Path(run_dir)
         train = config.train
@@ -63,9 +63,10 @@ class Distiller:
         self.ema = EMA(models.student, train.ema_decay) if train.ema_decay > 0 else None
         self.optimizers = {
             "student": torch.optim.AdamW([p for p in models.student.parameters() if p.requires_grad], lr=train.lr,
-                                         betas=train.betas, weight_decay=train.weight_decay),
-            "heads": torch.optim.AdamW(models.heads.parameters(), lr=config.discriminator_lr,
-                                       betas=config.discriminator_betas, weight_decay=0.0)}
+                                         betas=train.betas, weight_decay=train.weight_decay)}
+        if isinstance(models, ADDModels):
+            self.optimizers["heads"] = torch.optim.AdamW(models.heads.parameters(), lr=config.discriminator_lr,
+                                                         betas=config.discriminator_betas, weight_decay=0.0)
         self.step, self.samples_seen, self.elapsed_before, self.saved_step = 0, 0, 0.0, None
         self.cpu_before, self.cpu_start = 0.0, time.process_time()  # process CPU seconds of earlier sessions
         checkpoint = latest_checkpoint(self.run_dir)
@@ -107,8 +108,9 @@ class Distiller:
         return DistillResult(self.models, self.ema.model if self.ema else None, self.step, self.run_dir, stopped_by)
 
     def train_step(self, batch: dict[str, Any]) -> dict[str, float]:
-        """One student update (L_adv^G + lambda L_distill), then one discriminator update (hinge + gamma R1) on
-        the same batch and the student's images from before its update. Returns the losses."""
+        """One student update (ADD: L_adv^G + lambda L_distill; LCM: the consistency loss), then ADD's
+        discriminator update (hinge + gamma R1) on the same batch and the student's images from before its update,
+        or LCM's target-network EMA step. Returns the losses."""
         models, train = self.models, self.config.train
         lr = lr_at(self.step, train)
         self._set_lr(lr)
@@ -129,7 +131,9 @@ class Distiller:
             self.ema.update(models.student, num_updates=self.step)
         record |= {"loss": losses.total.detach().item(), "adversarial": losses.adversarial.item(),
                    "distillation": losses.distillation.item(), "grad_norm": grad_norm.item(), "lr": lr}
-        if models.config.adversarial_weight > 0:
+        if isinstance(models, LCMModels):
+            models.update_target()
+        elif models.config.adversarial_weight > 0:
             d_loss, r1 = models.discriminator_losses(prepared, losses.images)
             heads = self.optimizers["heads"]
             heads.zero_grad(set_to_none=True)
@@ -142,7 +146,8 @@ class Distiller:
     def _set_lr(self, lr: float) -> None:
         """The student's rate from the schedule; the heads' at the same fraction of their own peak."""
         self.optimizers["student"].param_groups[0]["lr"] = lr
-        self.optimizers["heads"].param_groups[0]["lr"] = lr * self.config.discriminator_lr / self.config.train.lr
+        if "heads" in self.optimizers:
+            self.optimizers["heads"].param_groups[0]["lr"] = lr * self.config.discriminator_lr / self.config.train.lr
 
     def batches(self) -> Iterator[dict[str, Any]]:
         """The run's batch stream from its current data position (exactly where a resumed run left off)."""
@@ -178,12 +183,11 @@ class Distiller:
         """``samples/step_XXXXXX.png``: the (EMA) student's images of the sample prompts, one row per student
         step count (1, then the training N), from the same seeds every time."""
         student = self.ema.model if self.ema is not None else self.models.student
-        prompts, rows = list(self.config.sample_prompts), []
+        prompts, rows, objective = list(self.config.sample_prompts), [], self.config.objective
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             student.eval()
-            for steps in sorted({1, self.models.config.student_steps}):
-                settings = student_sampling(steps, self.config.train.seed, student.schedule.num_train_timesteps,
-                                            self.models.config.student_steps)
+            for steps in sorted({1, objective.student_steps}):
+                settings = objective.sampling(steps, self.config.train.seed, student.schedule.num_train_timesteps)
                 rows.append(generate(student, prompts=prompts, settings=settings))
             student.train(self.ema is None)
         return save_image_grid(torch.cat(rows), self.run_dir / SAMPLES / f"step_{self.step:06d}.png",

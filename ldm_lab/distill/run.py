@@ -1,4 +1,5 @@
-"""ADD runs: distil a trained teacher into a few-step student in a run directory, and load the student back.
+"""Distillation runs (ADD, or LCM as its baseline): distil a trained teacher into a few-step student in a run
+directory, and load the student back.
 
     distill("lab-emoji", "runs/add-emoji", DistillConfig())        # ``ldm-lab distill lab-emoji --out ...``
     student = load_student("runs/add-emoji")                       # its EMA weights, in eval mode
@@ -28,9 +29,11 @@ from torch.utils.data import Dataset
 from ldm_lab.data.materialise import training_dataset
 from ldm_lab.device import model_device, resolve_device
 from ldm_lab.distill.add import ADDModels, PhaseTimer
-from ldm_lab.distill.config import DISTILL_STEPS, DistillConfig
+from ldm_lab.distill.config import DISTILL_STEPS, RECORD_FILE, DistillConfig
 from ldm_lab.distill.discriminator import FeatureNetwork, build_heads, lab_clip_feature_network
+from ldm_lab.distill.lcm import LCMModels
 from ldm_lab.distill.loop import Distiller, DistillResult
+from ldm_lab.distill.shipped import is_shipped_student, load_shipped_student, shipped_student_config
 from ldm_lab.distill.student import build_student, freeze_all_but_unet
 from ldm_lab.json_files import read_json
 from ldm_lab.models import LatentDiffusion
@@ -39,7 +42,6 @@ from ldm_lab.shipping.load import load_trained
 from ldm_lab.tasks.runs import RunLoader
 from ldm_lab.training.checkpoint import EMA_FILE, MODEL_FILE, latest_checkpoint, load_checked, run_dir_lock
 
-RECORD_FILE = "distill.json"
 RESUMABLE_CHANGES = {"steps", "time_limit_s", "device", "checkpoint_every", "keep_checkpoints", "log_every",
                      "sample_every", "num_workers"}  # train fields a resumed run may change without a warning
 
@@ -55,12 +57,15 @@ def load_teacher(teacher: str | Path | LatentDiffusion, device: torch.device,
 
 
 def build_models(teacher: LatentDiffusion, config: DistillConfig, features: FeatureNetwork | None = None,
-                 timer: PhaseTimer | None = None) -> ADDModels:
-    """Teacher + a student initialised from it + the frozen feature network (lab-clip's tower unless given) +
-    fresh heads."""
-    device = model_device(teacher)
-    features = features if features is not None else lab_clip_feature_network(config.discriminator.layers, device)
-    student = build_student(teacher, config.add.zero_terminal_snr, config.add.pretrained_student)
+                 timer: PhaseTimer | None = None) -> ADDModels | LCMModels:
+    """Teacher + a student initialised from it; for ADD the frozen feature network (lab-clip's tower unless given)
+    and fresh heads, for LCM the student's target network."""
+    objective = config.objective
+    student = build_student(teacher, objective.zero_terminal_snr, objective.pretrained_student)
+    if config.method == "lcm":
+        return LCMModels(teacher, student, config.lcm, timer)
+    features = (features if features is not None else
+                lab_clip_feature_network(config.discriminator.layers, model_device(teacher)))
     return ADDModels(teacher, student, features, build_heads(features, config.discriminator), config.add, timer)
 
 
@@ -98,9 +103,9 @@ def _check_record(run_dir: Path, teacher: str | Path | LatentDiffusion, config: 
         return config
     record = read_json(path, "Restore it from a copy, or distil again into a new --out folder.")
     saved = DistillConfig.from_dict(record["config"])
-    if record["teacher"] != reference or (saved.add, saved.discriminator) != (config.add, config.discriminator):
-        raise ValueError(f"{run_dir} distils {record['teacher']} with {saved.add} and {saved.discriminator}; resume "
-                         "it with the same teacher and settings, or choose another --out folder.")
+    if record["teacher"] != reference or saved.objective_key() != config.objective_key():
+        raise ValueError(f"{run_dir} distils {record['teacher']} with {saved.objective_key()}; resume it with the same "
+                         "teacher and settings (the same --arm), or choose another --out folder.")
     changed = [k for k, v in saved.train.to_dict().items() if k not in RESUMABLE_CHANGES and
                v != config.train.to_dict()[k]]
     if changed:
@@ -115,9 +120,12 @@ def _reference(teacher: str | Path | LatentDiffusion) -> str:
 
 def load_student(run_dir: str | Path, device: str | torch.device = "cpu", *, ema: bool = True,
                  teacher: LatentDiffusion | None = None, loader: RunLoader = load_trained) -> LatentDiffusion:
-    """The newest student of an ADD run, in eval mode: its EMA weights (``ema=False``: the raw ones). The
-    teacher named in distill.json gives the architecture (pass ``teacher`` for a run distilled from a model in
-    memory). Sample it with :func:`ldm_lab.distill.student_sampling`."""
+    """The newest student of a distillation run, in eval mode: its EMA weights (``ema=False``: the raw ones); or a
+    shipped student by name (e.g. lab-emoji-turbo). The teacher named in distill.json gives the architecture (pass
+    ``teacher`` for a run distilled from a model in memory). Sample it with its run's
+    ``DistillConfig.objective.sampling(steps)`` (:func:`student_config`)."""
+    if is_shipped_student(run_dir):
+        return load_shipped_student(str(run_dir), device, loader=loader)
     run_dir, device = Path(run_dir), resolve_device(device)
     record = read_json(run_dir / RECORD_FILE, "Pass the --out folder of an `ldm-lab distill` run.")
     checkpoint = latest_checkpoint(run_dir)
@@ -128,10 +136,19 @@ def load_student(run_dir: str | Path, device: str | torch.device = "cpu", *, ema
         raise ValueError(f"{run_dir} was distilled from a teacher in memory; pass it as teacher=...")
     config = DistillConfig.from_dict(record["config"])
     student = build_student(load_teacher(teacher if teacher is not None else record["teacher"], device, loader),
-                            config.add.zero_terminal_snr, config.add.pretrained_student)
+                            config.objective.zero_terminal_snr, config.objective.pretrained_student)
     if ema and (checkpoint / EMA_FILE).exists():
         load_checked(student, checkpoint / EMA_FILE)
     else:
         weights = load_file(str(checkpoint / MODEL_FILE), device=str(device))
         student.load_state_dict({k.removeprefix("student."): v for k, v in weights.items() if k.startswith("student.")})
     return freeze_all_but_unet(student).requires_grad_(False).eval()
+
+
+def student_config(run_dir: str | Path) -> DistillConfig:
+    """The :class:`DistillConfig` an ``ldm-lab distill`` run (or a shipped student) was trained with (its
+    ``objective.sampling(steps)`` is how its student draws)."""
+    if is_shipped_student(run_dir):
+        return shipped_student_config(str(run_dir))
+    record = read_json(Path(run_dir) / RECORD_FILE, "Pass the --out folder of an `ldm-lab distill` run.")
+    return DistillConfig.from_dict(record["config"])

@@ -48,6 +48,9 @@ def shipped_entry(name: str, folder: Path | None = None) -> ManifestEntry:
     entry = read_manifest(folder).get(name)
     if entry is None:
         verified_file(name, folder)  # raises the error that lists what is shipped and says how to ship it
+    if entry.teacher is not None:
+        raise CheckpointError(f"{name!r} is a few-step student distilled from {entry.teacher!r}; load it with "
+                              f"ldm_lab.distill.load_student({name!r}) and sample it with its own sampler.")
     if entry.target is None:
         raise CheckpointError(f"{name!r} is an evaluation model, not a lab model; load it with "
                               "ldm_lab.evaluation_models (load_classifier, load_lab_clip).")

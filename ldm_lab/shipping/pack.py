@@ -44,9 +44,9 @@ def run_files(runs: Path) -> list[Path]:
 
 
 def checkpoint_files(folder: Path, priority: Sequence[str]) -> list[Path]:
-    """The manifest, then the lab models' files that are there: ``priority`` names first, then the rest."""
+    """The manifest, then the lab models' (and distilled students') files that are there: ``priority`` names first, then the rest."""
     entries = {name: entry for name, entry in read_manifest(folder).items()
-               if entry.target is not None and (folder / entry.file).is_file()}
+               if (entry.target or entry.teacher) is not None and (folder / entry.file).is_file()}
     order = [n for n in priority if n in entries] + sorted(n for n in entries if n not in priority)
     return [folder / MANIFEST_FILE] + [folder / entries[name].file for name in order]
 

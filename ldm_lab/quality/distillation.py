@@ -1,0 +1,124 @@
+"""Few-step students scored against their teacher (ADD §4, Fig. 7, Tab. 1): KID, FID and CLIP score with intervals
+against the number of network evaluations (NFE), as rows of ``data/results/distillation_scores.csv``.
+
+    teacher_scores(steps=4)                        # lab-emoji, DPM-Solver++ at 4 steps with CFG: 8 NFE
+    student_scores("runs/add-distillation-only", steps=1)   # a student at 1 step, its own sampler: 1 NFE
+
+The rows are :func:`~ldm_lab.quality.benchmark.model_scores`' (354 held-out captions x 3 seeds, lab-clip space) with
+what the comparison needs: NFE (a guided teacher step evaluates the U-Net twice, the student never guides), the
+run's method and ablation arm, its student updates and training CPU minutes. ``comparison_verdicts`` reads them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from ldm_lab.diffusion import SamplingSettings
+from ldm_lab.compression.verdicts import order
+from ldm_lab.distill.arms import ARMS, REFERENCE, arm_of
+from ldm_lab.distill.run import load_student, load_teacher, student_config
+from ldm_lab.paths import results_dir
+from ldm_lab.quality.benchmark import COMPARED_METRICS, append_row, comparison_verdicts, model_scores
+from ldm_lab.quality.arms import SCORED_SAMPLING
+from ldm_lab.training.checkpoint import latest_checkpoint, read_trainer_state
+
+DISTILLATION_TABLE = "distillation_scores.csv"
+WORDS = {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDECIDED"}
+TEACHER_STEPS = (1, 2, 4, 8, 25, 50)   # the teacher's DPM-Solver++ steps (Fig. 7's axis, ADD §4.2)
+STUDENT_STEPS = (1, 2, 4)              # the student's steps
+
+
+def teacher_scores(steps: int, seeds: int = 3, teacher: str | Path = "lab-emoji", name: str | None = None,
+                   table_folder: Path | None = None) -> dict:
+    """The teacher at ``steps`` DPM-Solver++(2M) steps with its scored guidance (NFE = 2 x steps), added to the
+    distillation table."""
+    model = load_teacher(teacher, torch.device("cpu"))
+    settings = SamplingSettings(steps=steps, guidance_scale=SCORED_SAMPLING.guidance_scale)
+    nfe = steps * (2 if settings.guidance_scale != 1.0 else 1)
+    row = model_scores(model, name or row_name("teacher", steps), seeds, settings)
+    return _record(row | {"role": "teacher", "method": "diffusion", "nfe": nfe}, table_folder)
+
+
+def student_scores(run_dir: str | Path, steps: int, seeds: int = 3, name: str | None = None,
+                   table_folder: Path | None = None) -> dict:
+    """The newest (EMA) student of a distillation run at ``steps`` steps of its own sampler (NFE = steps), with
+    the run's method, arm, updates and training CPU minutes, added to the distillation table."""
+    config = student_config(run_dir)
+    checkpoint = latest_checkpoint(Path(run_dir))
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint to score; let its `ldm-lab distill` run reach one.")
+    meta = read_trainer_state(checkpoint)[1]
+    arm = arm_of(config)
+    row = model_scores(load_student(run_dir), name or row_name(run_dir, steps), seeds,
+                       config.objective.sampling(steps))
+    return _record(row | {"role": "student", "method": config.method, "arm": arm, "nfe": steps,
+                          "updates": meta["step"], "batch_size": config.train.batch_size,
+                          "train_cpu_min": meta["cpu_s"] / 60}, table_folder)
+
+
+def read_distillation_table(table_folder: Path | None = None) -> pd.DataFrame:
+    """The distillation table, the newest row of each model (an error saying how to fill it when missing)."""
+    path = (table_folder or results_dir()) / DISTILLATION_TABLE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist yet: score a teacher and a student first (`ldm-lab quality "
+                                "--score-teacher 1 2 4`, `ldm-lab quality --score-student lab-emoji-turbo`).")
+    return pd.read_csv(path).groupby("model").tail(1).reset_index(drop=True)
+
+
+def within_interval(table: pd.DataFrame, model: str, other: str) -> list[str]:
+    """Per metric, whether ``model`` comes within ``other``'s interval (their intervals overlap: not decided
+    worse) or by how much it misses, e.g. the 4-step student against the teacher at 50 steps."""
+    rows = table.set_index("model")
+    lines = []
+    for metric, lower in COMPARED_METRICS[:3]:
+        a, b = rows.loc[model], rows.loc[other]
+        side = order((a[f"{metric}_ci_low"], a[f"{metric}_ci_high"]), (b[f"{metric}_ci_low"], b[f"{metric}_ci_high"]))
+        worse = side == (1 if lower else -1)
+        gap = (a[f"{metric}_ci_low"] - b[f"{metric}_ci_high"]) if lower else (b[f"{metric}_ci_low"] - a[f"{metric}_ci_high"])
+        lines.append(f"{metric}: {model} {a[metric]:.3g} [{a[f'{metric}_ci_low']:.3g}, {a[f'{metric}_ci_high']:.3g}] "
+                     f"vs {other} {b[metric]:.3g} [{b[f'{metric}_ci_low']:.3g}, {b[f'{metric}_ci_high']:.3g}] -> "
+                     + (f"NOT within: worse, the intervals {gap:.3g} apart" if worse else
+                        "better, intervals apart" if side != 0 else "within (intervals overlap)"))
+    return lines
+
+
+def row_name(reference: str | Path, steps: int) -> str:
+    """A student's row in the table: its run folder's (or shipped) name and steps, e.g. "lab-emoji-turbo 1 step"
+    (the ablation's runs are named after their arms)."""
+    return f"{Path(reference).name} {steps} step{'s' * (steps > 1)}"
+
+
+def ablation_table(table: pd.DataFrame, steps: int = 1) -> pd.DataFrame:
+    """Tab. 1 in miniature: each arm's scores at ``steps`` steps with intervals (its run folder named after the
+    arm), its training cost, the paper's FID for the row, and, by the one rule, whether it scores worse than the
+    reference arm of its row (the paper's claim for rows c and d; row f's is open) per metric."""
+    rows = table.set_index("model")
+    out = []
+    for name, arm in ARMS.items():
+        if row_name(name, steps) not in rows.index:
+            continue
+        row, reference = rows.loc[row_name(name, steps)], REFERENCE.get(arm.row, "add")
+        record = {"row": arm.row, "arm": arm.label, "updates": int(row["updates"]),
+                  "train CPU min": round(float(row["train_cpu_min"]), 1),
+                  **{metric: f"{row[metric]:.3g} [{row[f'{metric}_ci_low']:.3g}, {row[f'{metric}_ci_high']:.3g}]"
+                     for metric in ("kid", "fid", "clip_score")},
+                  "paper FID": arm.paper_fid, "compared with": "-", "worse than it?": "(the row's reference)"}
+        if name != reference and row_name(reference, steps) in rows.index:
+            verdicts = comparison_verdicts(table, row_name(name, steps), row_name(reference, steps))
+            record["compared with"] = reference
+            record["worse than it?"] = ", ".join(f"{v.claim.rsplit(' on ', 1)[1]} {WORDS[v.holds]}"
+                                                 for v in verdicts)
+        out.append(record)
+    return pd.DataFrame(out).set_index("arm")
+
+
+def _record(row: dict, table_folder: Path | None) -> dict:
+    append_row((table_folder or results_dir()) / DISTILLATION_TABLE, row)
+    return row
+
+
+__all__ = ["DISTILLATION_TABLE", "STUDENT_STEPS", "TEACHER_STEPS", "ablation_table", "read_distillation_table",
+           "row_name", "student_scores", "teacher_scores", "within_interval"]
