@@ -755,8 +755,8 @@ def _add_quality_command(sub: argparse._SubParsersAction) -> None:
                          help="--score-student: sampling steps (default 1 2 4)")
     quality.add_argument("--score-teacher", type=positive_int, nargs="+", default=None, metavar="STEPS",
                          help="instead of the benchmark: score the teacher lab-emoji at these DPM-Solver++ steps "
-                         "with guidance 3 (NFE = 2 x steps; ADD's comparison: 1 2 4 8 25 50) -> "
-                         "distillation_scores.csv")
+                         "with guidance 3 (NFE = 2 x steps; ADD's comparison: 1 2 4 8 25 50), after the "
+                         "real-vs-real row (training-split emoji, as many) -> distillation_scores.csv")
     quality.add_argument("--ablation", nargs="+", default=None, metavar="INGREDIENT", help="instead of the "
                          "benchmark: the recipe ablation, the recipe and one variant per named ingredient (each one "
                          "change, e.g. eps, no-min-snr, no-ema, batch-32, unet-small, no-latent-cache, "
@@ -778,13 +778,14 @@ def _quality(args: argparse.Namespace) -> int:
                         for metric in ("kid", "fid", "clip_score")))
         return 0
     if args.score_student or args.score_teacher:
-        from ldm_lab.quality.distillation import student_scores, teacher_scores
+        from ldm_lab.quality.distillation import real_scores, student_scores, teacher_scores
 
-        rows = ([student_scores(args.score_student, steps, seeds=args.seeds or 3) for steps in args.student_steps]
+        seeds = args.seeds or 3
+        rows = ([student_scores(args.score_student, steps, seeds=seeds) for steps in args.student_steps]
                 if args.score_student else
-                [teacher_scores(steps, seeds=args.seeds or 3) for steps in args.score_teacher])
+                [real_scores(seeds), *(teacher_scores(steps, seeds=seeds) for steps in args.score_teacher)])
         for row in rows:
-            print(f"{row['model']} ({row['nfe']} NFE, {row['sample_s_per_image']:.3f} s per image): " + ", ".join(
+            print(f"{row['model']} ({row['nfe']} NFE, {row.get('sample_s_per_image', 0):.3f} s per image): " + ", ".join(
                 f"{metric} {row[metric]:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]"
                 for metric in ("kid", "fid", "clip_score")))
         return 0

@@ -116,7 +116,9 @@ def test_each_arm_changes_one_thing_from_its_reference():
     assert differences(arm_config("random-init"), arm_config(REFERENCE["c"])) == {"add.pretrained_student"}
     assert differences(arm_config("teacher-4-steps"), arm_config(REFERENCE["f"])) == {"add.teacher_steps"}
     assert arm_config("lcm").method == "lcm" and arm_config("add") == DistillConfig()
-    assert {arm.row for arm in ARMS.values()} == {"c", "d", "f", "baseline"}
+    plain = arm_config("add-plain-heads")
+    assert (plain.discriminator.augment, plain.discriminator_lr, plain.add) == (False, 1e-3, arm_config("add").add)
+    assert {arm.row for arm in ARMS.values()} == {"b", "c", "d", "f", "baseline"}
 
 
 def test_an_unknown_arm_names_the_valid_ones():

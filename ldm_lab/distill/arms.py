@@ -1,11 +1,12 @@
 """ADD's Tab. 1 in miniature: the arms of the ablation, each a :class:`DistillConfig` at equal student updates.
 
-    ldm-lab distill lab-emoji --arm distillation-only --out runs/add-distillation-only --steps 400
+    ldm-lab distill lab-emoji --arm distillation-only --out runs/distillation-only --steps 400
 
-Each arm changes one thing. The paper varies each row from its full objective (adversarial + 2.5 x distillation);
-rows (c) and (f) here vary from the arm that works best at lab scale, distillation alone (notebook 07 measures why:
-with the stand-in discriminator, lab-clip's 16-patch image tower, the full objective collapses the student to a few
-colours, and two collapsed models would compare nothing). ``PAPER_FID`` holds the paper's numbers beside ours.
+Each arm changes one thing; row b changes how the heads train (their rate, and no DiffAugment). The paper varies
+each row from its full objective (adversarial + 2.5 x distillation); rows (c) and (f) here vary from the arm that
+works best at lab scale, distillation alone (notebook 07 measures why: with the stand-in discriminator, lab-clip's
+16-patch image tower, the full objective collapses the student to a few colours, and two collapsed models would
+compare nothing). Each :class:`Arm` holds the paper's FID for its row beside its configuration.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class Arm:
     """One row of the ablation: what it changes, the Tab. 1 row it reproduces, and its configuration."""
 
     name: str            # the --arm name
-    row: str             # Tab. 1 row: "c" initialisation, "d" loss terms, "f" teacher steps; "baseline": LCM
+    row: str             # Tab. 1 row: "b" discriminator, "c" initialisation, "d" loss terms, "f" teacher steps;
+                         # "baseline": LCM
     label: str           # what a table shows for it
     config: DistillConfig
     paper_fid: float | None = None   # the paper's FID-5k for this row (ADD-M, 1 step); None: not reported there
@@ -39,10 +41,12 @@ ARMS = {arm.name: arm for arm in (
         replace(DISTILLATION_ONLY, add=replace(DISTILLATION_ONLY.add, pretrained_student=False)), 293.6),
     Arm("teacher-4-steps", "f", "teacher 4 DDIM steps to its target (distillation only)",
         replace(DISTILLATION_ONLY, add=replace(DISTILLATION_ONLY.add, teacher_steps=4))),
+    Arm("add-plain-heads", "b", "adversarial + distillation, heads at 10x the rate on unaugmented images",
+        replace(BASE, discriminator=replace(BASE.discriminator, augment=False), discriminator_lr=1e-3)),
     Arm("lcm", "baseline", "latent consistency distillation (LCM)", replace(BASE, method="lcm")),
 )}
 # The reference each row is compared with (the pretrained, 1-teacher-step, distillation-only arm for rows c and f).
-REFERENCE = {"c": "distillation-only", "d": "add", "f": "distillation-only"}
+REFERENCE = {"b": "add", "c": "distillation-only", "d": "add", "f": "distillation-only"}
 
 
 def arm_config(name: str) -> DistillConfig:

@@ -51,16 +51,40 @@ def export_student(run_dir: str | Path, name: str, command: str, device_words: s
         raise FileNotFoundError(f"{run_dir} has no checkpoint to ship yet: let its `ldm-lab distill` run reach one.")
     weights = load_file_checked(checkpoint / EMA_FILE, "Ship an earlier checkpoint, or resume the run.")
     meta = read_trainer_state(checkpoint)[1]
-    losses = [r["loss"] for r in read_metrics(run_dir) if r["step"] <= meta["step"]]
+    facts = run_facts(run_dir)
     entry = ManifestEntry(
         file=shipped_file(name), sha256="", size_bytes=0, command=command, git_commit=git_commit(),
         data=f"{record['config']['dataset']} training images and captions (the student's noised inputs)",
-        metrics={"train_loss_final": round(losses[-1], 5)} if losses else {},
+        metrics={key: round(value, 5) for key, value in facts.items() if key != "updates"},
         config={"distill": record["config"]}, training_seconds=round(meta["elapsed_s"], 1),
         device=f"{device_words}; {meta['cpu_s'] / 60:.0f} CPU minutes", steps=meta["step"],
         fine_tuned_from=f"{teacher} (shipped, {manifest[teacher].steps} steps)", teacher=teacher,
         teacher_sha256=manifest[teacher].sha256)
     return save_checkpoint(name, {k: v for k, v in weights.items() if k.startswith(UNET)}, entry, folder)
+
+
+def run_facts(run_dir: str | Path, window: int = 100) -> dict[str, float]:
+    """What a distillation run's newest checkpoint cost and how its terms pulled: student updates, training CPU
+    minutes, and over its last ``window`` updates the mean training loss, the norm of each weighted term's gradient
+    on the student (``grad_norm_adversarial``, ``grad_norm_distillation``) and the heads' loss per head (hinge +
+    gamma R1; 2.0: no better than chance). A shipped student's come from its manifest entry."""
+    if is_shipped_student(run_dir):
+        entry = _entry(str(run_dir), None)
+        return {"updates": entry.steps, **entry.metrics}
+    checkpoint = latest_checkpoint(Path(run_dir))
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet: let its `ldm-lab distill` run reach one.")
+    meta = read_trainer_state(checkpoint)[1]
+    heads = len(DistillConfig.from_dict(meta["config"]).discriminator.layers)
+    recent = [r for r in read_metrics(Path(run_dir)) if meta["step"] - window < r["step"] <= meta["step"]]
+    facts = {"updates": meta["step"], "train_cpu_min": meta["cpu_s"] / 60}
+    for key, name, scale in (("loss", "train_loss_final", 1), ("grad_norm_adversarial", "grad_norm_adversarial", 1),
+                             ("grad_norm_distillation", "grad_norm_distillation", 1),
+                             ("discriminator", "discriminator_loss_per_head", heads)):
+        values = [r[key] for r in recent if key in r]
+        if values:
+            facts[name] = sum(values) / len(values) / scale
+    return facts
 
 
 def shipped_student_config(name: str, folder: Path | None = None) -> DistillConfig:
@@ -96,4 +120,4 @@ def _entry(name: str, folder: Path | None) -> ManifestEntry:
     return entry
 
 
-__all__ = ["export_student", "is_shipped_student", "load_shipped_student", "shipped_student_config"]
+__all__ = ["export_student", "is_shipped_student", "load_shipped_student", "run_facts", "shipped_student_config"]

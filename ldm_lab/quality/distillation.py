@@ -11,19 +11,26 @@ run's method and ablation arm, its student updates and training CPU minutes. ``c
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
+from torch import Tensor
 
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.compression.verdicts import order
 from ldm_lab.distill.arms import ARMS, REFERENCE, arm_of
 from ldm_lab.distill.run import load_student, load_teacher, student_config
-from ldm_lab.paths import results_dir
-from ldm_lab.quality.benchmark import COMPARED_METRICS, append_row, comparison_verdicts, model_scores
+from ldm_lab.distill.shipped import run_facts
+from ldm_lab.metrics import extract_features, lab_clip_encoder
+from ldm_lab.models import LatentDiffusion
+from ldm_lab.paths import git_commit, results_dir
+from ldm_lab.quality.benchmark import (COMPARED_METRICS, FEATURE_SPACE, append_row, comparison_verdicts,
+                                      held_out_captions, model_scores, real_row)
 from ldm_lab.quality.arms import SCORED_SAMPLING
-from ldm_lab.training.checkpoint import latest_checkpoint, read_trainer_state
+from ldm_lab.tasks.diffusion import generate
 
 DISTILLATION_TABLE = "distillation_scores.csv"
 WORDS = {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDECIDED"}
@@ -42,21 +49,26 @@ def teacher_scores(steps: int, seeds: int = 3, teacher: str | Path = "lab-emoji"
     return _record(row | {"role": "teacher", "method": "diffusion", "nfe": nfe}, table_folder)
 
 
-def student_scores(run_dir: str | Path, steps: int, seeds: int = 3, name: str | None = None,
+def real_scores(seeds: int = 3, table_folder: Path | None = None, num_resamples: int = 200) -> dict:
+    """Real-vs-real: as many training-split emoji as a scored model draws (354 x ``seeds``) against the same
+    held-out set, scored alike: the floor of KID and FID at this N (its CLIP score reads high: lab-clip was
+    trained on these pairs). Added to the distillation table with NFE 0."""
+    real, captions = held_out_captions(seeds)
+    row = real_row(len(captions), extract_features(real, FEATURE_SPACE), lab_clip_encoder(), num_resamples)
+    return _record({"model": row.pop("arm"), **row, "role": "real", "nfe": 0, "seeds": seeds,
+                    "feature_space": FEATURE_SPACE, "git_commit": git_commit()}, table_folder)
+
+
+def student_scores(reference: str | Path, steps: int, seeds: int = 3, name: str | None = None,
                    table_folder: Path | None = None) -> dict:
-    """The newest (EMA) student of a distillation run at ``steps`` steps of its own sampler (NFE = steps), with
-    the run's method, arm, updates and training CPU minutes, added to the distillation table."""
-    config = student_config(run_dir)
-    checkpoint = latest_checkpoint(Path(run_dir))
-    if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to score; let its `ldm-lab distill` run reach one.")
-    meta = read_trainer_state(checkpoint)[1]
-    arm = arm_of(config)
-    row = model_scores(load_student(run_dir), name or row_name(run_dir, steps), seeds,
+    """The newest (EMA) student of a distillation run, or a shipped student, at ``steps`` steps of its own sampler
+    (NFE = steps), with the run's method, arm and training facts (updates, CPU minutes, how its loss terms pulled:
+    :func:`~ldm_lab.distill.shipped.run_facts`), added to the distillation table."""
+    config, facts = student_config(reference), run_facts(reference)
+    row = model_scores(load_student(reference), name or row_name(reference, steps), seeds,
                        config.objective.sampling(steps))
-    return _record(row | {"role": "student", "method": config.method, "arm": arm, "nfe": steps,
-                          "updates": meta["step"], "batch_size": config.train.batch_size,
-                          "train_cpu_min": meta["cpu_s"] / 60}, table_folder)
+    return _record(row | {"role": "student", "method": config.method, "arm": arm_of(config), "nfe": steps,
+                          "batch_size": config.train.batch_size, **facts}, table_folder)
 
 
 def read_distillation_table(table_folder: Path | None = None) -> pd.DataFrame:
@@ -115,10 +127,17 @@ def ablation_table(table: pd.DataFrame, steps: int = 1) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("arm")
 
 
+def timed_images(model: LatentDiffusion, prompts: Sequence[str], settings: SamplingSettings) -> tuple[Tensor, float]:
+    """One image per prompt drawn with ``settings`` (its seed), and the wall seconds per image it took."""
+    start = time.perf_counter()
+    images = generate(model, prompts=list(prompts), settings=settings)
+    return images, (time.perf_counter() - start) / len(prompts)
+
+
 def _record(row: dict, table_folder: Path | None) -> dict:
     append_row((table_folder or results_dir()) / DISTILLATION_TABLE, row)
     return row
 
 
 __all__ = ["DISTILLATION_TABLE", "STUDENT_STEPS", "TEACHER_STEPS", "ablation_table", "read_distillation_table",
-           "row_name", "student_scores", "teacher_scores", "within_interval"]
+           "real_scores", "row_name", "student_scores", "teacher_scores", "timed_images", "within_interval"]
