@@ -456,6 +456,6 @@ def quality_vs_nfe(table: pd.DataFrame, metrics: Sequence[str] = ("kid", "clip_s
         better = "lower" if metric in ("kid", "fid") else "higher"
         ax.set(xlabel="network evaluations per image (NFE)", ylabel=f"{metric} ({better} is better)")
         ax.legend(fontsize=7)
-    space, n = table["feature_space"].iloc[0], int(table["num_samples"].iloc[0])
+    space, n = table["feature_space"].iloc[0], int(table["num_generated"].iloc[0])
     fig.suptitle(f"quality against NFE ({space} features, {n} images per point)", fontsize=10)
     return _finish(fig, save)

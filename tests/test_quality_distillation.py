@@ -16,7 +16,7 @@ def row(model: str, role: str, nfe: int, kid: float, clip: float, arm: str | Non
             "kid": kid, "kid_ci_low": kid - half, "kid_ci_high": kid + half, "fid": 100 * kid,
             "fid_ci_low": 100 * (kid - half), "fid_ci_high": 100 * (kid + half), "clip_score": clip,
             "clip_score_ci_low": clip - 1, "clip_score_ci_high": clip + 1, "feature_space": "lab-clip",
-            "num_samples": 1062}
+            "num_generated": 1062}
 
 
 TABLE = pd.DataFrame([

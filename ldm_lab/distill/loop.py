@@ -69,6 +69,7 @@ class Distiller:
                                                          betas=config.discriminator_betas, weight_decay=0.0)
         self.step, self.samples_seen, self.elapsed_before, self.saved_step = 0, 0, 0.0, None
         self.cpu_before, self.cpu_start = 0.0, time.process_time()  # process CPU seconds of earlier sessions
+        self.session_start: float | None = None   # perf_counter when this session's fit began (None: not fitting)
         checkpoint = latest_checkpoint(self.run_dir)
         if checkpoint is not None and not resume:
             raise FileExistsError(f"{self.run_dir} already holds checkpoints (newest {checkpoint.name}): pass "
@@ -84,6 +85,7 @@ class Distiller:
         """Alternate student and discriminator updates until ``train.steps``, the time limit or a signal; end
         with a checkpoint."""
         train, start, self.cpu_start = self.config.train, time.perf_counter(), time.process_time()
+        self.session_start = start
         batches, window, counts, stopped_by = self.batches(), defaultdict(float), defaultdict(int), None
         self.models.train()
         with training_progress(train.steps, self.step, train.time_limit_s, desc="distill", dynamic_ncols=True) \
@@ -99,7 +101,7 @@ class Distiller:
                 out_of_time = train.time_limit_s is not None and time.perf_counter() - start > train.time_limit_s
                 if (stop.requested or out_of_time) and self.step < train.steps:
                     stopped_by = stop.signal_name or TIME_LIMIT
-            self.elapsed_before += time.perf_counter() - start
+            self.elapsed_before, self.session_start = self.elapsed_s(), None
             self.cpu_before, self.cpu_start = self.cpu_s(), time.process_time()
             if counts:
                 self._log(window, counts, progress, 0.0)
@@ -175,6 +177,11 @@ class Distiller:
         with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
 
+    def elapsed_s(self) -> float:
+        """Wall seconds of the whole run: earlier sessions' and this one's so far."""
+        return self.elapsed_before + (time.perf_counter() - self.session_start if self.session_start is not None
+                                      else 0.0)
+
     def cpu_s(self) -> float:
         """Process CPU seconds of the whole run (all sessions, all threads): its cost on a shared CPU."""
         return self.cpu_before + time.process_time() - self.cpu_start
@@ -205,7 +212,7 @@ class Distiller:
         folder = write_checkpoint(self.run_dir, self.step, model=self.models.trainable,
                                   ema_model=self.ema.model if self.ema is not None else None, state_tensors=tensors,
                                   state_json={"step": self.step, "samples_seen": self.samples_seen,
-                                              "elapsed_s": self.elapsed_before, "cpu_s": self.cpu_s(),
+                                              "elapsed_s": self.elapsed_s(), "cpu_s": self.cpu_s(),
                                               "optimizers": optimizers_json,
                                               "config": self.config.to_dict()})
         prune_checkpoints(self.run_dir, self.config.train.keep_checkpoints)

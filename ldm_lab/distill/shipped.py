@@ -55,8 +55,8 @@ def export_student(run_dir: str | Path, name: str, command: str, device_words: s
     entry = ManifestEntry(
         file=shipped_file(name), sha256="", size_bytes=0, command=command, git_commit=git_commit(),
         data=f"{record['config']['dataset']} training images and captions (the student's noised inputs)",
-        metrics={key: round(value, 5) for key, value in facts.items() if key != "updates"},
-        config={"distill": record["config"]}, training_seconds=round(meta["elapsed_s"], 1),
+        metrics={key: round(value, 5) for key, value in facts.items() if key not in ("updates", "train_wall_s")},
+        config={"distill": record["config"]}, training_seconds=round(facts["train_wall_s"], 1),
         device=f"{device_words}; {meta['cpu_s'] / 60:.0f} CPU minutes", steps=meta["step"],
         fine_tuned_from=f"{teacher} (shipped, {manifest[teacher].steps} steps)", teacher=teacher,
         teacher_sha256=manifest[teacher].sha256)
@@ -77,7 +77,7 @@ def run_facts(run_dir: str | Path, window: int = 100) -> dict[str, float]:
     meta = read_trainer_state(checkpoint)[1]
     heads = len(DistillConfig.from_dict(meta["config"]).discriminator.layers)
     recent = [r for r in read_metrics(Path(run_dir)) if meta["step"] - window < r["step"] <= meta["step"]]
-    facts = {"updates": meta["step"], "train_cpu_min": meta["cpu_s"] / 60}
+    facts = {"updates": meta["step"], "train_cpu_min": meta["cpu_s"] / 60, "train_wall_s": wall_seconds(run_dir)}
     for key, name, scale in (("loss", "train_loss_final", 1), ("grad_norm_adversarial", "grad_norm_adversarial", 1),
                              ("grad_norm_distillation", "grad_norm_distillation", 1),
                              ("discriminator", "discriminator_loss_per_head", heads)):
@@ -85,6 +85,13 @@ def run_facts(run_dir: str | Path, window: int = 100) -> dict[str, float]:
         if values:
             facts[name] = sum(values) / len(values) / scale
     return facts
+
+
+def wall_seconds(run_dir: str | Path) -> float:
+    """Wall seconds of a run from its logged ``elapsed_s``: summed over sessions wherever the clock restarted
+    (runs checkpointed before ``Distiller.elapsed_s`` existed recorded only earlier sessions' time)."""
+    elapsed = [r["elapsed_s"] for r in read_metrics(Path(run_dir)) if "elapsed_s" in r]
+    return sum(a for a, b in zip(elapsed, elapsed[1:]) if b < a) + (elapsed[-1] if elapsed else 0.0)
 
 
 def shipped_student_config(name: str, folder: Path | None = None) -> DistillConfig:
@@ -120,4 +127,5 @@ def _entry(name: str, folder: Path | None) -> ManifestEntry:
     return entry
 
 
-__all__ = ["export_student", "is_shipped_student", "load_shipped_student", "run_facts", "shipped_student_config"]
+__all__ = ["export_student", "is_shipped_student", "load_shipped_student", "run_facts", "shipped_student_config",
+           "wall_seconds"]
