@@ -42,6 +42,8 @@ def step_time_breakdown(teacher: str | Path | LatentDiffusion = "lab-emoji", bat
     with tempfile.TemporaryDirectory() as scratch:
         distiller = Distiller(models, data, config, scratch)
         batches = distiller.batches()
+        distiller.step = 1  # as in a run after its first update: step 0 logs, with two more backward passes (the
+                            # terms' gradient norms), which a run does once every log_every updates
         for _ in range(warmup_steps):
             distiller.train_step(next(batches))
         timer.clear()
