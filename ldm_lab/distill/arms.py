@@ -26,7 +26,7 @@ class Arm:
                          # "baseline": LCM
     label: str           # what a table shows for it
     config: DistillConfig
-    paper_fid: float | None = None   # the paper's FID-5k for this row (ADD-M, 1 step); None: not reported there
+    paper_fid: float | None = None   # the FID the paper's Tab. 1 reports for this row; None: none comparable
 
 
 BASE = DistillConfig()
