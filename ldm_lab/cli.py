@@ -271,9 +271,10 @@ def _add_distill_command(sub: argparse._SubParsersAction) -> None:
                          help="stop after this many seconds, checkpointed (continue with --resume)")
     distill.add_argument("--student-steps", type=positive_int, default=None,
                          help="N, the student's training timesteps (default 4: 999, 749, 499, 249)")
-    distill.add_argument("--arm", default=None, metavar="ARM",
-                         help="an arm of ADD's Tab. 1 ablation (ldm_lab.distill.arms.ARMS: add, adversarial-only, "
-                         "distillation-only, random-init, teacher-4-steps; default: add, the paper's objective)")
+    distill.add_argument("--arm", default="add", metavar="ARM",
+                         help="an arm of ADD's Tab. 1 ablation (ldm_lab.distill.arms.ARMS: add, the paper's "
+                         "objective and the default; adversarial-only, distillation-only, random-init, "
+                         "teacher-4-steps, add-plain-heads) or the LCM baseline (lcm)")
     distill.add_argument("--ship", default=None, metavar="NAME", help="when all steps ran, ship the student's EMA "
                          "U-Net as data/checkpoints/NAME (fp16; its manifest entry records this command and the "
                          "run's CPU minutes); the teacher must be a shipped model")
@@ -290,12 +291,14 @@ def _distill(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    base = arm_config(args.arm) if args.arm is not None else arm_config("add")
     config = run_config(steps=args.steps, batch_size=args.batch_size, time_limit_s=args.time_limit,
-                        device=args.device, student_steps=args.student_steps, base=base)
+                        device=args.device, student_steps=args.student_steps, base=arm_config(args.arm))
     result = distill(args.teacher, args.out, config, resume=args.resume)
     print(f"{result.step} student updates in {args.out}; load with ldm_lab.distill.load_student({args.out!r})")
-    if args.ship and result.stopped_by is None:
+    if args.ship and result.stopped_by is not None:
+        print(f"not shipped: the run stopped before its last step; --resume it with --ship {args.ship}",
+              file=sys.stderr)
+    elif args.ship:
         from ldm_lab.device import describe_device, resolve_device
         from ldm_lab.distill.shipped import export_student
 

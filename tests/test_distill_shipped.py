@@ -70,18 +70,13 @@ def test_the_lab_model_loader_points_to_the_student_loader(shipped):
     assert set(read_manifest(folder)) == {TEACHER, "tiny-turbo"}
 
 
-def test_every_checkpoint_records_the_wall_time_so_far_and_sessions_add_up(tmp_path):
+def test_every_checkpoint_records_the_wall_time_so_far(tmp_path):
     from dataclasses import replace
 
-    from ldm_lab.distill.shipped import wall_seconds
     from ldm_lab.training.checkpoint import checkpoint_path, read_trainer_state
 
     config = tiny_config(2)
     config = replace(config, train=replace(config.train, checkpoint_every=1))
     distill(tiny_teacher(), tmp_path / "run", config, features=tiny_features(), data=tiny_data())
-    first = read_trainer_state(checkpoint_path(tmp_path / "run", 1))[1]["elapsed_s"]
-    assert first > 0   # written mid-session, not only at its end
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / "metrics.jsonl").write_text(
-        "".join(json.dumps({"step": s, "elapsed_s": e}) + "\n" for s, e in ((1, 5.0), (2, 9.0), (3, 4.0), (4, 6.0))))
-    assert wall_seconds(tmp_path / "old") == 15.0   # a restarted clock: 9 s, then 6 s
+    first, second = (read_trainer_state(checkpoint_path(tmp_path / "run", step))[1]["elapsed_s"] for step in (1, 2))
+    assert 0 < first < second   # written mid-session, not only the earlier sessions' time

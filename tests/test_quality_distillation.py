@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from ldm_lab import plotting
-from ldm_lab.quality.distillation import ablation_table, read_distillation_table, row_name, within_interval
+from ldm_lab.quality.distillation import ablation_table, read_distillation_table, row_name, run_of, within_interval
 
 
 def row(model: str, role: str, nfe: int, kid: float, clip: float, arm: str | None = None, half: float = 0.01) -> dict:
@@ -32,6 +32,7 @@ TABLE = pd.DataFrame([
 def test_rows_are_named_by_run_folder_and_steps():
     assert row_name("runs/x/lab-emoji-turbo", 1) == "lab-emoji-turbo 1 step"
     assert row_name("teacher", 25) == "teacher 25 steps"
+    assert run_of(row_name("runs/lab-emoji-turbo", 1)) == "lab-emoji-turbo" and run_of("lcm 4 steps") == "lcm"
 
 
 def test_each_arm_is_judged_against_its_rows_reference_by_the_one_rule():

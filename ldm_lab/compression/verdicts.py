@@ -31,10 +31,15 @@ class Verdict:
     claim: str
     holds: bool | None  # None: the table cannot decide (e.g. a factor or a second checkpoint is missing)
     evidence: str       # the numbers that decided it
+    metric: str | None = None   # the one metric the claim is about, where it is about one (e.g. "kid")
+
+    @property
+    def word(self) -> str:
+        """HOLDS, DOES NOT HOLD or UNDECIDED."""
+        return {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDECIDED"}[self.holds]
 
     def __str__(self) -> str:
-        word = {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDECIDED"}[self.holds]
-        return f"{word}: {self.claim} -- {self.evidence}"
+        return f"{self.word}: {self.claim} -- {self.evidence}"
 
 
 Z_95 = NormalDist().inv_cdf(0.975)  # 1.96: half-width of a 95 % normal interval, in standard errors

@@ -162,8 +162,7 @@ def size_sharpens(table: pd.DataFrame, of: str = "images") -> Verdict:
 
 def findings_table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     """One row per claim: the claim, the verdict word and the numbers that decided it."""
-    words = {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDECIDED"}
-    return pd.DataFrame([{"claim": v.claim, "verdict": words[v.holds], "evidence": v.evidence} for v in verdicts])
+    return pd.DataFrame([{"claim": v.claim, "verdict": v.word, "evidence": v.evidence} for v in verdicts])
 
 
 __all__ = ["Estimate", "above", "autoencoded", "ceiling_sentence", "fid_minimum_at_moderate_guidance", "findings_table",

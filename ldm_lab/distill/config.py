@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from ldm_lab.distill.add import ADDConfig
 from ldm_lab.distill.discriminator import DiscriminatorConfig
 from ldm_lab.distill.lcm import LCMConfig
+from ldm_lab.json_files import read_json
 from ldm_lab.training import TrainConfig
 
 # The student's optimiser and the run's bookkeeping: a fine-tune of a pretrained U-Net at a low constant rate
@@ -72,3 +74,9 @@ class DistillConfig:
                    discriminator_lr=record["discriminator_lr"],
                    discriminator_betas=tuple(record["discriminator_betas"]), dataset=record["dataset"],
                    sample_prompts=tuple(record["sample_prompts"]))
+
+
+def read_record(run_dir: str | Path) -> tuple[str, DistillConfig]:
+    """The teacher reference and the :class:`DistillConfig` a distillation run's distill.json records."""
+    record = read_json(Path(run_dir) / RECORD_FILE, "Pass the --out folder of an `ldm-lab distill` run.")
+    return record["teacher"], DistillConfig.from_dict(record["config"])

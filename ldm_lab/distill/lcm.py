@@ -13,8 +13,8 @@ theta^-) at t_n:
 
 Sampling is multistep consistency sampling (``consistency``: predict x0, re-noise with fresh noise) at LCM's
 timesteps (999, 759, 519, 279 for 4 steps). Lab simplifications, said here: the guidance scale is fixed (LCM draws
-w in [2, 14] and embeds it; lab-emoji is scored at 3), and the student keeps the teacher's schedule (no zero terminal
-SNR; LCM starts from t = 999, whose ab is small but not 0).
+w from a range and embeds it in the U-Net; lab-emoji is scored at 3), and the student keeps the teacher's schedule
+(no zero terminal SNR; LCM starts from t = 999, whose ab is small but not 0).
 """
 
 from __future__ import annotations
@@ -164,7 +164,8 @@ class LCMModels(nn.Module):
         return LCMPrepared(add_noise(z0, standard_normal(z0, generator), alpha_bar), t, t_prev, cond, uncond)
 
     def student_losses(self, prepared: LCMPrepared, generator: torch.Generator | None = None) -> StudentLosses:
-        """The consistency distillation loss of a prepared batch (reported as "distillation")."""
+        """The consistency distillation loss of a prepared batch (reported as "distillation"; ``images`` holds the
+        student's f(z, t), latents: LCM decodes nothing and has no discriminator to show images to)."""
         p = prepared
         with self.phase("student forward"):
             online = consistency_function(self.student, p.z, p.t, p.cond)

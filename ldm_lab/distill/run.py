@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from ldm_lab.data.materialise import training_dataset
 from ldm_lab.device import model_device, resolve_device
 from ldm_lab.distill.add import ADDModels, PhaseTimer
-from ldm_lab.distill.config import DISTILL_STEPS, RECORD_FILE, DistillConfig
+from ldm_lab.distill.config import DISTILL_STEPS, RECORD_FILE, DistillConfig, read_record
 from ldm_lab.distill.discriminator import FeatureNetwork, build_heads, lab_clip_feature_network
 from ldm_lab.distill.lcm import LCMModels
 from ldm_lab.distill.loop import Distiller, DistillResult
@@ -127,15 +127,14 @@ def load_student(run_dir: str | Path, device: str | torch.device = "cpu", *, ema
     if is_shipped_student(run_dir):
         return load_shipped_student(str(run_dir), device, loader=loader)
     run_dir, device = Path(run_dir), resolve_device(device)
-    record = read_json(run_dir / RECORD_FILE, "Pass the --out folder of an `ldm-lab distill` run.")
+    recorded_teacher, config = read_record(run_dir)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet: let `ldm-lab distill ... --out {run_dir}` run "
                                 "until its first checkpoint (an interrupted run writes one as it stops).")
-    if teacher is None and record["teacher"].startswith("<in-memory"):
+    if teacher is None and recorded_teacher.startswith("<in-memory"):
         raise ValueError(f"{run_dir} was distilled from a teacher in memory; pass it as teacher=...")
-    config = DistillConfig.from_dict(record["config"])
-    student = build_student(load_teacher(teacher if teacher is not None else record["teacher"], device, loader),
+    student = build_student(load_teacher(teacher if teacher is not None else recorded_teacher, device, loader),
                             config.objective.zero_terminal_snr, config.objective.pretrained_student)
     if ema and (checkpoint / EMA_FILE).exists():
         load_checked(student, checkpoint / EMA_FILE)
@@ -148,7 +147,4 @@ def load_student(run_dir: str | Path, device: str | torch.device = "cpu", *, ema
 def student_config(run_dir: str | Path) -> DistillConfig:
     """The :class:`DistillConfig` an ``ldm-lab distill`` run (or a shipped student) was trained with (its
     ``objective.sampling(steps)`` is how its student draws)."""
-    if is_shipped_student(run_dir):
-        return shipped_student_config(str(run_dir))
-    record = read_json(Path(run_dir) / RECORD_FILE, "Pass the --out folder of an `ldm-lab distill` run.")
-    return DistillConfig.from_dict(record["config"])
+    return shipped_student_config(str(run_dir)) if is_shipped_student(run_dir) else read_record(run_dir)[1]

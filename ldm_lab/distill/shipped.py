@@ -14,9 +14,8 @@ import torch
 
 from ldm_lab.checkpoints import CheckpointError, ManifestEntry, load_checkpoint, read_manifest, save_checkpoint
 from ldm_lab.device import resolve_device
-from ldm_lab.distill.config import RECORD_FILE, DistillConfig
+from ldm_lab.distill.config import DistillConfig, read_record
 from ldm_lab.distill.student import build_student, freeze_all_but_unet
-from ldm_lab.json_files import read_json
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import git_commit
@@ -40,24 +39,20 @@ def export_student(run_dir: str | Path, name: str, command: str, device_words: s
     """Ship the newest checkpoint's student U-Net (its EMA weights) of the distillation ``run_dir`` under ``name``;
     its teacher must be a shipped model (distill.json names it). ``command`` reproduces it; ``device_words`` says
     where it trained (the run's CPU minutes are added)."""
-    run_dir = Path(run_dir)
-    record = read_json(run_dir / RECORD_FILE, "Pass the --out folder of an `ldm-lab distill` run.")
-    teacher, manifest = record["teacher"], read_manifest(folder)
+    teacher, config = read_record(run_dir)
+    manifest = read_manifest(folder)
     if teacher not in manifest:
         raise CheckpointError(f"{run_dir} was distilled from {teacher!r}, which is not a shipped model: ship the "
                               "teacher first, or distil from a shipped one (e.g. lab-emoji).")
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise FileNotFoundError(f"{run_dir} has no checkpoint to ship yet: let its `ldm-lab distill` run reach one.")
-    weights = load_file_checked(checkpoint / EMA_FILE, "Ship an earlier checkpoint, or resume the run.")
-    meta = read_trainer_state(checkpoint)[1]
-    facts = run_facts(run_dir)
+    facts = run_facts(run_dir)   # raises when there is no checkpoint yet
+    weights = load_file_checked(latest_checkpoint(Path(run_dir)) / EMA_FILE,
+                                "Ship an earlier checkpoint, or resume the run.")
     entry = ManifestEntry(
         file=shipped_file(name), sha256="", size_bytes=0, command=command, git_commit=git_commit(),
-        data=f"{record['config']['dataset']} training images and captions (the student's noised inputs)",
+        data=f"{config.dataset} training images and captions (the student's noised inputs)",
         metrics={key: round(value, 5) for key, value in facts.items() if key not in ("updates", "train_wall_s")},
-        config={"distill": record["config"]}, training_seconds=round(facts["train_wall_s"], 1),
-        device=f"{device_words}; {meta['cpu_s'] / 60:.0f} CPU minutes", steps=meta["step"],
+        config={"distill": config.to_dict()}, training_seconds=round(facts["train_wall_s"], 1),
+        device=f"{device_words}; {facts['train_cpu_min']:.0f} CPU minutes", steps=facts["updates"],
         fine_tuned_from=f"{teacher} (shipped, {manifest[teacher].steps} steps)", teacher=teacher,
         teacher_sha256=manifest[teacher].sha256)
     return save_checkpoint(name, {k: v for k, v in weights.items() if k.startswith(UNET)}, entry, folder)
@@ -65,7 +60,7 @@ def export_student(run_dir: str | Path, name: str, command: str, device_words: s
 
 def run_facts(run_dir: str | Path, window: int = 100) -> dict[str, float]:
     """What a distillation run's newest checkpoint cost and how its terms pulled: student updates, training CPU
-    minutes, and over its last ``window`` updates the mean training loss, the norm of each weighted term's gradient
+    minutes, wall seconds, and over its last ``window`` updates the mean training loss, the norm of each weighted term's gradient
     on the student (``grad_norm_adversarial``, ``grad_norm_distillation``) and the heads' loss per head (hinge +
     gamma R1; 2.0: no better than chance). A shipped student's come from its manifest entry."""
     if is_shipped_student(run_dir):
@@ -77,7 +72,7 @@ def run_facts(run_dir: str | Path, window: int = 100) -> dict[str, float]:
     meta = read_trainer_state(checkpoint)[1]
     heads = len(DistillConfig.from_dict(meta["config"]).discriminator.layers)
     recent = [r for r in read_metrics(Path(run_dir)) if meta["step"] - window < r["step"] <= meta["step"]]
-    facts = {"updates": meta["step"], "train_cpu_min": meta["cpu_s"] / 60, "train_wall_s": wall_seconds(run_dir)}
+    facts = {"updates": meta["step"], "train_cpu_min": meta["cpu_s"] / 60, "train_wall_s": meta["elapsed_s"]}
     for key, name, scale in (("loss", "train_loss_final", 1), ("grad_norm_adversarial", "grad_norm_adversarial", 1),
                              ("grad_norm_distillation", "grad_norm_distillation", 1),
                              ("discriminator", "discriminator_loss_per_head", heads)):
@@ -85,13 +80,6 @@ def run_facts(run_dir: str | Path, window: int = 100) -> dict[str, float]:
         if values:
             facts[name] = sum(values) / len(values) / scale
     return facts
-
-
-def wall_seconds(run_dir: str | Path) -> float:
-    """Wall seconds of a run from its logged ``elapsed_s``: summed over sessions wherever the clock restarted
-    (runs checkpointed before ``Distiller.elapsed_s`` existed recorded only earlier sessions' time)."""
-    elapsed = [r["elapsed_s"] for r in read_metrics(Path(run_dir)) if "elapsed_s" in r]
-    return sum(a for a, b in zip(elapsed, elapsed[1:]) if b < a) + (elapsed[-1] if elapsed else 0.0)
 
 
 def shipped_student_config(name: str, folder: Path | None = None) -> DistillConfig:
@@ -127,5 +115,4 @@ def _entry(name: str, folder: Path | None) -> ManifestEntry:
     return entry
 
 
-__all__ = ["export_student", "is_shipped_student", "load_shipped_student", "run_facts", "shipped_student_config",
-           "wall_seconds"]
+__all__ = ["export_student", "is_shipped_student", "load_shipped_student", "run_facts", "shipped_student_config"]

@@ -321,7 +321,7 @@ def comparison_verdicts(table: pd.DataFrame, model: str, other: str, better: boo
         evidence = ", ".join(f"{name} {newest.loc[name, metric]:.3g} [{low:.3g}, {high:.3g}]"
                              for name, (low, high) in bounds.items())
         claim = f"{model} scores {'better' if better else 'worse'} than {other} on {metric}"
-        verdicts.append(Verdict(claim, {1: True, -1: False, 0: None}[side], evidence))
+        verdicts.append(Verdict(claim, {1: True, -1: False, 0: None}[side], evidence, metric))
     return verdicts
 
 

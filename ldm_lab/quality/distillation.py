@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ldm_lab.device import resolve_device
 from ldm_lab.diffusion import SamplingSettings
-from ldm_lab.compression.verdicts import order
 from ldm_lab.distill.arms import ARMS, REFERENCE, arm_of
 from ldm_lab.distill.run import load_student, load_teacher, student_config
 from ldm_lab.distill.shipped import run_facts
@@ -33,16 +33,13 @@ from ldm_lab.quality.arms import SCORED_SAMPLING
 from ldm_lab.tasks.diffusion import generate
 
 DISTILLATION_TABLE = "distillation_scores.csv"
-WORDS = {True: "HOLDS", False: "DOES NOT HOLD", None: "UNDECIDED"}
-TEACHER_STEPS = (1, 2, 4, 8, 25, 50)   # the teacher's DPM-Solver++ steps (Fig. 7's axis, ADD §4.2)
-STUDENT_STEPS = (1, 2, 4)              # the student's steps
 
 
 def teacher_scores(steps: int, seeds: int = 3, teacher: str | Path = "lab-emoji", name: str | None = None,
-                   table_folder: Path | None = None) -> dict:
+                   table_folder: Path | None = None, device: str | torch.device | None = None) -> dict:
     """The teacher at ``steps`` DPM-Solver++(2M) steps with its scored guidance (NFE = 2 x steps), added to the
-    distillation table."""
-    model = load_teacher(teacher, torch.device("cpu"))
+    distillation table. ADD's Fig. 7 axis: 1, 2, 4, 8, 25, 50 steps."""
+    model = load_teacher(teacher, resolve_device(device))
     settings = SamplingSettings(steps=steps, guidance_scale=SCORED_SAMPLING.guidance_scale)
     nfe = steps * (2 if settings.guidance_scale != 1.0 else 1)
     row = model_scores(model, name or row_name("teacher", steps), seeds, settings)
@@ -60,12 +57,12 @@ def real_scores(seeds: int = 3, table_folder: Path | None = None, num_resamples:
 
 
 def student_scores(reference: str | Path, steps: int, seeds: int = 3, name: str | None = None,
-                   table_folder: Path | None = None) -> dict:
+                   table_folder: Path | None = None, device: str | torch.device | None = None) -> dict:
     """The newest (EMA) student of a distillation run, or a shipped student, at ``steps`` steps of its own sampler
     (NFE = steps), with the run's method, arm and training facts (updates, CPU minutes, how its loss terms pulled:
     :func:`~ldm_lab.distill.shipped.run_facts`), added to the distillation table."""
     config, facts = student_config(reference), run_facts(reference)
-    row = model_scores(load_student(reference), name or row_name(reference, steps), seeds,
+    row = model_scores(load_student(reference, resolve_device(device)), name or row_name(reference, steps), seeds,
                        config.objective.sampling(steps))
     return _record(row | {"role": "student", "method": config.method, "arm": arm_of(config), "nfe": steps,
                           "batch_size": config.train.batch_size, **facts}, table_folder)
@@ -81,19 +78,18 @@ def read_distillation_table(table_folder: Path | None = None) -> pd.DataFrame:
 
 
 def within_interval(table: pd.DataFrame, model: str, other: str) -> list[str]:
-    """Per metric, whether ``model`` comes within ``other``'s interval (their intervals overlap: not decided
-    worse) or by how much it misses, e.g. the 4-step student against the teacher at 50 steps."""
-    rows = table.set_index("model")
+    """Per metric, whether ``model`` comes within ``other``'s interval (not decided worse by the one rule) or by how
+    much it misses, e.g. the 4-step student against the teacher at 50 steps."""
+    rows, lower_is_better = table.set_index("model"), dict(COMPARED_METRICS)
     lines = []
-    for metric, lower in COMPARED_METRICS[:3]:
-        a, b = rows.loc[model], rows.loc[other]
-        side = order((a[f"{metric}_ci_low"], a[f"{metric}_ci_high"]), (b[f"{metric}_ci_low"], b[f"{metric}_ci_high"]))
-        worse = side == (1 if lower else -1)
-        gap = (a[f"{metric}_ci_low"] - b[f"{metric}_ci_high"]) if lower else (b[f"{metric}_ci_low"] - a[f"{metric}_ci_high"])
-        lines.append(f"{metric}: {model} {a[metric]:.3g} [{a[f'{metric}_ci_low']:.3g}, {a[f'{metric}_ci_high']:.3g}] "
-                     f"vs {other} {b[metric]:.3g} [{b[f'{metric}_ci_low']:.3g}, {b[f'{metric}_ci_high']:.3g}] -> "
-                     + (f"NOT within: worse, the intervals {gap:.3g} apart" if worse else
-                        "better, intervals apart" if side != 0 else "within (intervals overlap)"))
+    for verdict in comparison_verdicts(table, model, other):             # the claim: ``model`` scores worse
+        m, (a, b) = verdict.metric, (rows.loc[model], rows.loc[other])
+        if verdict.holds:
+            gap = (a[f"{m}_ci_low"] - b[f"{m}_ci_high"]) if lower_is_better[m] else (b[f"{m}_ci_low"] - a[f"{m}_ci_high"])
+            reading = f"NOT within: worse, the intervals {gap:.3g} apart"
+        else:
+            reading = "better, intervals apart" if verdict.holds is False else "within (intervals overlap)"
+        lines.append(f"{m}: {verdict.evidence} -> {reading}")
     return lines
 
 
@@ -101,6 +97,11 @@ def row_name(reference: str | Path, steps: int) -> str:
     """A student's row in the table: its run folder's (or shipped) name and steps, e.g. "lab-emoji-turbo 1 step"
     (the ablation's runs are named after their arms)."""
     return f"{Path(reference).name} {steps} step{'s' * (steps > 1)}"
+
+
+def run_of(model: str) -> str:
+    """The run (or shipped) name of a student's row, the inverse of :func:`row_name`: "lcm 4 steps" -> "lcm"."""
+    return model.rsplit(" ", 2)[0]
 
 
 def ablation_table(table: pd.DataFrame, steps: int = 1) -> pd.DataFrame:
@@ -121,8 +122,7 @@ def ablation_table(table: pd.DataFrame, steps: int = 1) -> pd.DataFrame:
         if name != reference and row_name(reference, steps) in rows.index:
             verdicts = comparison_verdicts(table, row_name(name, steps), row_name(reference, steps))
             record["compared with"] = reference
-            record["worse than it?"] = ", ".join(f"{v.claim.rsplit(' on ', 1)[1]} {WORDS[v.holds]}"
-                                                 for v in verdicts)
+            record["worse than it?"] = ", ".join(f"{v.metric} {v.word}" for v in verdicts)
         out.append(record)
     return pd.DataFrame(out).set_index("arm")
 
@@ -139,5 +139,5 @@ def _record(row: dict, table_folder: Path | None) -> dict:
     return row
 
 
-__all__ = ["DISTILLATION_TABLE", "STUDENT_STEPS", "TEACHER_STEPS", "ablation_table", "read_distillation_table",
-           "real_scores", "row_name", "student_scores", "teacher_scores", "timed_images", "within_interval"]
+__all__ = ["DISTILLATION_TABLE", "ablation_table", "read_distillation_table",
+           "real_scores", "row_name", "run_of", "student_scores", "teacher_scores", "timed_images", "within_interval"]
