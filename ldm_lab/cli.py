@@ -650,6 +650,49 @@ def _compression_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sdxl_tricks_command(sub: argparse._SubParsersAction) -> None:
+    tricks = sub.add_parser("sdxl-tricks", help="score SDXL's training tricks (notebook 06): Tab. 2's three models, "
+                            "the refiner's hand-off, crop cut-offs and bucket distortion; appends rows to "
+                            "data/results/sdxl_tricks.csv")
+    tricks.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                        help=f"which to score: {', '.join(SDXL_EXPERIMENTS)} (default: all)")
+    tricks.add_argument("--count", type=positive_int, default=512, help="held-out captions per model (size, "
+                        "refiner)")
+    tricks.add_argument("--geometry-count", type=positive_int, default=128, help="one-object prompts per (model, "
+                        "case) (crop, buckets)")
+    tricks.add_argument("--model", action="append", default=[], metavar="NAME=RUN_DIR", help="score a run folder "
+                        "instead of the shipped NAME (repeatable), e.g. lab-sdxl-size=build/runs/lab-sdxl-size")
+    tricks.set_defaults(func=_sdxl_tricks)
+
+
+SDXL_EXPERIMENTS = ("size", "refiner", "geometry")
+
+
+def _sdxl_tricks(args: argparse.Namespace) -> int:
+    from ldm_lab.quality.sdxl import geometry_scores, refiner_scores, size_scores
+
+    unknown = [name for name in args.experiments if name not in SDXL_EXPERIMENTS]
+    if unknown:
+        raise ValueError(f"unknown experiment {', '.join(unknown)}: choose from {', '.join(SDXL_EXPERIMENTS)}.")
+    models = {}
+    for pair in args.model:
+        name, separator, run = pair.partition("=")
+        if not separator or not run:
+            raise ValueError(f"--model takes NAME=RUN_DIR, e.g. lab-sdxl-size=build/runs/lab-sdxl-size; got {pair!r}")
+        models[name] = run
+    columns = ["experiment", "model", "case", "kid", "fid", "clip_score", "detail", "cut_off_fraction", "log2_stretch"]
+    for experiment in args.experiments or SDXL_EXPERIMENTS:
+        if experiment == "size":
+            table = size_scores(args.count, models)
+        elif experiment == "refiner":
+            table = refiner_scores(args.count, models.get("lab-sdxl-size", "lab-sdxl-size"),
+                                   models.get("lab-sdxl-refiner", "lab-sdxl-refiner"))
+        else:
+            table = geometry_scores(args.geometry_count, models)
+        print(table[[c for c in columns if c in table]].to_string(index=False), flush=True)
+    return 0
+
+
 def _add_arm_options(arm: argparse.ArgumentParser, metavar: str, what: str, *, first_stage: str | None,
                      first_stage_help: str) -> None:
     """What every benchmark arm command takes: the arm, its minutes, its folder and its first stage."""
@@ -826,6 +869,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pack_commands(sub)
     _add_train_evaluator_command(sub)
     _add_compression_curve_command(sub)
+    _add_sdxl_tricks_command(sub)
     _add_quality_arm_command(sub)
     _add_ablation_arm_command(sub)
     _add_selftest_command(sub)

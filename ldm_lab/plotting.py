@@ -221,6 +221,30 @@ def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None =
     return _finish(fig, save)
 
 
+def interval_bars(table: pd.DataFrame, metrics: Sequence[str], *, x: str = "model", hue: str | None = None,
+                  title: str | None = None, save: str | Path | None = None) -> Figure:
+    """One panel per metric: a bar per row (labelled by column ``x``), or, with ``hue``, bars grouped by ``x``
+    with one colour per ``hue`` value, each with its 95% interval (``<metric>_ci_low`` / ``_ci_high``)."""
+    hues = list(dict.fromkeys(table[hue])) if hue else [None]
+    groups = list(dict.fromkeys(table[x]))
+    width = 0.8 / len(hues)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(3.2, 0.5 * len(groups) * len(hues)) * len(metrics) / 1.4,
+                                                       3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, value in enumerate(hues):
+            rows = table if hue is None else table[table[hue] == value]
+            positions = np.array([groups.index(g) for g in rows[x]]) + (i - (len(hues) - 1) / 2) * width
+            ax.bar(positions, rows[metric], width, yerr=_error_bars(rows, metric), capsize=3, label=value,
+                   color=None if hue else [f"C{groups.index(g)}" for g in rows[x]])
+        ax.set_xticks(range(len(groups)), groups, rotation=20, ha="right", fontsize=7)
+        ax.set(title=metric, ylabel="estimate (95% CI)")
+    if hue:
+        axes[0][-1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return _finish(fig, save)
+
+
 def baseline_bars(table: pd.DataFrame, *, save: str | Path | None = None) -> Figure:
     """Means with their confidence intervals, one panel per metric and one bar per condition
     (``ldm_lab.metrics.adherence.baseline_table`` rows, concatenated)."""

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset, Subset
 
 from ldm_lab.compression import ablation_target
 from ldm_lab.data import collate
+from ldm_lab.data.sdxl_variants import HiddenConditions
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.tasks import DiffusionTask, get_target, load_run, run_config, train_target
 from ldm_lab.tasks import runs as runs_module
@@ -138,6 +139,30 @@ def test_a_stored_cache_is_loaded_instead_of_encoded_again_with_every_field_as_i
         for key, value in theirs.items():
             assert type(ours[key]) is type(value), key
             assert torch.equal(ours[key], value) if isinstance(value, torch.Tensor) else ours[key] == value, key
+
+
+def test_a_run_finds_the_cache_another_run_shared_and_a_condition_view_applies_over_it(tmp_path, monkeypatch,
+                                                                                         capsys):
+    model = emoji_model()
+    data = [{**item, "target_size": (64, 64), "crop_top_left": (3, 5)} for item in scenes()]
+    shared = tmp_path / "shared"
+    first = CacheFile(tmp_path / "a" / "latent_cache.safetensors", "shapes train 64x64", shared_dir=shared)
+    first.path.parent.mkdir()
+    encoded = LatentCache(model, data, batch_size=2, progress=False, store=first)
+    key = cache_key(model, data, first.dataset)
+    assert first.shared(key).is_file() and first.shared(key).stat().st_ino == first.path.stat().st_ino  # a link
+    monkeypatch.setattr(latent_cache, "latent_moments", lambda *args: pytest.fail("encoded again"))
+    second = CacheFile(tmp_path / "b" / "latent_cache.safetensors", "shapes train 64x64", shared_dir=shared)
+    loaded = LatentCache(model, data, batch_size=2, progress=False, store=second)
+    assert f"loaded from {first.shared(key)}" in capsys.readouterr().out
+    assert torch.equal(loaded.mean, encoded.mean)
+    # a run keeps in memory only the fields it reads; the shared file keeps them all
+    kept = LatentCache(model, data, batch_size=2, progress=False, store=second, keep=("caption", "target_size"))
+    assert set(kept[0]) == {"caption", "target_size", MEAN, STD} and "boxes" in loaded[0]
+    # the no-size ablation's items: the same latents, the original size hidden
+    hidden = HiddenConditions(data, ("original_size",)).over(loaded)
+    assert [item["original_size"] for item in hidden] == [(64, 64)] * len(data)
+    assert hidden[2]["crop_top_left"] == (3, 5) and torch.equal(hidden[2][MEAN], encoded.mean[2])
 
 
 def test_a_stored_cache_from_another_first_stage_dataset_or_items_is_encoded_again_saying_why(tmp_path, capsys):

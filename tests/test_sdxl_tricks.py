@@ -1,6 +1,7 @@
 """SDXL's training tricks as lab pieces: the Tab. 2 and crop-conditioning data variants and targets, the refiner
 trained on the lowest-noise timesteps, and the hand-off from base to refiner during sampling (SDXL §2.2-2.5)."""
 
+import dataclasses
 from dataclasses import fields, replace
 
 import numpy as np
@@ -18,11 +19,15 @@ from ldm_lab.metrics.corruptions import blur
 from ldm_lab.metrics.images import to_uint8
 from ldm_lab.metrics.sharpness import detail_score
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
+from ldm_lab.presets import get_preset
 from ldm_lab.presets.shapes import LAB_SDXL_REFINER, REFINER_TIMESTEPS
 from ldm_lab.tasks import get_target, load_run
+from ldm_lab.quality import sdxl as sdxl_scores
+from ldm_lab.quality.sdxl import (BATCH, BUCKET_ARMS, CROP_ARMS, SIZE_ARMS, experiment_verdicts, geometry_scores,
+                                  read_sdxl_table, refiner_scores, row_key, size_scores)
 from ldm_lab.tasks.refiner import Handoff, LowNoiseTask, check_same_latent_space, generate_with_refiner
 from ldm_lab.tasks.sdxl_experiments import bucket_cases, crop_cases, geometry_prompts, geometry_table, shapes_draw
-from ldm_lab.tasks.targets.shapes import SDXL_ABLATIONS
+from ldm_lab.tasks.targets.shapes import SDXL_ABLATION_BASE, SDXL_ABLATIONS, SDXL_BUCKET_STEPS
 
 MULTISCALE = ShapesConfig(num_images=40, original_scale=(0.25, 2.0))
 
@@ -58,28 +63,39 @@ def test_registered_variants_see_the_same_scenes():
 
 
 # ------------------------------------------------------------------------------------------------ targets
-def test_every_ablation_is_lab_sdxl_with_one_change_at_equal_compute():
-    base = get_target("lab-sdxl")
+def test_every_ablation_is_the_small_lab_sdxl_with_one_change_at_equal_compute():
+    base = SDXL_ABLATION_BASE
+    assert base.model.preset == "lab-sdxl-small" and base.dataset == get_target("lab-sdxl").dataset
     changed = {}
     for target in SDXL_ABLATIONS:
-        assert target.train == base.train and target.steps == base.steps  # equal compute
-        assert target.first_stage == base.first_stage
+        assert target.train == base.train and target.first_stage == base.first_stage   # equal compute
+        assert target.steps == (SDXL_BUCKET_STEPS if target.starts_from else base.steps)
         assert target.task.guidance_scale == base.task.guidance_scale
         assert target.task == base.task or isinstance(target.task, LowNoiseTask)
         model_changes = {f.name for f in fields(base.model)
                          if getattr(target.model, f.name) != getattr(base.model, f.name)}
-        changed[target.name] = (target.dataset if target.dataset != base.dataset else None, model_changes)
+        changed[target.name] = (target.dataset if target.dataset != base.dataset else None, model_changes,
+                                target.starts_from)
     assert changed == {
-        "lab-sdxl-large-only": ("shapes_multiscale_large", set()),
-        "lab-sdxl-no-size": ("shapes_multiscale_no_size", set()),
-        "lab-sdxl-size": (None, set()),
-        "lab-sdxl-no-crop": ("shapes_multiscale_no_crop", set()),
-        "lab-sdxl-buckets": ("shapes_buckets", {"multi_aspect"}),
-        "lab-sdxl-square": ("shapes_square", {"multi_aspect"}),
-        "lab-sdxl-centre-crop": ("shapes_centre_crop", {"multi_aspect"}),
-        "lab-sdxl-refiner": ("shapes_multiscale_scored", {"preset", "timestep_range"}),
+        "lab-sdxl-large-only": ("shapes_multiscale_large", set(), None),
+        "lab-sdxl-no-size": ("shapes_multiscale_no_size", set(), None),
+        "lab-sdxl-size": (None, set(), None),
+        "lab-sdxl-no-crop": ("shapes_multiscale_no_crop", set(), None),
+        # SDXL §2.3: multi-aspect training as a fine-tuning stage of the fixed-size model
+        "lab-sdxl-buckets": ("shapes_buckets", {"multi_aspect"}, "lab-sdxl-size"),
+        "lab-sdxl-square": ("shapes_square", {"multi_aspect"}, "lab-sdxl-size"),
+        "lab-sdxl-centre-crop": ("shapes_centre_crop", {"multi_aspect"}, "lab-sdxl-size"),
+        "lab-sdxl-refiner": ("shapes_multiscale_scored", {"preset", "timestep_range"}, None),
     }
     assert isinstance(get_target("lab-sdxl-refiner").task, LowNoiseTask)
+
+
+def test_the_small_lab_sdxl_halves_the_parameters_at_nearly_the_same_compute():
+    with torch.device("meta"):
+        small, full = (LatentDiffusion(LatentDiffusionConfig(name)).unet for name in ("lab-sdxl-small", "lab-sdxl"))
+    count = lambda unet: sum(p.numel() for p in unet.parameters())  # noqa: E731
+    assert 2.5e6 < count(small) < 2.8e6 and count(full) > 1.9 * count(small)
+    assert small.config.model_channels == full.config.model_channels  # the 16x16 and 8x8 levels unchanged
 
 
 def test_the_refiner_is_conditioned_as_sdxls_refiner():
@@ -89,7 +105,7 @@ def test_the_refiner_is_conditioned_as_sdxls_refiner():
     cond = refiner.condition({"caption": ["a red circle"] * 2, "aesthetic_score": torch.tensor([6.0, 2.5])})
     assert cond["y"].shape == (2, 128 + 5 * 256) and not torch.equal(cond["y"][0], cond["y"][1])
     base = LatentDiffusion(get_target("lab-sdxl").model)
-    assert refiner.first_stage.config == base.first_stage.config and refiner.preset.unet.model_channels == 64
+    assert refiner.first_stage.config == base.first_stage.config and refiner.preset.unet.channel_mult == get_preset("lab-sdxl-small").unet.channel_mult
 
 
 def test_the_detail_score_falls_when_an_image_is_blurred():
@@ -208,19 +224,65 @@ def test_a_refiner_in_another_latent_scale_is_refused(base_and_refiner):
 
 
 # --------------------------------------------------------------------------- one command per experiment
-def train(name: str, out, first_stage=None) -> None:
+def train(name: str, out, first_stage=None, init_from=None) -> None:
     args = ["train", name, "--steps", "1", "--batch-size", "2", "--out", str(out), "--device", "cpu"]
-    assert main(args + (["--first-stage", str(first_stage)] if first_stage else [])) == 0
+    args += ["--first-stage", str(first_stage)] if first_stage else []
+    assert main(args + (["--init-from", str(init_from)] if init_from else [])) == 0
 
 
-@pytest.mark.parametrize("name", ["lab-sdxl-buckets", "lab-sdxl-refiner"])
-def test_the_bucket_and_refiner_targets_train_with_one_command(name, tmp_path_factory):
-    runs = tmp_path_factory.getbasetemp() / "sdxl_tricks"
-    if not (runs / "first_stage").exists():
-        train("lab-shapes-autoencoder", runs / "first_stage")
-    train(name, runs / name, runs / "first_stage")
-    run = load_run(runs / name, ema=False)
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """One-step runs, each trained by one command: the Shapes first stage, lab-sdxl-size on it, lab-sdxl-buckets
+    fine-tuned from that (SDXL §2.3) and lab-sdxl-refiner."""
+    runs = tmp_path_factory.mktemp("sdxl_tricks")
+    train("lab-shapes-autoencoder", runs / "first_stage")
+    train("lab-sdxl-size", runs / "lab-sdxl-size", runs / "first_stage")
+    train("lab-sdxl-buckets", runs / "lab-sdxl-buckets", init_from=runs / "lab-sdxl-size")
+    train("lab-sdxl-refiner", runs / "lab-sdxl-refiner", runs / "first_stage")
+    return runs
+
+
+@pytest.mark.parametrize("name", ["lab-sdxl-size", "lab-sdxl-buckets", "lab-sdxl-refiner"])
+def test_the_size_bucket_and_refiner_targets_train_with_one_command(name, tiny_runs):
+    run = load_run(tiny_runs / name, ema=False)
     assert run.step == 1 and run.model.config == get_target(name).model
+
+
+def test_every_sdxl_experiment_is_scored_into_one_table(tiny_runs, tmp_path, monkeypatch):
+    size, buckets = tiny_runs / "lab-sdxl-size", tiny_runs / "lab-sdxl-buckets"
+    models = {name: size for name in SIZE_ARMS + CROP_ARMS} | {name: buckets for name in BUCKET_ARMS}
+    quick = SamplingSettings(steps=2, guidance_scale=5.0, seed=0)
+    rows = size_scores(6, models, quick, num_resamples=10, table_folder=tmp_path)
+    assert list(rows["model"]) == ["real (train split)", *SIZE_ARMS]
+    eight = dataclasses.replace(quick, steps=8)   # trailing spacing: the last of 8 steps lies below timestep 200
+    refined = refiner_scores(6, size, tiny_runs / "lab-sdxl-refiner", eight, num_resamples=10, table_folder=tmp_path)
+    assert list(refined["model"])[1:] == ["base alone", "base + refiner (hand-off)", "base + SDEdit refine"]
+    # one-step models draw no objects to measure: the rendered stand-in does, each batch of prompts its own draw
+    monkeypatch.setattr(sdxl_scores, "shapes_draw", lambda model, prompts, settings: rendered_draw(1.0))
+    geometry_scores(BATCH + 1, models, quick, num_resamples=10, table_folder=tmp_path)
+    table = read_sdxl_table(tmp_path)
+    assert table.groupby("experiment").size().to_dict() == {"size": 4, "refiner": 4, "crop": 2 * 3, "buckets": 3 * 5}
+    scored = table[table["experiment"].isin(["size", "refiner"])]
+    for metric in ("kid", "fid", "clip_score", "detail"):
+        assert (scored[f"{metric}_ci_low"] <= scored[metric]).all() and (scored[metric] <= scored[f"{metric}_ci_high"]).all()
+    # the same noise for the base alone and the hand-off: only the refiner's step differs
+    assert not refined.iloc[1][["kid", "detail"]].equals(refined.iloc[2][["kid", "detail"]])
+    assert set(table.loc[table["experiment"] == "buckets", "case"]) == set(bucket_cases())
+    # verdicts by the one rule: the stand-in draws the same objects everywhere, so no crop differs from another
+    crop = experiment_verdicts(table, "crop", row_key("lab-sdxl-size", "crop (0, 0)"),
+                               row_key("lab-sdxl-size", "crop (0, 16)"))
+    assert [v.metric for v in crop] == ["cut_off_fraction", "abs_log2_stretch"] and all(v.holds is None for v in crop)
+    size_verdicts = experiment_verdicts(table, "size", "lab-sdxl-size", "lab-sdxl-no-size")
+    assert [v.metric for v in size_verdicts] == ["kid", "fid", "clip_score", "detail"]
+    with pytest.raises(ValueError, match="sdxl-tricks"):
+        experiment_verdicts(table.iloc[:0], "size", "a", "b")
+
+
+def test_sdxl_tricks_command_says_how_to_name_a_run(capsys):
+    assert main(["sdxl-tricks", "size", "--model", "build/runs/lab-sdxl-size"]) != 0
+    assert "--model takes NAME=RUN_DIR" in capsys.readouterr().err
+    assert main(["sdxl-tricks", "sizes"]) != 0
+    assert "unknown experiment sizes: choose from size, refiner, geometry" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- notebook 06's measurements

@@ -29,6 +29,8 @@ class DatasetSource:
     feature_space: str                # ldm_lab.metrics.FEATURE_SPACES name its FID/KID are measured in by default
     num_classes: int                  # labels 0 .. num_classes - 1 of its items (class-conditional models add a
                                       # null class for guidance on top)
+    images_of: str | None = None      # the dataset whose images its items are, with other conditions (a view, such
+                                      # as HiddenConditions): a latent cache of that one serves this one too
 
 
 def _square(name: str, size: tuple[int, int]) -> int:
@@ -61,9 +63,10 @@ DATASETS: dict[str, DatasetSource] = {
 }
 
 
-def _shapes_source(build: Callable[[str, tuple[int, int]], Dataset]) -> DatasetSource:
+def _shapes_source(build: Callable[[str, tuple[int, int]], Dataset], images_of: str | None = None
+                   ) -> DatasetSource:
     return DatasetSource(lambda: None, shapes.info, held_out_split="val", feature_space="lab-clip",
-                         num_classes=len(shapes.KINDS), build=build)
+                         num_classes=len(shapes.KINDS), build=build, images_of=images_of)
 
 
 # SDXL's ablations (notebook 06; ldm_lab.data.sdxl_variants, ldm_lab.data.buckets): shapes_multiscale without its
@@ -74,9 +77,11 @@ DATASETS.update({
     "shapes_multiscale_large": _shapes_source(
         lambda split, size: LargeOriginals(DATASETS["shapes_multiscale"].build(split, size))),
     "shapes_multiscale_no_size": _shapes_source(
-        lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("original_size",))),
+        lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("original_size",)),
+        images_of="shapes_multiscale"),
     "shapes_multiscale_no_crop": _shapes_source(
-        lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("crop_top_left",))),
+        lambda split, size: HiddenConditions(DATASETS["shapes_multiscale"].build(split, size), ("crop_top_left",)),
+        images_of="shapes_multiscale"),
     "shapes_multiscale_scored": _shapes_source(
         lambda split, size: DetailScored(DATASETS["shapes_multiscale"].build(split, size))),
     "shapes_buckets": _shapes_source(

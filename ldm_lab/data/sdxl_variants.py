@@ -46,13 +46,19 @@ class LargeOriginals(Dataset):
 
 class HiddenConditions(Dataset):
     """``data`` with micro-conditions fixed so the model cannot learn them: ``original_size`` := ``target_size``,
-    ``crop_top_left`` := (0, 0). The image is unchanged (still resized and cropped)."""
+    ``crop_top_left`` := (0, 0). The image is unchanged (still resized and cropped), so the view applies as well to
+    items whose image was replaced by its cached latent: a latent cache encodes ``data`` once and serves this view
+    and the unhidden dataset alike (``ldm_lab.tasks.runs``)."""
 
     def __init__(self, data: Dataset, hide: Sequence[str]) -> None:
         unknown = set(hide) - set(HIDEABLE)
         if unknown or not hide:
             raise ValueError(f"hide some of {HIDEABLE}, not {sorted(unknown) or 'nothing'}")
         self.data, self.hide = data, tuple(hide)
+
+    def over(self, data: Dataset) -> HiddenConditions:
+        """The same view over other items (``data``'s latents cached, say)."""
+        return HiddenConditions(data, self.hide)
 
     def __len__(self) -> int:
         return len(self.data)

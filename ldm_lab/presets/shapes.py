@@ -62,17 +62,26 @@ PRESETS: tuple[Preset, ...] = (
 )
 _LAB_SDXL = PRESETS[0]
 
+# --- SDXL's training tricks (notebook 06): eight models, so each is lab-sdxl at half its parameters -------------
+# channel_mult (1, 1, 1) keeps the 16x16 and 8x8 levels (where nearly all the compute is) and narrows only the 4x4
+# level and the middle block, 256 -> 128 channels: 2.6 M parameters, 5.3 MB in fp16, so the eight ship in 42 MB.
+LAB_SDXL_SMALL = replace(
+    _LAB_SDXL, name="lab-sdxl-small", unet=_LAB_SDXL.unet.replace(channel_mult=(1, 1, 1)),
+    description="lab-sdxl with one width at every level (channel_mult (1, 1, 1), 2.6 M parameters): the U-Net of "
+                "SDXL's ablations in notebook 06")
+PRESETS += (LAB_SDXL_SMALL,)
+
 # --- the refiner (SDXL §2.5): a second U-Net in lab-sdxl's latent space, trained on the lowest-noise timesteps ---
 
 REFINER_TIMESTEPS = (0, 200)   # SDXL §2.5: "specialized on the first 200 (discrete) noise scales"
 REFINER_SCALARS = 5            # original size (2), crop top-left (2), aesthetic (here: detail) score (1)
 LAB_SDXL_REFINER = replace(
-    _LAB_SDXL, name="lab-sdxl-refiner",
-    unet=_LAB_SDXL.unet.replace(
+    LAB_SDXL_SMALL, name="lab-sdxl-refiner",
+    unet=LAB_SDXL_SMALL.unet.replace(
         y_dim=LAB_CLIP_TEXT.projection_dim + REFINER_SCALARS * MICRO_CONDITIONING_DIM, y_description=(
             f"pooled lab-clip text {LAB_CLIP_TEXT.projection_dim} + {REFINER_SCALARS} scalars x "
             f"{MICRO_CONDITIONING_DIM}: original size, crop, detail score (the aesthetic score's stand-in)")),
-    description=("tiny SDXL refiner: lab-sdxl's networks and latent space, one text tower, pooled text + size/crop + a "
+    description=("tiny SDXL refiner: lab-sdxl-small's networks and lab-sdxl's latent space, one text tower, pooled text + size/crop + a "
                  "detail score (the aesthetic score's stand-in) as vector condition (SDXL §2.5)"))
 
 # --- their conditioners --------------------------------------------------------------------------------------------
@@ -108,6 +117,6 @@ def segmentation_conditioner(preset: Preset, dropout: float, trainable: bool) ->
 
 
 CONDITIONERS: dict[str, ConditionerOf] = {
-    "lab-sdxl": lab_sdxl_conditioner, LAB_SDXL_REFINER.name: lab_refiner_conditioner,
+    "lab-sdxl": lab_sdxl_conditioner, LAB_SDXL_SMALL.name: lab_sdxl_conditioner, LAB_SDXL_REFINER.name: lab_refiner_conditioner,
     "lab-layout": layout_conditioner, "lab-seg": segmentation_conditioner,
 }

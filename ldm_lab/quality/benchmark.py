@@ -300,18 +300,20 @@ def run_benchmark(config: QualityConfig, report: Callable[[str], None] = print,
 COMPARED_METRICS = (("kid", True), ("fid", True), ("clip_score", False), ("recognition_top1", False))
 
 
-def comparison_verdicts(table: pd.DataFrame, model: str, other: str, better: bool = False) -> list[Verdict]:
-    """The claim "``model`` scores worse than ``other``" (``better``: "... better than ..."), per metric, from the
-    newest row of each in a ``text_to_image_scores`` table, by the one rule: intervals apart the way the claim says
-    -> holds, apart the other way -> does not hold; overlapping -> undecided. E.g. a distilled student against its
-    teacher, or a fine-tuned model against what it was fine-tuned from."""
+def comparison_verdicts(table: pd.DataFrame, model: str, other: str, better: bool = False,
+                        metrics: Sequence[tuple[str, bool]] = COMPARED_METRICS) -> list[Verdict]:
+    """The claim "``model`` scores worse than ``other``" (``better``: "... better than ..."), per metric of
+    ``metrics`` ((column, lower is better) pairs) that both rows hold, from the newest row of each in a table with a
+    ``model`` column (``text_to_image_scores``), by the one rule: intervals apart the way the claim says -> holds,
+    apart the other way -> does not hold; overlapping -> undecided. E.g. a distilled student against its teacher,
+    or a fine-tuned model against what it was fine-tuned from."""
     newest = table.groupby("model").tail(1).set_index("model")
     missing = [name for name in (model, other) if name not in newest.index]
     if missing:
         raise ValueError(f"no scores recorded for {', '.join(missing)}: score them first (ldm-lab quality "
                          f"--score-shipped NAME, or score_shipped(NAME, reference=...) for a model not shipped).")
     verdicts = []
-    for metric, lower in COMPARED_METRICS:
+    for metric, lower in metrics:
         if metric not in newest or newest.loc[[model, other], metric].isna().any():
             continue
         bounds = {name: (newest.loc[name, f"{metric}_ci_low"], newest.loc[name, f"{metric}_ci_high"])

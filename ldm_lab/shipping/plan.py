@@ -18,7 +18,6 @@ from pathlib import Path
 
 from ldm_lab.profiles import check_profile
 from ldm_lab.tasks.targets import TARGETS, AutoencoderTarget, TrainTarget, get_target
-from ldm_lab.tasks.targets.shapes import SDXL_ABLATIONS
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,6 @@ NOT_SHIPPED = frozenset({
     "lab-emoji-distilled",  # the distilled student lab-emoji is fine-tuned from (lab-emoji ships in its place)
     "lab-autoencoder-symmetric",  # its encoder ships inside lab-autoencoder, behind a wider decoder
     "lab-shapes",  # text-to-image on Shapes: lab-sdxl and lab-layout cover that data in the notebooks
-    # notebook 06's SDXL ablations (ldm_lab.tasks.targets.shapes): eight more ~9 MiB models; which of them ship is
-    # decided with the notebook's runs
-    *(target.name for target in SDXL_ABLATIONS),
 })
 
 

@@ -163,6 +163,11 @@ class DiffusionTask:
         return DiffusionLoss(model.schedule, model.preset.prediction.value, model.config.snr_gamma,
                              model.config.timestep_range)
 
+    def batch_fields(self, model: LatentDiffusion) -> tuple[str, ...]:
+        """The item fields a training step reads besides the image: the model's conditions, and the aliases its
+        prompts are drawn from. A latent cache keeps only these in memory (a Shapes scene's maps are 40 KB)."""
+        return (*model.condition_keys, *(("aliases",) if self.alias_rate else ()))
+
     def with_aliases(self, batch: dict) -> dict:
         """``batch`` with each caption replaced, at ``alias_rate``, by one of its item's aliases drawn uniformly
         (torch's generator, so a seeded run draws the same). Items without aliases keep their caption: the

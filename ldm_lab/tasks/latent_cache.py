@@ -12,7 +12,9 @@ Every other field of an item (caption, label, boxes, segmentation, sizes) is ser
 work as before. The image itself is dropped: the task reads ``latent_mean`` / ``latent_std`` instead.
 
 A training run keeps its cache in its folder (:class:`CacheFile`, safetensors in the materialised-dataset format),
-so a resume loads it instead of encoding again (minutes for a Shapes run). The file records what it was made
+so a resume loads it instead of encoding again (minutes for a Shapes run), and links it into a shared folder under
+a name made from what it was made from, where another run of the same first stage, images and items finds it
+(SDXL's ablations differ only in the conditions their items carry). The file records what it was made
 from: the first stage's weights (a SHA-256), the dataset (name, split, resolution, and the code or materialised
 copy that makes its items) and which items; a cache that differs in any of them is encoded again, saying why.
 """
@@ -21,6 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -73,6 +78,13 @@ class CacheFile:
 
     path: Path      # a safetensors file in the run folder
     dataset: str    # the dataset the items come from: name, split and resolution, e.g. "shapes train 64x64"
+    shared_dir: Path | None = None  # a folder where runs share caches, named by their key (None: not shared)
+
+    def shared(self, key: CacheKey) -> Path | None:
+        """Where a cache made from ``key`` is shared: ``<shared_dir>/<SHA-256 of the key>.safetensors``."""
+        if self.shared_dir is None:
+            return None
+        return self.shared_dir / f"{hashlib.sha256(json.dumps(asdict(key)).encode()).hexdigest()[:32]}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -155,20 +167,30 @@ class LatentCache(Dataset):
     A model whose latent scale is not measured yet gets it here, as 1 / std of latents drawn for the first
     ``scale_items`` items (LDM's ``scale_by_std`` measures it on the first training batch; more items give the
     same quantity with less noise). With a ``store``, a cache stored there from the same first stage, dataset and
-    items is loaded instead of encoded, and a newly encoded one is stored (atomically) for the next resume."""
+    items is loaded instead of encoded, and a newly encoded one is stored (atomically) for the next resume.
+    ``keep``: the item fields held in memory (None: all); the stored file holds all of them."""
 
     def __init__(self, model: LatentDiffusion, data: Dataset, batch_size: int = 256, scale_items: int = 1024,
-                 progress: bool = True, store: CacheFile | None = None) -> None:
+                 progress: bool = True, store: CacheFile | None = None, keep: Collection[str] | None = None) -> None:
         if model.first_stage is None:
             raise ValueError(f"{model.preset.name} works in pixel space: it has no first stage whose latents could "
                              "be cached. Train it on the images themselves.")
         if len(data) == 0:
             raise ValueError("a latent cache needs a dataset of items with an 'image' field; this one is empty.")
+        self.keep = keep
         key = cache_key(model, data, store.dataset) if store is not None else None
+        shared = store.shared(key) if store is not None else None
         if key is None or not self._load(store.path, key):
-            columns = self._encode(model, data, batch_size, progress)
-            if store is not None:
-                self._store(store.path, key, columns)
+            if shared is not None and self._load(shared, key):
+                _link(shared, store.path)   # the run keeps it, for a resume
+            else:
+                columns = self._encode(model, data, batch_size, progress)
+                if store is not None:
+                    self._store(store.path, key, columns)
+                    if shared is not None and store.path.is_file():
+                        _link(store.path, shared)
+        if keep is not None:   # the stored file keeps every field, for runs that read others
+            self.fields = [self._kept(item) for item in self.fields]
         if model.needs_latent_scale:
             first = {MEAN: self.mean[:scale_items], STD: self.std[:scale_items]}
             model.latent_scale.fill_(1.0 / sample_latents(first, torch.tensor(1.0)).float().std().item())
@@ -220,17 +242,30 @@ class LatentCache(Dataset):
         shape = items.shapes[MEAN][0].tolist()
         self.mean = items.values[MEAN].reshape(len(items), *shape)
         self.std = items.values[STD].reshape(len(items), *shape)
-        self.fields = [{name: value for name, value in items[i].items() if name not in (MEAN, STD)}
+        self.fields = [self._kept({name: value for name, value in items[i].items() if name not in (MEAN, STD)})
                        for i in range(len(items))]
         print(f"latent cache: {len(items):,} items loaded from {path} (same first stage, dataset and items)",
               flush=True)
         return True
+
+    def _kept(self, item: dict) -> dict:
+        return item if self.keep is None else {name: value for name, value in item.items() if name in self.keep}
 
     def __len__(self) -> int:
         return len(self.fields)
 
     def __getitem__(self, index: int) -> dict:
         return {**self.fields[index], MEAN: self.mean[index], STD: self.std[index]}
+
+
+def _link(path: Path, to: Path) -> None:
+    """The cache at ``path`` at ``to`` as well: a hard link (no second copy), else a copy."""
+    to.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(to) as temporary:
+        try:
+            os.link(path, temporary)
+        except OSError:  # another file system
+            shutil.copyfile(path, temporary)
 
 
 def _field_columns(fields: list[dict], columns: list[dict[str, Column]] | None) -> list[dict[str, Column]] | None:
@@ -248,12 +283,13 @@ class BucketedLatentCache(Dataset):
     """A :class:`LatentCache` per batch group of ``data`` (SDXL's aspect buckets, whose images differ in size),
     served as one dataset that keeps each item's index and group, so batches still never mix buckets."""
 
-    def __init__(self, model: LatentDiffusion, data: Dataset, groups: list[int], progress: bool = True) -> None:
+    def __init__(self, model: LatentDiffusion, data: Dataset, groups: list[int], progress: bool = True,
+                 keep: Collection[str] | None = None) -> None:
         self.caches: dict[int, LatentCache] = {}
         self.place: list[tuple[int, int]] = [(0, 0)] * len(data)   # item -> (group, index in its group's cache)
         for group in sorted(set(groups)):
             members = [i for i, g in enumerate(groups) if g == group]
-            self.caches[group] = LatentCache(model, Subset(data, members), progress=progress)
+            self.caches[group] = LatentCache(model, Subset(data, members), progress=progress, keep=keep)
             for local, index in enumerate(members):
                 self.place[index] = (group, local)
 
@@ -270,11 +306,11 @@ class BucketedLatentCache(Dataset):
 
 
 def cache_latents(model: LatentDiffusion, data: Dataset, progress: bool = True,
-                  store: CacheFile | None = None) -> Dataset:
+                  store: CacheFile | None = None, keep: Collection[str] | None = None) -> Dataset:
     """``data`` with its images replaced by their cached latent distributions: one :class:`LatentCache` (kept in
     ``store`` for a resume), or one per aspect bucket for a bucketed dataset (``ldm_lab.data.buckets.item_groups``;
-    encoded at every start)."""
+    encoded at every start); ``keep``: the item fields held in memory (None: all)."""
     groups = item_groups(data)
     if groups is None:
-        return LatentCache(model, data, progress=progress, store=store)
-    return BucketedLatentCache(model, data, groups, progress=progress)
+        return LatentCache(model, data, progress=progress, store=store, keep=keep)
+    return BucketedLatentCache(model, data, groups, progress=progress, keep=keep)

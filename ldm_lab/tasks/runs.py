@@ -26,11 +26,12 @@ from torch import nn
 from torch.utils.data import Dataset, Subset
 
 from ldm_lab.checkpoints import ManifestEntry, read_manifest
-from ldm_lab.data import collate
+from ldm_lab.data import DATASETS, collate
 from ldm_lab.data.materialise import training_dataset
 from ldm_lab.json_files import read_json
-from ldm_lab.paths import checkpoints_dir
+from ldm_lab.paths import checkpoints_dir, runs_dir
 from ldm_lab.profiles import current_profile
+from ldm_lab.tasks.diffusion import DiffusionTask
 from ldm_lab.tasks.distillation import DistillationTask, check_teacher, init_from_teacher
 from ldm_lab.tasks.latent_cache import CacheFile, cache_latents
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
@@ -39,6 +40,7 @@ from ldm_lab.training.checkpoint import EMA_FILE, STATE_JSON_FILE, run_dir_lock
 
 RUN_FILE = "run.json"
 LATENT_CACHE_FILE = "latent_cache.safetensors"  # cached-latents targets: the encoded items
+SHARED_LATENTS = ".latents"  # the runs folder's folder where runs share latent caches (by what they were made from)
 
 
 @dataclass(frozen=True)
@@ -314,14 +316,20 @@ def _train_locked(target: TrainTarget, run_dir: Path, config: TrainConfig, resum
     if existing is None:
         _start(run_dir, target, model, start, loader, teacher)
     _apply_freezing(model, target, run_dir)
-    data = training_dataset(target.dataset, target.resolution)
+    data, task = training_dataset(target.dataset, target.resolution), target.build_task()
     if target.cache_latents:
         if existing is not None:
             load_weights(model, existing)  # the first stage that encodes must be the run's own, not a fresh one
         height, width = target.resolution
-        store = CacheFile(run_dir / LATENT_CACHE_FILE, f"{target.dataset} train {height}x{width}")
-        data = cache_latents(model, items_a_run_sees(data, config), store=store)  # a resume loads what it stored
-    task = target.build_task()
+        # a view that changes only conditions (HiddenConditions) is applied over the cached items, so runs that
+        # differ only in it share one encoding of the images (in the runs folder's .latents)
+        images_of = DATASETS[target.dataset].images_of
+        view, data = (data, data.data) if images_of else (None, data)
+        store = CacheFile(run_dir / LATENT_CACHE_FILE, f"{images_of or target.dataset} train {height}x{width}",
+                          shared_dir=runs_dir() / SHARED_LATENTS)
+        keep = task.batch_fields(model) if teacher is None and isinstance(task, DiffusionTask) else None
+        data = cache_latents(model, items_a_run_sees(data, config), store=store, keep=keep)  # a resume loads it
+        data = view.over(data) if view is not None else data
     if teacher is not None:
         task = DistillationTask(task, teacher.run.model, target.distillation.output_weight)
     return train(model, task, data, config, run_dir, resume=resume, collate_fn=collate)

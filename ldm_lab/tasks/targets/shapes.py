@@ -2,14 +2,16 @@
 Shapes models, lab-layout, lab-seg and lab-sdxl (notebook 04), and SDXL's training tricks as ablations of lab-sdxl
 (notebook 06; Podell et al. 2023, §2.2-2.5).
 
-Every ablation is lab-sdxl's target with one thing changed by ``dataclasses.replace`` (its dataset, or its model
-config), trained for the same steps at the same batch size, so the variants of one experiment cost the same:
+Every ablation is lab-sdxl's target on a smaller U-Net (``lab-sdxl-small``, 2.6 M parameters, so that all eight
+ship) with one thing changed by ``dataclasses.replace`` (its dataset, or its model config), trained for the same
+steps at the same batch size, so the variants of one experiment cost the same:
 
 * size conditioning, Tab. 2 in miniature: ``lab-sdxl-large-only`` (small originals discarded), ``lab-sdxl-no-size``
   (all data, original size fixed to the target size) and ``lab-sdxl-size`` (all data, size-conditioned);
 * crop conditioning: ``lab-sdxl-size`` (crops recorded) against ``lab-sdxl-no-crop`` (crop fixed to (0, 0));
 * aspect buckets (§2.3): ``lab-sdxl-buckets`` against ``lab-sdxl-square`` (square originals only) and
-  ``lab-sdxl-centre-crop`` (every original centre-cropped to 64²); all three may be sampled at any bucket's size;
+  ``lab-sdxl-centre-crop`` (every original centre-cropped to 64²), each fine-tuned from ``lab-sdxl-size`` as SDXL
+  fine-tunes its base; all three may be sampled at any bucket's size;
 * the refiner (§2.5): ``lab-sdxl-refiner``, trained on timesteps [0, 200) only, with a detail score as its aesthetic
   score; ``ldm_lab.tasks.refiner.generate_with_refiner`` hands it the base's latent at the switch.
 
@@ -64,32 +66,46 @@ CONDITIONING_MODELS: tuple[TrainTarget, ...] = (
 )
 
 
+# SDXL's ablations train the 2.6 M U-Net of lab-sdxl-small (eight of them ship), each from fresh weights for the
+# same steps, except the aspect-bucket trio: SDXL applies multi-aspect training "as a finetuning stage after
+# pretraining the model at a fixed aspect-ratio and resolution" (§2.3), so the three fine-tune lab-sdxl-size for
+# the same (fewer) steps.
+SDXL_ABLATION_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 50_000}
+SDXL_BUCKET_STEPS = {"smoke": 20, "laptop": 1500, "gpu": 20_000}
+SDXL_ABLATION_BASE = replace(LAB_SDXL, model=replace(LAB_SDXL.model, preset="lab-sdxl-small"),
+                             steps=dict(SDXL_ABLATION_STEPS))
+
+
 def _variant(name: str, description: str, dataset: str | None = None, task: DiffusionTask | None = None,
-             **model_changes) -> DiffusionTarget:
-    """lab-sdxl with another name and description, and another dataset, task and/or model config fields."""
-    return replace(LAB_SDXL, name=name, description=description, dataset=dataset or LAB_SDXL.dataset,
-                   task=task or LAB_SDXL.task, model=replace(LAB_SDXL.model, **model_changes))
+             starts_from: str | None = None, **model_changes) -> DiffusionTarget:
+    """The ablations' base (lab-sdxl on the small U-Net) with another name and description, and another dataset,
+    task and/or model config fields; ``starts_from``: fine-tuned from that variant for ``SDXL_BUCKET_STEPS``."""
+    base = SDXL_ABLATION_BASE
+    return replace(base, name=name, description=description, dataset=dataset or base.dataset,
+                   task=task or base.task, model=replace(base.model, **model_changes), starts_from=starts_from,
+                   steps=dict(SDXL_BUCKET_STEPS if starts_from else base.steps))
 
 
 SDXL_ABLATIONS: tuple[DiffusionTarget, ...] = (
-    _variant("lab-sdxl-large-only", "lab-sdxl trained only on originals at least as large as 64x64 (SDXL Tab. 2, "
-             "'512² only': the small ones discarded, 43 % of the data)", "shapes_multiscale_large"),
-    _variant("lab-sdxl-no-size", "lab-sdxl on all data without size conditioning (SDXL Tab. 2): original_size "
-             "fixed to the target size, so the input is constant", "shapes_multiscale_no_size"),
-    _variant("lab-sdxl-size", "lab-sdxl on all data with size and crop conditioning (SDXL Tab. 2, and the "
+    _variant("lab-sdxl-large-only", "lab-sdxl-small trained only on originals at least as large as 64x64 (SDXL "
+             "Tab. 2, '512² only': the small ones discarded, 43 % of the data)", "shapes_multiscale_large"),
+    _variant("lab-sdxl-no-size", "lab-sdxl-small on all data without size conditioning (SDXL Tab. 2): "
+             "original_size fixed to the target size, so the input is constant", "shapes_multiscale_no_size"),
+    _variant("lab-sdxl-size", "lab-sdxl-small on all data with size and crop conditioning (SDXL Tab. 2, and the "
              "crop-conditioned arm of §2.2), the same steps as its ablations"),
-    _variant("lab-sdxl-no-crop", "lab-sdxl on random crops without crop conditioning (SDXL §2.2): crop_top_left "
-             "fixed to (0, 0)", "shapes_multiscale_no_crop"),
-    _variant("lab-sdxl-buckets", "lab-sdxl on multi-aspect originals, each at its nearest of 5 aspect buckets "
-             "(128x32 ... 32x128, about 64² pixels), batches from one bucket, the bucket as target size (SDXL §2.3)",
-             "shapes_buckets", multi_aspect=True),
-    _variant("lab-sdxl-square", "lab-sdxl on square originals only, at 64x64 (the square-only baseline of "
-             "SDXL §2.3); samples at any bucket's size", "shapes_square", multi_aspect=True),
-    _variant("lab-sdxl-centre-crop", "lab-sdxl on the multi-aspect originals of lab-sdxl-buckets, resized to "
-             "cover 64x64 and centre-cropped (the pre-SDXL pipeline); samples at any bucket's size",
-             "shapes_centre_crop", multi_aspect=True),
-    _variant("lab-sdxl-refiner", "tiny SDXL refiner: lab-sdxl's networks with one text tower, size/crop and a "
-             "detail score, trained only on the 200 lowest-noise timesteps (SDXL §2.5)",
+    _variant("lab-sdxl-no-crop", "lab-sdxl-small on random crops without crop conditioning (SDXL §2.2): "
+             "crop_top_left fixed to (0, 0)", "shapes_multiscale_no_crop"),
+    _variant("lab-sdxl-buckets", "lab-sdxl-size fine-tuned on multi-aspect originals, each at its nearest of 5 "
+             "aspect buckets (128x32 ... 32x128, about 64² pixels), batches from one bucket, the bucket as target "
+             "size (SDXL §2.3)", "shapes_buckets", starts_from="lab-sdxl-size", multi_aspect=True),
+    _variant("lab-sdxl-square", "lab-sdxl-size fine-tuned on square originals only, at 64x64 (the square-only "
+             "baseline of SDXL §2.3); samples at any bucket's size", "shapes_square", starts_from="lab-sdxl-size",
+             multi_aspect=True),
+    _variant("lab-sdxl-centre-crop", "lab-sdxl-size fine-tuned on the multi-aspect originals of lab-sdxl-buckets, "
+             "resized to cover 64x64 and centre-cropped (the pre-SDXL pipeline); samples at any bucket's size",
+             "shapes_centre_crop", starts_from="lab-sdxl-size", multi_aspect=True),
+    _variant("lab-sdxl-refiner", "tiny SDXL refiner: lab-sdxl-small's networks with one text tower, size/crop and "
+             "a detail score, trained only on the 200 lowest-noise timesteps (SDXL §2.5)",
              "shapes_multiscale_scored", LowNoiseTask(guidance_scale=LAB_SDXL.task.guidance_scale),
              preset=LAB_SDXL_REFINER, timestep_range=REFINER_TIMESTEPS),
 )
