@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Subset
 
-from ldm_lab.data import build_dataset, collate
+from ldm_lab.data import build_dataset, collate, held_out_batches, held_out_sample
 from ldm_lab.data.buckets import (CENTRE_CROP, LAB_BUCKETS, LAB_RULE, SDXL_RULE, SQUARE_ONLY, BucketBatchSampler,
                                   BucketedShapes, BucketedShapesConfig, BucketRule, aspect, at_size, item_groups,
                                   nearest_bucket)
@@ -190,3 +190,13 @@ def test_a_latent_cache_of_bucketed_data_caches_each_bucket_and_keeps_the_groups
         item, cached = data[index], cache[index]
         assert tuple(cached[MEAN].shape[-2:]) == tuple(side // 4 for side in item["target_size"])
         assert cached["caption"] == item["caption"] and cached["target_size"] == item["target_size"]
+
+
+def test_held_out_batches_of_a_bucketed_dataset_never_mix_sizes():
+    batches = list(held_out_batches("shapes_buckets", (64, 64), 40, batch_size=8))
+    assert sum(len(batch["image"]) for batch in batches) == 40
+    assert all(isinstance(batch["image"], torch.Tensor) for batch in batches)   # stacked: one size per batch
+    plain = held_out_sample("shapes_buckets", (64, 64), 40)
+    assert sorted(c for batch in batches for c in batch["caption"]) == sorted(plain["caption"])  # the same items
+    square = list(held_out_batches("shapes", (64, 64), 20, batch_size=8))
+    assert [len(batch["image"]) for batch in square] == [8, 8, 4]

@@ -151,9 +151,14 @@ def size_sharpens(table: pd.DataFrame, of: str = "images") -> Verdict:
     holds = sharpness_rises(table)
     first, last = table.iloc[0], table.iloc[-1]
     if "difference" in table:
+        side = "above 0" if last.difference_ci_low > 0 else "below 0" if last.difference_ci_high < 0 else "spans 0"
         ends = (f"paired difference {int(last.original_size)} - {int(first.original_size)}: {last.difference:.3g} "
-                f"[{last.difference_ci_low:.3g}, {last.difference_ci_high:.3g}], "
-                + {True: "above 0", False: "below 0", None: "spans 0"}[holds])
+                f"[{last.difference_ci_low:.3g}, {last.difference_ci_high:.3g}], {side}")
+        falling = table.iloc[1:][table["step_ci_high"].iloc[1:] < 0]
+        if side == "above 0" and len(falling):
+            ends += "; but sharpness falls, intervals apart, from the size before to " + ", ".join(
+                f"{int(row.original_size)} ({row.step:.3g} [{row.step_ci_low:.3g}, {row.step_ci_high:.3g}])"
+                for row in falling.itertuples())
     else:
         ends = f"ends' {_apart(holds)}"
     return Verdict(f"a larger requested original size gives sharper {of}", holds,

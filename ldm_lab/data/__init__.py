@@ -3,7 +3,7 @@ with boxes, masks and SDXL size/crop metadata). Each module has ``fetch()``, ``i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,12 +110,29 @@ def build_dataset(name: str, split: str, size: tuple[int, int]) -> Dataset:
 def held_out_sample(name: str, size: tuple[int, int], num_samples: int, seed: int = 0) -> dict:
     """The first ``num_samples`` items of the held-out split in a fixed shuffled order, collated: the real images
     every evaluation here (``ldm-lab eval``, the notebooks' FIDs) compares against."""
+    data, order = _held_out_order(name, size, num_samples, seed)
+    return collate([data[i] for i in order])
+
+
+def held_out_batches(name: str, size: tuple[int, int], num_samples: int, batch_size: int,
+                     seed: int = 0) -> Iterator[dict]:
+    """The items of :func:`held_out_sample` in collated batches of at most ``batch_size``; a dataset of aspect
+    buckets (``buckets.item_groups``) in batches from one bucket each, since images of different sizes do not
+    stack."""
+    data, order = _held_out_order(name, size, num_samples, seed)
+    groups = buckets.item_groups(data)
+    for group in sorted(set(groups)) if groups is not None else [None]:
+        members = [i for i in order if groups is None or groups[i] == group]
+        for start in range(0, len(members), batch_size):
+            yield collate([data[i] for i in members[start:start + batch_size]])
+
+
+def _held_out_order(name: str, size: tuple[int, int], num_samples: int, seed: int) -> tuple[Dataset, list[int]]:
     data = build_dataset(name, "val", size)
     if num_samples > len(data):
         raise ValueError(f"asked for {num_samples} images, but {name}'s held-out split has {len(data)}; "
                          f"ask for at most {len(data)}.")
-    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples]
-    return collate([data[i] for i in order.tolist()])
+    return data, torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:num_samples].tolist()
 
 
 def fetch_datasets(names: Sequence[str] | None = None) -> dict[str, Path | None]:
@@ -131,5 +148,6 @@ def dataset_info() -> dict[str, dict]:
 
 
 __all__ = ["DATASETS", "DatasetMissingError", "EmojiDataset", "FashionMNIST", "ShapesConfig", "ShapesDataset",
-           "build_dataset", "collate", "dataset_info", "fetch_datasets", "held_out_sample", "load_fashion_mnist",
+           "build_dataset", "collate", "dataset_info", "fetch_datasets", "held_out_batches", "held_out_sample",
+           "load_fashion_mnist",
            "split_batch"]

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ldm_lab.checkpoints import (CheckpointError, ManifestEntry, load_checkpoint, read_manifest, save_checkpoint,
                                  update_manifest)
-from ldm_lab.data import DATASETS, build_dataset, held_out_sample, split_batch
+from ldm_lab.data import DATASETS, build_dataset, held_out_batches
 from ldm_lab.data.materialise import describe_training_data
 from ldm_lab.device import model_device
 from ldm_lab.metrics import psnr, ssim
@@ -37,10 +37,9 @@ def shipped_file(name: str) -> str:
     return f"{name.replace('-', '_')}.safetensors"
 
 
-def held_out_batches(target: TrainTarget, batch_size: int = 64) -> Iterator[dict]:
+def target_held_out(target: TrainTarget, batch_size: int = 64) -> Iterator[dict]:
     """``HELD_OUT_ITEMS`` held-out items (all, if the split is smaller), drawn as every evaluation draws them."""
-    count = min(HELD_OUT_ITEMS, len(build_dataset(target.dataset, "val", target.resolution)))
-    return split_batch(held_out_sample(target.dataset, target.resolution, count), batch_size)
+    return held_out_batches(target.dataset, target.resolution, held_out_count(target), batch_size)
 
 
 @torch.no_grad()
@@ -48,7 +47,7 @@ def reconstruction_scores(autoencoder: nn.Module, target: AutoencoderTarget) -> 
     """Mean PSNR (dB) and SSIM of the held-out reconstructions (posterior mean for KL)."""
     device = model_device(autoencoder)
     originals, reconstructions = [], []
-    for batch in held_out_batches(target):
+    for batch in target_held_out(target):
         images = batch["image"].to(device)
         reconstructions.append(autoencoder(images, sample_posterior=False).reconstruction.clamp(-1, 1).cpu())
         originals.append(images.cpu())
@@ -63,7 +62,7 @@ def held_out_loss(run: Run) -> float:
     total, count = 0.0, 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
-        for batch in held_out_batches(run.target):
+        for batch in target_held_out(run.target):
             total += float(task.loss(run.model, move_to_device(batch, device))) * len(batch["image"])
             count += len(batch["image"])
     return total / count

@@ -71,7 +71,7 @@ CONDITIONING_MODELS: tuple[TrainTarget, ...] = (
 # pretraining the model at a fixed aspect-ratio and resolution" (§2.3), so the three fine-tune lab-sdxl-size for
 # the same (fewer) steps.
 SDXL_ABLATION_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 50_000}
-SDXL_BUCKET_STEPS = {"smoke": 20, "laptop": 1500, "gpu": 20_000}
+SDXL_BUCKET_STEPS = {"smoke": 20, "laptop": 1000, "gpu": 20_000}
 SDXL_ABLATION_BASE = replace(LAB_SDXL, model=replace(LAB_SDXL.model, preset="lab-sdxl-small"),
                              steps=dict(SDXL_ABLATION_STEPS))
 
