@@ -109,9 +109,9 @@ def test_size_verdict_with_shared_noise_reads_the_paired_difference_of_the_ends(
     assert size_sharpens(paired(-0.01, 0.05)).holds is None
     # the ends apart but one step down: does not hold, and the evidence names the falling step, not the ends
     dip = pd.concat([paired(0.01, 0.05).iloc[:1],
-                     pd.DataFrame([{"original_size": 32, "sharpness": 0.9, "difference": -0.02, "difference_ci_low": -0.03,
-                                    "difference_ci_high": -0.01, "step": -0.02, "step_ci_low": -0.03,
-                                    "step_ci_high": -0.01}]), paired(0.01, 0.05).iloc[1:]])
+                     pd.DataFrame([{"original_size": 32, "sharpness": 0.9, "difference": -0.02,
+                                    "difference_ci_low": -0.03, "difference_ci_high": -0.01, "step": -0.02,
+                                    "step_ci_low": -0.03, "step_ci_high": -0.01}]), paired(0.01, 0.05).iloc[1:]])
     falls = size_sharpens(dip)
     assert falls.holds is False and "above 0; but sharpness falls" in falls.evidence and "32 (-0.02" in falls.evidence
 

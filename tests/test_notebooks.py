@@ -25,6 +25,7 @@ MIN_IMAGES = {
     "03_compression_ablation": 5,
     "04_conditioning": 11,
     "05_sd_versions": 3,
+    "06_sdxl": 11,
     "07_add_turbo": 5,
 }
 

@@ -264,7 +264,8 @@ def test_every_sdxl_experiment_is_scored_into_one_table(tiny_runs, tmp_path, mon
     assert table.groupby("experiment").size().to_dict() == {"size": 4, "refiner": 4, "crop": 2 * 3, "buckets": 3 * 5}
     scored = table[table["experiment"].isin(["size", "refiner"])]
     for metric in ("kid", "fid", "clip_score", "detail"):
-        assert (scored[f"{metric}_ci_low"] <= scored[metric]).all() and (scored[metric] <= scored[f"{metric}_ci_high"]).all()
+        low, high = scored[f"{metric}_ci_low"], scored[f"{metric}_ci_high"]
+        assert (low <= scored[metric]).all() and (scored[metric] <= high).all()
     # the same noise for the base alone and the hand-off: only the refiner's step differs
     assert not refined.iloc[1][["kid", "detail"]].equals(refined.iloc[2][["kid", "detail"]])
     assert set(table.loc[table["experiment"] == "buckets", "case"]) == set(bucket_cases())

@@ -158,8 +158,9 @@ def test_a_fine_tuning_run_records_the_training_behind_its_start_and_a_chain_add
     lineage = run_lineage(second)
     assert (lineage.source, lineage.steps) == (str(first), 1 + 2)
     assert lineage.training_seconds == pytest.approx(seconds[start] + seconds[first])
-    assert lineage.description.startswith(f"{first} (run: 2 steps") and \
-        f"itself fine-tuned from {start} (run: 1 steps" in lineage.description
+    assert lineage.description.startswith(f"lab-autoencoder-symmetric (run {first.name}: 2 steps") and \
+        f"itself fine-tuned from lab-autoencoder-symmetric (run {start.name}: 1 steps" in lineage.description
+    assert str(tmp_path) not in lineage.description   # no machine paths in a manifest
     assert run_lineage(start) is None
     # A run started before runs recorded their lineage: measured from its init_from when asked.
     record = json.loads((second / "run.json").read_text())

@@ -81,8 +81,8 @@ LAB_SDXL_REFINER = replace(
         y_dim=LAB_CLIP_TEXT.projection_dim + REFINER_SCALARS * MICRO_CONDITIONING_DIM, y_description=(
             f"pooled lab-clip text {LAB_CLIP_TEXT.projection_dim} + {REFINER_SCALARS} scalars x "
             f"{MICRO_CONDITIONING_DIM}: original size, crop, detail score (the aesthetic score's stand-in)")),
-    description=("tiny SDXL refiner: lab-sdxl-small's networks and lab-sdxl's latent space, one text tower, pooled text + size/crop + a "
-                 "detail score (the aesthetic score's stand-in) as vector condition (SDXL §2.5)"))
+    description=("tiny SDXL refiner: lab-sdxl-small's networks and lab-sdxl's latent space, one text tower, pooled "
+                 "text + size/crop + a detail score (the aesthetic score's stand-in) as vector condition (SDXL §2.5)"))
 
 # --- their conditioners --------------------------------------------------------------------------------------------
 
@@ -117,6 +117,7 @@ def segmentation_conditioner(preset: Preset, dropout: float, trainable: bool) ->
 
 
 CONDITIONERS: dict[str, ConditionerOf] = {
-    "lab-sdxl": lab_sdxl_conditioner, LAB_SDXL_SMALL.name: lab_sdxl_conditioner, LAB_SDXL_REFINER.name: lab_refiner_conditioner,
+    "lab-sdxl": lab_sdxl_conditioner, LAB_SDXL_SMALL.name: lab_sdxl_conditioner,
+    LAB_SDXL_REFINER.name: lab_refiner_conditioner,
     "lab-layout": layout_conditioner, "lab-seg": segmentation_conditioner,
 }

@@ -230,7 +230,8 @@ class Lineage:
     source: str              # the --init-from reference: a run directory, or a shipped model's name or file
     steps: int               # optimizer steps behind those weights
     training_seconds: float  # wall seconds of training behind them
-    description: str         # "lab-emoji (shipped: 7,000 steps, 4,622 s)", and what that was fine-tuned from
+    description: str         # "lab-emoji (shipped: 7,000 steps, 4,622 s)" or "lab-sdxl-size (run lab-sdxl-size:
+                             # 3,000 steps, 2,244 s)", and what that was fine-tuned from
 
 
 def lineage_of(reference: str | Path) -> Lineage:
@@ -249,7 +250,8 @@ def lineage_of(reference: str | Path) -> Lineage:
                                 "--init-from takes one of those.")
     step = int(checkpoint.name.removeprefix("step_"))
     seconds = read_json(checkpoint / STATE_JSON_FILE, "Pass another --init-from run.")["elapsed_s"]
-    own = f"{reference} (run: {step:,} steps, {seconds:,.0f} s)"
+    # named by target and folder name, not the folder's path: a manifest entry must not record this machine's paths
+    own = f"{read_run_record(reference)['target']} (run {Path(reference).name}: {step:,} steps, {seconds:,.0f} s)"
     inner = run_lineage(reference)
     if inner is None:
         return Lineage(str(reference), step, seconds, own)
