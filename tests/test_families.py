@@ -19,8 +19,8 @@ def family_name(module) -> str:
 
 
 def test_no_name_is_registered_by_two_families():
-    assert len(PRESETS) == sum(len(family.PRESETS) for family in presets.FAMILIES) == 41
-    assert len(CONDITIONERS) == sum(len(family.CONDITIONERS) for family in presets.FAMILIES) == 8
+    assert len(PRESETS) == sum(len(family.PRESETS) for family in presets.FAMILIES) == 42
+    assert len(CONDITIONERS) == sum(len(family.CONDITIONERS) for family in presets.FAMILIES) == 9
     assert len(TARGETS) == sum(len(family.TARGETS) for family in targets.FAMILIES) == 40
 
 

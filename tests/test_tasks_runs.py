@@ -206,7 +206,9 @@ def test_a_student_fine_tuned_from_a_source_keeps_its_weights_and_still_learns_f
                  init_from=source)
     assert "tensors cut to its widths" not in capsys.readouterr().out    # the source's weights, not the teacher's
     record = read_run_record(run_dir)
-    assert record["teacher"] == str(teacher_run) and record["lineage"]["description"].startswith(f"{source} (run")
+    source_target = read_run_record(source)["target"]
+    assert record["teacher"] == str(teacher_run)
+    assert record["lineage"]["description"].startswith(f"{source_target} (run {source.name}:")
 
 
 def first_stage_of(run_dir):
@@ -240,7 +242,8 @@ def test_a_fine_tuned_target_starts_from_a_run_of_its_source_target_and_records_
     assert record["init_from"] == str(distilled_run) and record["teacher"] is None
     assert record["first_stage"] == first_stage_of(distilled_run)
     lineage = record["lineage"]   # the distilled run's step and its teacher's
-    assert lineage["steps"] == 2 and lineage["description"].startswith(f"{distilled_run} (run")
+    assert lineage["steps"] == 2
+    assert lineage["description"].startswith(f"lab-emoji-distilled (run {distilled_run.name}:")
     assert "distilled from" in lineage["description"]
     # Started from the source's weights: one Adam step at warm-up's lr moves each weight by about 1e-6.
     source, tuned = load_run(distilled_run, ema=False).model, load_run(run_dir, ema=False).model
