@@ -685,8 +685,7 @@ def _sdxl_tricks(args: argparse.Namespace) -> int:
         if experiment == "size":
             table = size_scores(args.count, models)
         elif experiment == "refiner":
-            table = refiner_scores(args.count, models.get("lab-sdxl-size", "lab-sdxl-size"),
-                                   models.get("lab-sdxl-refiner", "lab-sdxl-refiner"))
+            table = refiner_scores(args.count, models)
         else:
             table = geometry_scores(args.geometry_count, models)
         print(table[[c for c in columns if c in table]].to_string(index=False), flush=True)
@@ -831,7 +830,8 @@ def _quality(args: argparse.Namespace) -> int:
                 if args.score_student else
                 [real_scores(seeds), *(teacher_scores(steps, seeds=seeds) for steps in args.score_teacher)])
         for row in rows:
-            print(f"{row['model']} ({row['nfe']} NFE, {row.get('sample_s_per_image', 0):.3f} s per image): " + ", ".join(
+            timing = f"{row['nfe']} NFE, {row.get('sample_s_per_image', 0):.3f} s per image"
+            print(f"{row['model']} ({timing}): " + ", ".join(
                 f"{metric} {row[metric]:.3f} [{row[f'{metric}_ci_low']:.3f}, {row[f'{metric}_ci_high']:.3f}]"
                 for metric in ("kid", "fid", "clip_score")))
         return 0

@@ -24,9 +24,10 @@ from ldm_lab.presets.shapes import LAB_SDXL_REFINER, REFINER_TIMESTEPS
 from ldm_lab.tasks import get_target, load_run
 from ldm_lab.quality import sdxl as sdxl_scores
 from ldm_lab.quality.sdxl import (BATCH, BUCKET_ARMS, CROP_ARMS, SIZE_ARMS, experiment_verdicts, geometry_scores,
-                                  read_sdxl_table, refiner_scores, row_key, size_scores)
+                                  geometry_verdict, read_sdxl_table, refiner_scores, size_scores)
 from ldm_lab.tasks.refiner import Handoff, LowNoiseTask, check_same_latent_space, generate_with_refiner
-from ldm_lab.tasks.sdxl_experiments import bucket_cases, crop_cases, geometry_prompts, geometry_table, shapes_draw
+from ldm_lab.tasks.sdxl_experiments import (bucket_cases, crop_cases, geometry_prompts, geometry_table,
+                                            original_size_sweep, shapes_draw)
 from ldm_lab.tasks.targets.shapes import SDXL_ABLATION_BASE, SDXL_ABLATIONS, SDXL_BUCKET_STEPS
 
 MULTISCALE = ShapesConfig(num_images=40, original_scale=(0.25, 2.0))
@@ -105,7 +106,8 @@ def test_the_refiner_is_conditioned_as_sdxls_refiner():
     cond = refiner.condition({"caption": ["a red circle"] * 2, "aesthetic_score": torch.tensor([6.0, 2.5])})
     assert cond["y"].shape == (2, 128 + 5 * 256) and not torch.equal(cond["y"][0], cond["y"][1])
     base = LatentDiffusion(get_target("lab-sdxl").model)
-    assert refiner.first_stage.config == base.first_stage.config and refiner.preset.unet.channel_mult == get_preset("lab-sdxl-small").unet.channel_mult
+    assert refiner.first_stage.config == base.first_stage.config
+    assert refiner.preset.unet.channel_mult == get_preset("lab-sdxl-small").unet.channel_mult
 
 
 def test_the_detail_score_falls_when_an_image_is_blurred():
@@ -255,7 +257,8 @@ def test_every_sdxl_experiment_is_scored_into_one_table(tiny_runs, tmp_path, mon
     rows = size_scores(6, models, quick, num_resamples=10, table_folder=tmp_path)
     assert list(rows["model"]) == ["real (train split)", *SIZE_ARMS]
     eight = dataclasses.replace(quick, steps=8)   # trailing spacing: the last of 8 steps lies below timestep 200
-    refined = refiner_scores(6, size, tiny_runs / "lab-sdxl-refiner", eight, num_resamples=10, table_folder=tmp_path)
+    refined = refiner_scores(6, {"lab-sdxl-size": size, "lab-sdxl-refiner": tiny_runs / "lab-sdxl-refiner"}, eight,
+                             num_resamples=10, table_folder=tmp_path)
     assert list(refined["model"])[1:] == ["base alone", "base + refiner (hand-off)", "base + SDEdit refine"]
     # one-step models draw no objects to measure: the rendered stand-in does, each batch of prompts its own draw
     monkeypatch.setattr(sdxl_scores, "shapes_draw", lambda model, prompts, settings: rendered_draw(1.0))
@@ -270,9 +273,13 @@ def test_every_sdxl_experiment_is_scored_into_one_table(tiny_runs, tmp_path, mon
     assert not refined.iloc[1][["kid", "detail"]].equals(refined.iloc[2][["kid", "detail"]])
     assert set(table.loc[table["experiment"] == "buckets", "case"]) == set(bucket_cases())
     # verdicts by the one rule: the stand-in draws the same objects everywhere, so no crop differs from another
-    crop = experiment_verdicts(table, "crop", row_key("lab-sdxl-size", "crop (0, 0)"),
-                               row_key("lab-sdxl-size", "crop (0, 16)"))
-    assert [v.metric for v in crop] == ["cut_off_fraction", "abs_log2_stretch"] and all(v.holds is None for v in crop)
+    crop = table[table["experiment"] == "crop"]
+    same = geometry_verdict(crop, ("lab-sdxl-size", "crop (0, 0)"), ("lab-sdxl-size", "crop (0, 16)"),
+                            "cut_off_fraction")
+    assert same.metric == "cut_off_fraction" and same.holds is None
+    assert "lab-sdxl-size @ crop (0, 16)" in same.evidence
+    with pytest.raises(ValueError, match="cut_off_fraction or abs_log2_stretch"):
+        geometry_verdict(crop, ("lab-sdxl-size", "crop (0, 0)"), ("lab-sdxl-size", "crop (0, 16)"), "stretch")
     size_verdicts = experiment_verdicts(table, "size", "lab-sdxl-size", "lab-sdxl-no-size")
     assert [v.metric for v in size_verdicts] == ["kid", "fid", "clip_score", "detail"]
     with pytest.raises(ValueError, match="sdxl-tricks"):
@@ -339,3 +346,15 @@ def test_the_refiners_sample_grid_refines_noised_validation_images(base_and_refi
         del refiner.unet.forward
     assert grid.shape == (2, 3, 64, 64) and torch.isfinite(grid).all()
     assert calls and max(calls) < 200  # only the levels it was trained on, twice each for guidance
+
+
+def test_the_original_size_sweep_draws_the_same_noise_at_every_size(tiny_runs):
+    model = load_run(tiny_runs / "lab-sdxl-size").model
+    images, latents, drawn = original_size_sweep(model, ["a large red circle"] * 3, (16, 64),
+                                                 SamplingSettings(steps=2, seed=0), num_resamples=10)
+    assert list(images["original_size"]) == list(latents["original_size"]) == [16, 64] and set(drawn) == {16, 64}
+    assert drawn[16].shape == (3, 3, 64, 64) and images["difference"].iloc[0] == 0  # paired with itself
+    again, _, redrawn = original_size_sweep(model, ["a large red circle"] * 3, (16,), SamplingSettings(steps=2, seed=0))
+    assert torch.equal(redrawn[16], drawn[16]) and again["sharpness"].iloc[0] == images["sharpness"].iloc[0]
+    # a one-step model barely reads the condition, but the two sizes must not draw from different noise
+    assert (drawn[64] - drawn[16]).abs().mean() < (drawn[16] - drawn[16].roll(1, 0)).abs().mean()

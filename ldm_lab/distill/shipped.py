@@ -60,9 +60,9 @@ def export_student(run_dir: str | Path, name: str, command: str, device_words: s
 
 def run_facts(run_dir: str | Path, window: int = 100) -> dict[str, float]:
     """What a distillation run's newest checkpoint cost and how its terms pulled: student updates, training CPU
-    minutes, wall seconds, and over its last ``window`` updates the mean training loss, the norm of each weighted term's gradient
-    on the student (``grad_norm_adversarial``, ``grad_norm_distillation``) and the heads' loss per head (hinge +
-    gamma R1; 2.0: no better than chance). A shipped student's come from its manifest entry."""
+    minutes, wall seconds, and over its last ``window`` updates the mean training loss, the norm of each weighted
+    term's gradient on the student (``grad_norm_adversarial``, ``grad_norm_distillation``) and the heads' loss per
+    head (hinge + gamma R1; 2.0: no better than chance). A shipped student's come from its manifest entry."""
     if is_shipped_student(run_dir):
         entry = _entry(str(run_dir), None)
         return {"updates": entry.steps, **entry.metrics}

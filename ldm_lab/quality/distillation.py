@@ -85,7 +85,8 @@ def within_interval(table: pd.DataFrame, model: str, other: str) -> list[str]:
     for verdict in comparison_verdicts(table, model, other):             # the claim: ``model`` scores worse
         m, (a, b) = verdict.metric, (rows.loc[model], rows.loc[other])
         if verdict.holds:
-            gap = (a[f"{m}_ci_low"] - b[f"{m}_ci_high"]) if lower_is_better[m] else (b[f"{m}_ci_low"] - a[f"{m}_ci_high"])
+            worse, better = (a, b) if lower_is_better[m] else (b, a)
+            gap = worse[f"{m}_ci_low"] - better[f"{m}_ci_high"]
             reading = f"NOT within: worse, the intervals {gap:.3g} apart"
         else:
             reading = "better, intervals apart" if verdict.holds is False else "within (intervals overlap)"

@@ -22,17 +22,17 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from ldm_lab.compression.verdicts import Verdict
 from ldm_lab.data import build_dataset, collate
 from ldm_lab.data.sdxl_variants import LargeOriginals
 from ldm_lab.device import resolve_device
 from ldm_lab.diffusion import SamplingSettings
-from ldm_lab.metrics import extract_features, lab_clip_encoder
+from ldm_lab.metrics import DualEncoder, extract_features, lab_clip_encoder
 from ldm_lab.metrics.bootstrap import mean_interval
 from ldm_lab.metrics.images import to_uint8
 from ldm_lab.metrics.sharpness import image_sharpness
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.paths import git_commit, results_dir
-from ldm_lab.compression.verdicts import Verdict
 from ldm_lab.quality.benchmark import FEATURE_SPACE, append_row, comparison_verdicts, sampling_columns, score
 from ldm_lab.shipping.load import load_trained
 from ldm_lab.tasks.diffusion import generate
@@ -50,6 +50,7 @@ TRAINING_CROPS = ((0, 0), (0, 16), (16, 0))   # (top, left): (0, 0) is SDXL's sa
 BUCKET_ARMS = ("lab-sdxl-buckets", "lab-sdxl-square", "lab-sdxl-centre-crop")
 REFINER_BASE, REFINER = "lab-sdxl-size", "lab-sdxl-refiner"
 BATCH = 64                                    # images drawn at once; batch b draws with seed settings.seed + b
+SCORED_METRICS = (("kid", True), ("fid", True), ("clip_score", False), ("detail", False))  # (column, lower: better)
 
 ImagesFor = Callable[[list[str], SamplingSettings], Tensor]  # (prompts, settings) -> images in [-1, 1]
 
@@ -60,13 +61,25 @@ def load_model(reference: str | Path, device: str | torch.device | None = None) 
 
 
 def sharp_held_out(count: int, split: str = "val") -> tuple[Tensor, list[str]]:
-    """The first ``count`` scenes of ``split`` photographed at least as large as 64x64 (uint8) and their captions:
-    what a request for original size = target size should look like."""
+    """The first ``count`` scenes of ``split`` photographed at least as large as 64x64 (in [-1, 1]) and their
+    captions: what a request for original size = target size should look like."""
     data = LargeOriginals(build_dataset("shapes_multiscale", split, (64, 64)))
     if count > len(data):
         raise ValueError(f"{split} holds {len(data)} such scenes; ask for at most that many.")
     batch = collate([data[i] for i in range(count)])
-    return to_uint8(batch["image"]), list(batch["caption"])
+    return batch["image"], list(batch["caption"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """What every row of an experiment is scored against: the held-out scenes' features, and lab-clip."""
+
+    features: Tensor        # lab-clip features of the held-out scenes
+    encoder: DualEncoder    # lab-clip, for the CLIP score
+
+    @classmethod
+    def of(cls, real: Tensor) -> Reference:
+        return cls(extract_features(to_uint8(real), FEATURE_SPACE), lab_clip_encoder())
 
 
 def in_batches(images_for: ImagesFor, prompts: Sequence[str], settings: SamplingSettings) -> Tensor:
@@ -85,19 +98,18 @@ def detail_columns(images: Tensor, num_resamples: int) -> dict[str, float]:
     return {"detail": detail.estimate, "detail_ci_low": detail.low, "detail_ci_high": detail.high}
 
 
-def scored_row(experiment: str, model: str, images: Tensor, captions: Sequence[str], real: Tensor,
+def scored_row(experiment: str, model: str, images: Tensor, captions: Sequence[str], reference: Reference,
                num_resamples: int) -> dict:
-    """KID, FID, CLIP score and detail of ``images`` (in [-1, 1]) against the real scenes, with intervals."""
-    encoder, features = lab_clip_encoder(), extract_features(real, FEATURE_SPACE)
-    uint8 = to_uint8(images)
-    return {"experiment": experiment, "model": model, **score(uint8, captions, features, encoder, num_resamples),
-            **detail_columns(images, num_resamples), "feature_space": FEATURE_SPACE, "git_commit": git_commit()}
+    """KID, FID, CLIP score and detail of ``images`` (in [-1, 1]) against the reference scenes, with intervals."""
+    scores = score(to_uint8(images), captions, reference.features, reference.encoder, num_resamples)
+    return {"experiment": experiment, "model": model, **scores, **detail_columns(images, num_resamples),
+            "feature_space": FEATURE_SPACE, "git_commit": git_commit()}
 
 
-def real_row(experiment: str, count: int, real: Tensor, num_resamples: int) -> dict:
+def real_row(experiment: str, count: int, reference: Reference, num_resamples: int) -> dict:
     """Real vs real: ``count`` sharp *training* scenes scored against the held-out ones, the floor of KID / FID."""
     train, captions = sharp_held_out(count, split="train")
-    return scored_row(experiment, "real (train split)", train.float() / 127.5 - 1, captions, real, num_resamples)
+    return scored_row(experiment, "real (train split)", train, captions, reference, num_resamples)
 
 
 def size_scores(count: int = 512, models: Mapping[str, str | Path] | None = None,
@@ -106,22 +118,25 @@ def size_scores(count: int = 512, models: Mapping[str, str | Path] | None = None
     """Tab. 2 in miniature: each model of ``SIZE_ARMS`` (shipped, or the run folders in ``models``) draws one
     image per held-out caption with SDXL's default micro-conditions; rows added to the table, real-vs-real first."""
     real, captions = sharp_held_out(count)
-    rows = [real_row("size", count, real, num_resamples)]
+    reference = Reference.of(real)
+    rows = [real_row("size", count, reference, num_resamples)]
     for name in SIZE_ARMS:
         model = load_model((models or {}).get(name, name))
         drawn = settings or get_target(name).task.sampling
         images = in_batches(lambda p, s: generate(model, prompts=p, settings=s), captions, drawn)
-        rows.append(scored_row("size", name, images, captions, real, num_resamples) | sampling_columns(drawn))
+        rows.append(scored_row("size", name, images, captions, reference, num_resamples) | sampling_columns(drawn))
     return _record(rows, table_folder)
 
 
-def refiner_scores(count: int = 512, base: str | Path = REFINER_BASE, refiner: str | Path = REFINER,
+def refiner_scores(count: int = 512, models: Mapping[str, str | Path] | None = None,
                    settings: SamplingSettings | None = None, num_resamples: int = 200,
                    table_folder: Path | None = None) -> pd.DataFrame:
-    """The base alone, base + refiner (latent hand-off) and base + SDEdit refine, on the same held-out captions
-    and noise, scored as :func:`size_scores` rows (experiment ``refiner``)."""
+    """The base alone (``REFINER_BASE``), base + ``REFINER`` (latent hand-off) and base + SDEdit refine (shipped, or
+    the run folders in ``models``), on the same held-out captions and noise, scored as :func:`size_scores` rows
+    (experiment ``refiner``)."""
     real, captions = sharp_held_out(count)
-    base_model, refiner_model = load_model(base), load_model(refiner)
+    reference = Reference.of(real)
+    base_model, refiner_model = (load_model((models or {}).get(name, name)) for name in (REFINER_BASE, REFINER))
     drawn = settings or get_target(REFINER_BASE).task.sampling
     arms: dict[str, ImagesFor] = {
         "base alone": lambda p, s: generate(base_model, prompts=p, settings=s),
@@ -129,8 +144,8 @@ def refiner_scores(count: int = 512, base: str | Path = REFINER_BASE, refiner: s
                                                                          settings=s),
         "base + SDEdit refine": lambda p, s: generate_with_refiner(base_model, refiner_model, prompts=p, settings=s,
                                                                     handoff=Handoff.SDEDIT)}
-    rows = [real_row("refiner", count, real, num_resamples)]
-    rows += [scored_row("refiner", arm, in_batches(images_for, captions, drawn), captions, real, num_resamples)
+    rows = [real_row("refiner", count, reference, num_resamples)]
+    rows += [scored_row("refiner", arm, in_batches(images_for, captions, drawn), captions, reference, num_resamples)
              | sampling_columns(drawn) for arm, images_for in arms.items()]
     return _record(rows, table_folder)
 
@@ -153,35 +168,30 @@ def geometry_scores(count: int = 128, models: Mapping[str, str | Path] | None = 
 
 
 def _batched_draw(model: LatentDiffusion, prompts: Sequence[str], settings: SamplingSettings) -> Callable[..., Tensor]:
-    """``shapes_draw`` in batches of ``BATCH`` prompts (batch b with seed ``settings.seed + b``)."""
-    draws = [shapes_draw(model, prompts[start:start + BATCH], _batch_settings(settings, start))
-             for start in range(0, len(prompts), BATCH)]
-    return lambda **case: torch.cat([draw(**case).cpu() for draw in draws])
+    """``shapes_draw`` over ``prompts`` in batches, as :func:`in_batches` draws."""
+    return lambda **case: in_batches(lambda p, s: shapes_draw(model, p, s)(**case), prompts, settings)
 
 
-SCORED_METRICS = (("kid", True), ("fid", True), ("clip_score", False), ("detail", False))
-GEOMETRY_METRICS = (("cut_off_fraction", True), ("abs_log2_stretch", True))
-
-
-def row_key(model: str, case: str | None = None) -> str:
-    """How verdicts name a row: the model, and for a geometry row its case ("lab-sdxl-size @ crop (0, 16)")."""
-    return model if case is None else f"{model} @ {case}"
-
-
-def experiment_verdicts(table: pd.DataFrame, experiment: str, model: str, other: str, better: bool = True,
-                        metrics: Sequence[tuple[str, bool]] | None = None) -> list[Verdict]:
-    """"``model`` scores better (``better=False``: worse) than ``other``" per metric, from the newest rows of one
-    experiment of the table, by the project's one rule (``comparison_verdicts``). Geometry rows are named by
-    ``row_key(model, case)``; their metrics are the cut-off fraction and the absolute log2 stretch (lower: better),
-    the others' KID, FID, CLIP score and detail."""
+def experiment_verdicts(table: pd.DataFrame, experiment: str, model: str, other: str,
+                        better: bool = True) -> list[Verdict]:
+    """"``model`` scores better (``better=False``: worse) than ``other``" on KID, FID, CLIP score and detail, from
+    the newest rows of one scored experiment (``size``, ``refiner``), by the project's one rule
+    (``comparison_verdicts``)."""
     rows = table[table["experiment"] == experiment]
     if rows.empty:
         raise ValueError(f"the table holds no {experiment!r} rows: score them with `ldm-lab sdxl-tricks`.")
-    geometric = "case" in rows and rows["case"].notna().all()
-    if geometric:
-        rows = rows.assign(model=[row_key(m, c) for m, c in zip(rows["model"], rows["case"], strict=True)])
-    metrics = metrics or (GEOMETRY_METRICS if geometric else SCORED_METRICS)
-    return comparison_verdicts(rows, model, other, better=better, metrics=metrics)
+    return comparison_verdicts(rows, model, other, better=better, metrics=SCORED_METRICS)
+
+
+def geometry_verdict(table: pd.DataFrame, row: tuple[str, str], other: tuple[str, str], metric: str) -> Verdict:
+    """"(model, case) ``row`` scores lower than ``other`` on ``metric``" (``cut_off_fraction`` or
+    ``abs_log2_stretch``: lower is better), from a geometry table (``geometry_table``'s, or the stored ``crop`` /
+    ``buckets`` rows), by the one rule. Rows are named "model @ case"."""
+    keyed = table.assign(model=[f"{m} @ {c}" for m, c in zip(table["model"], table["case"], strict=True)])
+    verdicts = comparison_verdicts(keyed, " @ ".join(row), " @ ".join(other), better=True, metrics=[(metric, True)])
+    if not verdicts:
+        raise ValueError(f"the table has no {metric!r} column: use cut_off_fraction or abs_log2_stretch.")
+    return verdicts[0]
 
 
 def read_sdxl_table(table_folder: Path | None = None) -> pd.DataFrame:

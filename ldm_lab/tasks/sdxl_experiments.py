@@ -1,5 +1,6 @@
 """Notebook 06's measurements as functions: draw Shapes images under SDXL's micro-conditions (original size, crop,
-target size and aspect bucket; §2.2-2.3) and measure what the frame does to the objects.
+target size and aspect bucket; §2.2-2.3), measure what the frame does to the objects, and how sharp a requested
+original size draws.
 
     draw = shapes_draw(load_run("runs/lab-sdxl-buckets").model, geometry_prompts(64), SamplingSettings(seed=0))
     table = geometry_table({"buckets": draw}, bucket_cases())          # cut-off and stretch per bucket
@@ -20,6 +21,7 @@ from ldm_lab.data.buckets import LAB_BUCKETS, Size
 from ldm_lab.data.shapes import COLOURS, SIZES
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics.images import to_uint8
+from ldm_lab.metrics.sharpness import latent_sharpness, sharpness_by_size
 from ldm_lab.metrics.shapes_geometry import geometry_row
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.diffusion import generate
@@ -50,6 +52,28 @@ def shapes_draw(model: LatentDiffusion, prompts: Sequence[str], settings: Sampli
         return generate(model, conditions=conditions, settings=settings, size=size)
 
     return draw
+
+
+def original_size_sweep(model: LatentDiffusion, prompts: Sequence[str], sides: Sequence[int],
+                        settings: SamplingSettings, num_resamples: int = 1000, seed: int = 0
+                        ) -> tuple[pd.DataFrame, pd.DataFrame, dict[int, Tensor]]:
+    """SDXL Fig. 4 measured: one image per prompt at each requested square original size, the same noise at every
+    size (``settings.seed``), and the sharpness of what a viewer sees (decoded images) and of what the U-Net drew
+    (latents), each with paired differences (``ldm_lab.metrics.sharpness.sharpness_by_size``). Returns the two
+    tables and the images per side."""
+    latents: dict[int, Tensor] = {}
+    images: dict[int, Tensor] = {}
+
+    def draw(original: Size) -> Tensor:
+        conditions = {"caption": list(prompts), "original_size": torch.tensor([original] * len(prompts))}
+        latents[original[0]] = generate(model, conditions=conditions, settings=settings, decode=False)
+        images[original[0]] = model.decode(latents[original[0]]).clamp(-1, 1).cpu()
+        return images[original[0]]
+
+    measure = dict(num_resamples=num_resamples, seed=seed)
+    by_image = sharpness_by_size(draw, sides, **measure)
+    by_latent = sharpness_by_size(lambda size: latents[size[0]], sides, measure=latent_sharpness, **measure)
+    return by_image, by_latent, images
 
 
 def bucket_cases(buckets: Sequence[Size] = LAB_BUCKETS) -> dict[str, dict[str, Size]]:
