@@ -21,6 +21,7 @@ from ldm_lab.nn.code_restarts import RestartingQuantizer
 from ldm_lab.nn.quantize import VectorQuantizer
 from ldm_lab.presets import get_preset, parameter_counts
 from ldm_lab.presets.compression import check_factor
+from ldm_lab.tasks.targets.compression import ABLATION_DISC_START, ABLATION_FIRST_STAGE_STEPS
 from ldm_lab.presets.lab import LAB_ABLATION_AUTOENCODER, LAB_AUTOENCODER, LAB_EMOJI_AUTOENCODER
 from ldm_lab.tasks import AutoencoderTask, LabClipPerceptual, get_target
 from ldm_lab.tasks.autoencoder import AutoencoderLossConfig, ldm_first_stage_train_config
@@ -48,8 +49,14 @@ def test_every_ablation_first_stage_is_named_by_its_regulariser_and_f_and_trains
     for regularizer, f in FIRST_STAGES:
         target = get_target(first_stage_target(regularizer, f))
         assert target.name == f"lab-{regularizer.value}-f{f}" and target.crop is None
-        assert target.loss == AutoencoderLossConfig.for_regularizer(regularizer)
-        assert target.train == ldm_first_stage_train_config(16, 1e-4, checkpoint_every=500, sample_every=500)
+        assert target.loss == AutoencoderLossConfig.for_regularizer(regularizer, disc_start=ABLATION_DISC_START)
+        assert target.train == ldm_first_stage_train_config(16, 1e-4, checkpoint_every=250, sample_every=500)
+        assert target.steps == ABLATION_FIRST_STAGE_STEPS  # the same steps for every f and regulariser (Tab. 8)
+    assert ABLATION_DISC_START < ABLATION_FIRST_STAGE_STEPS["laptop"]  # the GAN switches on within a laptop run
+
+
+def test_only_first_stages_with_small_latents_attend_in_their_middle_blocks():
+    assert [f for f in COMPRESSION_FACTORS if lab_first_stage(Regularizer.VQ, f).mid_attention] == [2, 4, 8, 16, 32]
 
 
 def test_emoji_category_count_matches_the_dataset():

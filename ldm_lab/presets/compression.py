@@ -38,12 +38,18 @@ def check_factor(f: int) -> int:
     return f
 
 
+LAB_FIRST_STAGE_ATTENTION_MAX_SIDE = 32  # self-attention in the middle blocks only at latent sides <= this: at f = 1
+                                         # it would attend over all 4,096 pixels, 2.3 s of a 2.9 s CPU step (f = 8:
+                                         # 0.5 s in all); LDM-1 has no first stage to inherit it from
+
+
 def lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderConfig:
     """The lab first stage at factor ``f`` (LDM §3.1) of the compression ablation."""
     vq = regularizer is Regularizer.VQ
     channels = (LAB_VQ_CHANNELS if vq else LAB_KL_CHANNELS)[check_factor(f)]
     return replace(LAB_ABLATION_AUTOENCODER, ch_mult=LAB_FIRST_STAGE_CH_MULT[f], z_channels=channels,
                    embed_dim=channels, regularizer=regularizer, codebook_size=LAB_VQ_CODEBOOK[f] if vq else None,
+                   mid_attention=64 // f <= LAB_FIRST_STAGE_ATTENTION_MAX_SIDE,
                    restart_idle_codes=vq)  # LDM's codebook init leaves ours mostly dead over a run of minutes
 
 
