@@ -15,7 +15,7 @@ endif
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data run refresh test lab
+.PHONY: setup data run refresh test lab compression-ablation
 
 setup: $(STAMP)
 
@@ -42,3 +42,21 @@ test: data
 
 lab: data
 	$(VENV)/bin/jupyter lab notebooks/
+
+# The compression ablation retrained from scratch (notebooks 02 and 03, LDM Tab. 8, Fig. 6, Fig. 7): twelve first
+# stages and LDM-{1..32}, the same steps each (LDM_LAB_PROFILE's), shipped to data/checkpoints with their CPU
+# minutes in the manifest; then, from the run folders, the curve of every kept checkpoint, the sampling trade-off
+# and the sample grids, replacing the committed ones. Laptop profile on a 2-core CPU: about 3 hours.
+ABLATION_RUNS ?= build/runs/compression
+FACTORS := 1 2 4 8 16 32
+GRID_STEPS ?= 250 1500  # the first and the last kept checkpoint of a laptop run
+compression-ablation: data
+	$(VENV)/bin/ldm-lab ship $(foreach r,kl vq,$(foreach f,$(FACTORS),lab-$(r)-f$(f))) \
+		$(foreach f,$(FACTORS),lab-ldm-$(f)) --jobs 2 --runs $(ABLATION_RUNS)
+	rm -f data/results/compression_ablation.csv data/results/compression_sampling.csv
+	$(VENV)/bin/ldm-lab compression-curve $(foreach f,$(FACTORS),$(ABLATION_RUNS)/lab-ldm-$(f)) \
+		--out data/results/compression_ablation.csv
+	$(VENV)/bin/ldm-lab compression-sampling $(foreach f,$(FACTORS),$(ABLATION_RUNS)/lab-ldm-$(f)) \
+		--out data/results/compression_sampling.csv
+	$(VENV)/bin/ldm-lab compression-grids $(foreach f,$(FACTORS),$(ABLATION_RUNS)/lab-ldm-$(f)) --steps 250 1500 \
+		--out data/results/compression_ablation_grids.png

@@ -17,6 +17,8 @@
     ldm-lab unpack FOLDER [--checkpoints DIR] [--runs DIR]          install the checkpoints that came back in them
     ldm-lab train-evaluator {fmnist-classifier,lab-clip} [--steps N] ...   retrain and ship an evaluation model
     ldm-lab compression-curve RUN_DIR ... --out CSV [--num-samples N]    FID per checkpoint of LDM-f runs (Fig. 6)
+    ldm-lab compression-sampling RUN_DIR ... --out CSV               FID against DDIM steps and time (Fig. 7)
+    ldm-lab compression-grids RUN_DIR ... --steps S ... --out PNG     samples of LDM-f runs at chosen checkpoints
     ldm-lab quality-arm {ours,diffusers} --minutes M --out DIR      one arm of `quality`, in a process of its own
     ldm-lab ablation-arm VARIANT --minutes M --out DIR             one arm of `quality --ablation`, likewise
     ldm-lab selftest --out DIR [--steps N] [--resume] ...           a tiny run through the whole trainer
@@ -650,6 +652,49 @@ def _compression_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compression_sampling_command(sub: argparse._SubParsersAction) -> None:
+    from ldm_lab.compression.tradeoff import FIG7_SAMPLER_STEPS
+
+    sampling = sub.add_parser("compression-sampling", help="FID against sampling time of each LDM-f run's last "
+                              "checkpoint, drawing with DDIM at several step counts (LDM Fig. 7); appends to a CSV "
+                              "file")
+    sampling.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of lab-ldm-* targets")
+    sampling.add_argument("--out", required=True, metavar="CSV", help="the CSV file to append the rows to")
+    sampling.add_argument("--num-samples", type=positive_int, default=128, help="generated images per step count")
+    sampling.add_argument("--sampler-steps", type=positive_int, nargs="+", default=list(FIG7_SAMPLER_STEPS),
+                          help="DDIM step counts (default: Fig. 7's)")
+    sampling.add_argument("--batch-size", type=positive_int, default=64, help="images per sampling call (timed)")
+    sampling.add_argument("--resamples", type=positive_int, default=200, help="bootstrap resamples of each FID")
+    _add_device_argument(sampling)
+    sampling.set_defaults(func=_compression_sampling)
+
+
+def _compression_sampling(args: argparse.Namespace) -> int:
+    from ldm_lab.compression.curve import record_tradeoff
+
+    record_tradeoff(args.runs, args.out, args.num_samples, args.sampler_steps, num_resamples=args.resamples,
+                    batch_size=args.batch_size, device=args.device, report=lambda line: print(line, flush=True))
+    return 0
+
+
+def _add_compression_grids_command(sub: argparse._SubParsersAction) -> None:
+    grids = sub.add_parser("compression-grids", help="one sample per emoji category from LDM-f runs at chosen "
+                           "checkpoints, the same noise for all, drawn as one PNG figure")
+    grids.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of lab-ldm-* targets")
+    grids.add_argument("--steps", type=positive_int, nargs="+", required=True, help="checkpoint steps to draw from "
+                       "(every run must have kept them)")
+    grids.add_argument("--out", required=True, metavar="PNG", help="the figure file to write")
+    _add_device_argument(grids)
+    grids.set_defaults(func=_compression_grids)
+
+
+def _compression_grids(args: argparse.Namespace) -> int:
+    from ldm_lab.compression.curve import record_grids
+
+    print(f"-> {record_grids(args.runs, args.steps, args.out, device=args.device)}")
+    return 0
+
+
 def _add_sdxl_tricks_command(sub: argparse._SubParsersAction) -> None:
     tricks = sub.add_parser("sdxl-tricks", help="score SDXL's training tricks (notebook 06): Tab. 2's three models, "
                             "the refiner's hand-off, crop cut-offs and bucket distortion; appends rows to "
@@ -869,6 +914,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pack_commands(sub)
     _add_train_evaluator_command(sub)
     _add_compression_curve_command(sub)
+    _add_compression_sampling_command(sub)
+    _add_compression_grids_command(sub)
     _add_sdxl_tricks_command(sub)
     _add_quality_arm_command(sub)
     _add_ablation_arm_command(sub)

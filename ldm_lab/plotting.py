@@ -462,6 +462,29 @@ def quality_vs_speed(table: pd.DataFrame, *, save: str | Path | None = None) -> 
     return _finish(fig, save)
 
 
+def fid_vs_sampling_time(table: pd.DataFrame, *, save: str | Path | None = None) -> Figure:
+    """LDM Fig. 7: FID (with its interval) against sampling time per image, both on log axes, one line per LDM-f
+    through its DDIM step counts (each point labelled with its steps; ``ldm_lab.compression.TradeoffRow``
+    columns). Down and left is better."""
+    fig, ax = plt.subplots(figsize=(5.8, 4.0))
+    for f, rows in table.sort_values("sampler_steps").groupby("f"):
+        colour = factor_colour(int(f))
+        ax.errorbar(rows["seconds_per_image"] * 1000, rows["fid"], yerr=_error_bars(rows, "fid"), marker="o",
+                    capsize=2, linewidth=1, color=colour, label=f"LDM-{int(f)}")
+        for _, row in rows.iterrows():
+            ax.annotate(str(int(row["sampler_steps"])), (row["seconds_per_image"] * 1000, row["fid"]), fontsize=6,
+                        color=colour, textcoords="offset points", xytext=(3, 3))
+    n, threads = int(table["num_samples"].iloc[0]), int(table["threads"].iloc[0])
+    ax.set(xscale="log", yscale="log", xlabel=f"sampling time per image (ms, {table['device'].iloc[0]}, "
+           f"{threads} thread{'s' if threads > 1 else ''}, log)",
+           ylabel=f"FID ({table['feature_space'].iloc[0]}, {n} samples, log)",
+           title="quality against sampling time (labels: DDIM steps)")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FormatStrFormatter("%g")), axis.set_minor_formatter(FormatStrFormatter("%g"))
+    ax.legend(fontsize=7)
+    return _finish(fig, save)
+
+
 def quality_vs_nfe(table: pd.DataFrame, metrics: Sequence[str] = ("kid", "clip_score"), *,
                    save: str | Path | None = None) -> Figure:
     """ADD Fig. 7's axes: quality against network evaluations per image (log scale), the teacher as a line over

@@ -85,7 +85,8 @@ def test_former_entry_points_are_libraries_whose_command_line_lives_in_cli(modul
     assert "argparse" not in source and "__main__" not in source
 
 
-@pytest.mark.parametrize("command", [["quality-arm"], ["ablation-arm"], ["selftest"], ["compression-curve"], ["pack"], ["unpack"],
+@pytest.mark.parametrize("command", [["quality-arm"], ["ablation-arm"], ["selftest"], ["compression-curve"],
+                                     ["compression-sampling"], ["compression-grids"], ["pack"], ["unpack"],
                                      ["train-evaluator", "fmnist-classifier"], ["train-evaluator", "lab-clip"]])
 def test_each_command_has_its_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -194,13 +194,26 @@ def test_reconstruction_trend_verdicts():
     rows = [{"regularizer": r, "f": f, "psnr": 40 - 3 * i + (5 if (r, f) == ("vq", 16) else 0), "psnr_std": 1.0,
              "num_samples": 100} for r in ("kl", "vq") for i, f in enumerate((1, 2, 4, 8, 16, 32))]
     kl, vq = reconstruction_falls_with_f(pd.DataFrame(rows))
-    assert kl.holds and vq.holds is False and "f=8 31 < f=16 33" in vq.evidence
+    assert kl.holds and vq.holds is False and "improves at f=8 31 -> f=16 33" in vq.evidence
     wide = pd.DataFrame(rows).assign(psnr_std=20.0)  # +-3.9 dB: every neighbouring pair overlaps
     assert [v.holds for v in reconstruction_falls_with_f(wide)] == [None, None]
     kl_from_4, _ = reconstruction_falls_with_f(pd.DataFrame(rows), min_f=4)
     assert "f=1:" not in kl_from_4.evidence and "from f=4" in kl_from_4.claim
+    kl_to_4, _ = reconstruction_falls_with_f(pd.DataFrame(rows), max_f=4)
+    assert "f=8:" not in kl_to_4.evidence and kl_to_4.claim.endswith("up to f=4")
     with pytest.raises(ValueError, match="psnr_std"):
         reconstruction_falls_with_f(pd.DataFrame(rows).drop(columns="psnr_std"))
+
+
+def test_rfid_gets_worse_by_rising_and_is_judged_by_its_bootstrap_interval():
+    rows = [{"regularizer": "vq", "f": f, "rfid": value, "rfid_ci_low": value - half, "rfid_ci_high": value + half}
+            for f, value, half in ((4, 1.0, 0.2), (8, 2.0, 0.2), (16, 4.0, 0.2), (32, 3.0, 0.2))]
+    rising, = reconstruction_falls_with_f(pd.DataFrame(rows[:3]), "rfid")
+    assert rising.holds is True and rising.metric == "rfid"
+    falls_at_32, = reconstruction_falls_with_f(pd.DataFrame(rows), "rfid")
+    assert falls_at_32.holds is False and "improves at f=16 4 -> f=32 3" in falls_at_32.evidence
+    overlapping = pd.DataFrame(rows[:3]).assign(rfid_ci_low=0.0, rfid_ci_high=5.0)
+    assert reconstruction_falls_with_f(overlapping, "rfid")[0].holds is None
 
 
 def test_kl_ahead_of_vq_by_intervals():
@@ -263,3 +276,19 @@ def test_curve_measures_every_kept_checkpoint_of_ablation_runs(tmp_path, capsys)
     table = pd.read_csv(out)
     assert list(zip(table.f, table.step)) == [(32, 1), (32, 2)] and set(table.num_samples) == {6}
     assert (table.fid_ci_low <= table.fid_ci_high).all() and "skipped" in capsys.readouterr().err
+
+    sampling = tmp_path / "sampling.csv"  # Fig. 7: the last checkpoint, DDIM at each step count, timed
+    assert main(["compression-sampling", str(tmp_path / "ldm"), "--out", str(sampling), "--num-samples", "4",
+                 "--sampler-steps", "1", "3", "--resamples", "3", "--device", "cpu"]) == 0
+    points = pd.read_csv(sampling)
+    assert list(zip(points.f, points.step, points.sampler_steps)) == [(32, 2, 1), (32, 2, 3)]
+    assert (points.seconds_per_image > 0).all() and points.settings.str.contains("sampler=ddim").all()
+    assert "ms/image" in capsys.readouterr().out
+
+    grids = tmp_path / "grids.png"
+    assert main(["compression-grids", str(tmp_path / "ldm"), "--steps", "1", "2", "--out", str(grids),
+                 "--device", "cpu"]) == 0
+    assert grids.read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    assert main(["compression-grids", str(tmp_path / "ldm"), "--steps", "7", "--out", str(grids), "--device", "cpu"])
+    assert "kept no checkpoint at step(s) [7]; it kept [1, 2]" in capsys.readouterr().err

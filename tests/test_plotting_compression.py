@@ -108,3 +108,14 @@ def test_first_stage_explorer_redraws_on_a_new_choice(monkeypatch):
     assert titles[0].startswith("KL f=4, image 0") and titles[-1].startswith("VQ f=8, image 0")
     psnr = [float(title.split("PSNR ")[1].split(" dB")[0]) for title in (titles[0], titles[-1])]
     assert psnr[0] > psnr[1] + 10  # the noisier reconstruction scores lower
+
+
+def test_fig7_draws_one_line_per_factor_through_its_sampler_steps(tmp_path):
+    rows = [dict(f=f, sampler_steps=steps, seconds_per_image=0.001 * steps / f, fid=50 / f + 100 / steps,
+                 fid_ci_low=45 / f + 100 / steps, fid_ci_high=55 / f + 100 / steps, feature_space="lab-clip",
+                 num_samples=32, threads=1, device="cpu") for f in (1, 4, 32) for steps in (10, 50, 200)]
+    figure = plotting.fid_vs_sampling_time(pd.DataFrame(rows), save=tmp_path / "fig7.png")
+    axes = figure.axes[0]
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == ["LDM-1", "LDM-4", "LDM-32"]
+    assert sorted(text.get_text() for text in axes.texts) == sorted(["10", "50", "200"] * 3)
+    assert axes.get_xscale() == axes.get_yscale() == "log" and (tmp_path / "fig7.png").exists()

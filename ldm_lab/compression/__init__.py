@@ -10,7 +10,9 @@ This package measures them:
 * ``first_stages``: PSNR / SSIM / rFID, latent std and scale factor, VQ code use -> ``FirstStageRow``
   (``data/results/autoencoders.csv``).
 * ``ablation``: FID / KID with bootstrap intervals per checkpoint, train / sample throughput -> ``AblationRow``
-  (``data/results/compression_ablation.csv``).
+  (``data/results/compression_ablation.csv``: the curve of Fig. 6, recorded from the runs by ``curve``).
+* ``tradeoff``: FID against sampling time at DDIM {10 ... 200} steps -> ``TradeoffRow`` (Fig. 7,
+  ``data/results/compression_sampling.csv``).
 * ``verdicts``: the paper's conclusions checked against those tables, in plain words, by one rule (95 %
   intervals apart: holds / does not hold; overlapping: undecided).
 * ``latents``: what the diffusion model sees (latents as images, decoded noised latents); ``checkpoints``:
@@ -23,10 +25,12 @@ from ldm_lab.compression.ablation import (FIG6_SAMPLING, AblationRow, SampleQual
 from ldm_lab.compression.checkpoints import shipped_table, weights_folder
 from ldm_lab.compression.first_stages import (FirstStageRow, Reconstructions, discriminator_start,
                                               evaluate_first_stage, first_stage_row, latent_scale, paper_table8,
-                                              real_vs_real_rfid, reconstruct)
+                                              real_vs_real_rfid, reconstruct, rfid_interval)
 from ldm_lab.compression.latents import decoded_noised_latents, encode_mean, latents_as_images
-from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_ABLATION_TABLE, Measured, append_rows,
-                                      recorded_table, rows_frame, save_table)
+from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_CURVE_TABLE, SHIPPED_ABLATION_TABLE, Measured,
+                                      append_rows, recorded_table, rows_frame, save_table)
+from ldm_lab.compression.tradeoff import (COMPRESSION_SAMPLING_TABLE, FIG7_SAMPLER_STEPS, FIG7_SAMPLING, TradeoffRow,
+                                          tradeoff_rows)
 from ldm_lab.compression.verdicts import (Verdict, at_common_step, best_balance, check_conclusions, kl_ahead_of_vq,
                                           large_factor_stalls, order, pixel_model_behind, pixel_model_slow,
                                           reconstruction_falls_with_f)
@@ -34,7 +38,9 @@ from ldm_lab.presets.compression import COMPRESSION_FACTORS, lab_first_stage, la
 from ldm_lab.tasks.targets.compression import ablation_target, first_stage_target
 
 __all__ = [
-    "AUTOENCODERS_TABLE", "COMPRESSION_ABLATION_TABLE", "COMPRESSION_FACTORS", "FIG6_SAMPLING", "AblationRow",
+    "AUTOENCODERS_TABLE", "COMPRESSION_CURVE_TABLE", "COMPRESSION_FACTORS", "COMPRESSION_SAMPLING_TABLE",
+    "FIG6_SAMPLING", "FIG7_SAMPLER_STEPS", "FIG7_SAMPLING", "SHIPPED_ABLATION_TABLE", "TradeoffRow", "tradeoff_rows",
+    "AblationRow",
     "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_models", "ablation_row",
     "ablation_target",
     "append_rows", "at_common_step", "best_balance", "check_conclusions", "cycle_batch", "decoded_noised_latents",
@@ -43,5 +49,5 @@ __all__ = [
     "recorded_table", "save_table", "shipped_table", "training_sample", "weights_folder",
     "first_stage_row", "first_stage_target", "generate_images", "kl_ahead_of_vq", "lab_first_stage", "lab_ldm_unet",
     "large_factor_stalls", "latent_scale", "measure_throughput", "order", "pixel_model_behind", "pixel_model_slow",
-    "reconstruct", "reconstruction_falls_with_f", "rows_frame", "sample_quality", "validation_batch",
+    "reconstruct", "reconstruction_falls_with_f", "rfid_interval", "rows_frame", "sample_quality", "validation_batch",
 ]

@@ -34,12 +34,11 @@ def weights_folder(names: Sequence[str], device: str, checkpoints: str | Path | 
     return folder
 
 
-def shipped_table(names: Sequence[str], folder: Path | None = None, snapshots: bool = False,
+def shipped_table(names: Sequence[str], folder: Path | None = None,
                   report: Callable[[str], None] = print) -> pd.DataFrame:
-    """One row per shipped checkpoint of the targets ``names`` in ``folder``'s manifest (``snapshots``: also
-    the earlier checkpoints ``NAME@STEP``), in the order of ``names`` and then by step: name, target, step,
-    where and how long it trained. Names that are
-    not shipped are reported with the command that ships them; none shipped at all is an error."""
+    """One row per shipped model of ``names`` in ``folder``'s manifest, in the order of ``names``: name, target,
+    step, where and how long it trained. Names that are not shipped are reported with the command that ships
+    them; none shipped at all is an error."""
     manifest = read_manifest(folder)
     missing = [name for name in names if name not in manifest]
     where = folder or "data/checkpoints"
@@ -50,8 +49,6 @@ def shipped_table(names: Sequence[str], folder: Path | None = None, snapshots: b
         report(f"not shipped in {where}, left out below: {missing} (get them with `ldm-lab ship {' '.join(missing)}`)")
     rows = [{"name": name, "target": entry.target, "step": entry.steps, "trained on": entry.device,
              "training s": entry.training_seconds}
-            for name, entry in manifest.items()
-            if entry.target in names and (name in names or (snapshots and "@" in name))]
-    order = {name: index for index, name in enumerate(names)}      # the caller's order, then by step
-    return (pd.DataFrame(rows).sort_values(["target", "step"], key=lambda column: column.map(order)
-                                           if column.name == "target" else column).reset_index(drop=True))
+            for name, entry in manifest.items() if name in names]
+    order = {name: index for index, name in enumerate(names)}      # the caller's order
+    return pd.DataFrame(rows).sort_values("name", key=lambda column: column.map(order)).reset_index(drop=True)

@@ -1,12 +1,19 @@
-"""FID against training steps for LDM-{1..32} runs (LDM Fig. 6), measured where the runs trained:
+"""The ablation measured from its run folders, where the runs trained (only final weights are shipped):
 
-    ldm-lab compression-curve RUN_DIR [RUN_DIR ...] --num-samples 512 --every 1000 \\
-        --out data/results/compression_ablation_gpu.csv
+    ldm-lab compression-curve RUN_DIR [RUN_DIR ...] --num-samples 512 --out data/results/compression_ablation.csv
+    ldm-lab compression-sampling RUN_DIR [RUN_DIR ...] --num-samples 128 --out data/results/compression_sampling.csv
+    ldm-lab compression-grids RUN_DIR [RUN_DIR ...] --steps 250 1500 --out data/results/compression_ablation_grids.png
 
-For every kept checkpoint of each run (at multiples of ``--every`` steps): its EMA weights draw images for the
-categories of the emoji validation split (gone round again when more are asked for than it has), and FID (with a
-bootstrap interval) and KID against all validation images are measured in lab-clip space. One ``AblationRow`` per
-checkpoint; the device column names the device in words.
+* the curve (LDM Fig. 6): for every kept checkpoint of each run (at multiples of ``--every`` steps), its EMA
+  weights draw images for the categories of the emoji validation split (gone round again when more are asked for
+  than it has), and FID (with a bootstrap interval) and KID against all validation images are measured in lab-clip
+  space: one ``AblationRow`` per checkpoint;
+* the sampling trade-off (LDM Fig. 7): each run's last checkpoint draws with DDIM at 10 ... 200 steps, timed:
+  one ``TradeoffRow`` per step count;
+* sample grids at chosen checkpoints (Fig. 6 shows samples, not only numbers): one image per category, the same
+  noise for every model and step.
+
+The device column names the device in words.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from ldm_lab.compression.ablation import (
@@ -28,11 +36,14 @@ from ldm_lab.compression.ablation import (
     validation_batch,
 )
 from ldm_lab.compression.rows import rows_frame
+from ldm_lab.compression.tradeoff import FIG7_SAMPLER_STEPS, FIG7_SAMPLING, TradeoffRow, tradeoff_rows
 from ldm_lab.data import build_dataset
+from ldm_lab.data.emoji import CATEGORIES
 from ldm_lab.device import resolve_device
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.metrics import extract_features, to_uint8
 from ldm_lab.models import LatentDiffusion
+from ldm_lab.plotting import image_rows
 from ldm_lab.presets.compression import COMPRESSION_FACTORS
 from ldm_lab.tasks.runs import read_run_record
 from ldm_lab.tasks.targets import get_target
@@ -82,28 +93,101 @@ def curve_rows(run_dir: str | Path, real_features: torch.Tensor, batch: dict, ev
     return rows
 
 
-def record_curves(run_dirs: Sequence[str | Path], out: str | Path, num_samples: int = 512, every: int = 0,
-                  settings: SamplingSettings = FIG6_SAMPLING, num_resamples: int = 100,
-                  device: str | torch.device | None = None,
-                  report: Callable[[str], None] = print) -> list[AblationRow]:
-    """:func:`curve_rows` of each run, ``num_samples`` images per checkpoint against all emoji validation images,
-    appended to the CSV file ``out`` run by run. A run that cannot be measured (not an ablation run, no
-    checkpoint) is skipped with a line on stderr, so it does not cost the others their rows."""
-    device = resolve_device(device)
+def held_out_reference(num_samples: int, device: torch.device) -> tuple[Tensor, dict]:
+    """The lab-clip features of every emoji validation image, and ``num_samples`` items going round them (the
+    categories to draw)."""
     real = validation_batch(len(build_dataset("emoji", "val", (64, 64))))
-    real_features = extract_features(to_uint8(real["image"]), FEATURE_SPACE, device)
-    batch, out = cycle_batch(real, num_samples), Path(out)
+    return extract_features(to_uint8(real["image"]), FEATURE_SPACE, device), cycle_batch(real, num_samples)
+
+
+def _append_by_run(run_dirs: Sequence[str | Path], out: str | Path,
+                   rows_of: Callable[[str | Path], list[AblationRow] | list[TradeoffRow]],
+                   describe: Callable[[AblationRow | TradeoffRow], str], report: Callable[[str], None]) -> list:
+    """``rows_of`` each run, appended to the CSV file ``out`` run by run. A run that cannot be measured (not an
+    ablation run, no checkpoint) is skipped with a line on stderr, so it does not cost the others their rows."""
+    out, recorded = Path(out), []
     out.parent.mkdir(parents=True, exist_ok=True)
-    recorded = []
     for run_dir in run_dirs:
         try:
-            rows = curve_rows(run_dir, real_features, batch, every, settings, num_resamples, device)
+            rows = rows_of(run_dir)
         except (FileNotFoundError, ValueError) as error:
             print(f"skipped {run_dir}: {error}", file=sys.stderr)
             continue
         rows_frame(rows).to_csv(out, mode="a", header=not out.exists(), index=False)
         for row in rows:
-            report(f"LDM-{row.f} step {row.step}: FID {row.fid:.2f} [{row.fid_ci_low:.2f}, {row.fid_ci_high:.2f}] "
-                   f"KID {row.kid:.4f}")
+            report(describe(row))
         recorded += rows
     return recorded
+
+
+def record_curves(run_dirs: Sequence[str | Path], out: str | Path, num_samples: int = 512, every: int = 0,
+                  settings: SamplingSettings = FIG6_SAMPLING, num_resamples: int = 100,
+                  device: str | torch.device | None = None,
+                  report: Callable[[str], None] = print) -> list[AblationRow]:
+    """:func:`curve_rows` of each run, ``num_samples`` images per checkpoint against all emoji validation images,
+    appended to the CSV file ``out``."""
+    device = resolve_device(device)
+    real_features, batch = held_out_reference(num_samples, device)
+    return _append_by_run(
+        run_dirs, out, lambda run: curve_rows(run, real_features, batch, every, settings, num_resamples, device),
+        lambda row: f"LDM-{row.f} step {row.step}: FID {row.fid:.2f} [{row.fid_ci_low:.2f}, {row.fid_ci_high:.2f}] "
+                    f"KID {row.kid:.4f}", report)
+
+
+def last_checkpoint_model(run_dir: str | Path, device: torch.device) -> tuple[int, LatentDiffusion]:
+    """The step and model of a run's newest checkpoint (an error naming the run when it has none)."""
+    checkpoints = list_checkpoints(run_dir)
+    if not checkpoints:
+        raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
+    step, checkpoint = checkpoints[-1]
+    return step, checkpoint_model(run_dir, checkpoint, device)
+
+
+def record_tradeoff(run_dirs: Sequence[str | Path], out: str | Path, num_samples: int = 128,
+                    sampler_steps: Sequence[int] = FIG7_SAMPLER_STEPS, settings: SamplingSettings = FIG7_SAMPLING,
+                    num_resamples: int = 200, batch_size: int = 64, device: str | torch.device | None = None,
+                    report: Callable[[str], None] = print) -> list[TradeoffRow]:
+    """LDM Fig. 7 from each run's last checkpoint (``tradeoff_rows``), appended to the CSV file ``out``."""
+    device = resolve_device(device)
+    real_features, batch = held_out_reference(num_samples, device)
+
+    def rows_of(run_dir: str | Path) -> list[TradeoffRow]:
+        step, model = last_checkpoint_model(run_dir, device)
+        return tradeoff_rows(model, ablation_factor(run_dir), step, real_features, batch, sampler_steps, settings,
+                             batch_size, num_resamples, FEATURE_SPACE)
+
+    return _append_by_run(run_dirs, out, rows_of, lambda row: (
+        f"LDM-{row.f} {row.sampler_steps} DDIM steps: {1000 * row.seconds_per_image:.0f} ms/image, FID {row.fid:.2f} "
+        f"[{row.fid_ci_low:.2f}, {row.fid_ci_high:.2f}]"), report)
+
+
+@torch.no_grad()
+def checkpoint_grids(run_dirs: Sequence[str | Path], steps: Sequence[int],
+                     settings: SamplingSettings = FIG6_SAMPLING,
+                     device: str | torch.device | None = None) -> dict[str, Tensor]:
+    """One image per emoji category from each run's checkpoints at ``steps`` (a run that lacks one of them is an
+    error naming what it kept): ``{"LDM-f\nstep s": uint8 [categories, 3, 64, 64]}`` ordered by f, then step.
+    Every model and step starts from the same noise (``settings.seed``)."""
+    device = resolve_device(device)
+    one_per_category = {"image": torch.zeros(len(CATEGORIES), 3, 64, 64), "label": torch.arange(len(CATEGORIES))}
+    grids = {}
+    for run_dir in sorted(run_dirs, key=ablation_factor):
+        kept = dict(list_checkpoints(run_dir))
+        if missing := [step for step in steps if step not in kept]:
+            raise FileNotFoundError(f"{run_dir} kept no checkpoint at step(s) {missing}; it kept {sorted(kept)}")
+        for step in steps:
+            model = checkpoint_model(run_dir, kept[step], device)
+            grids[f"LDM-{ablation_factor(run_dir)}\nstep {step}"] = generate_images(model, one_per_category, settings,
+                                                                                   progress=False)
+    return grids
+
+
+def record_grids(run_dirs: Sequence[str | Path], steps: Sequence[int], out: str | Path,
+                 settings: SamplingSettings = FIG6_SAMPLING, device: str | torch.device | None = None) -> Path:
+    """:func:`checkpoint_grids` drawn as one figure (a row per model and step, a column per category), saved as
+    the PNG file ``out``."""
+    grids = checkpoint_grids(run_dirs, steps, settings, device)
+    image_rows({name: images / 127.5 - 1 for name, images in grids.items()}, column_titles=list(CATEGORIES),
+               title=f"LDM-f during training: one sample per category, the same noise ({settings.describe()})",
+               save=out)
+    return Path(out)

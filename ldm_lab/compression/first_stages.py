@@ -19,7 +19,8 @@ from torch import Tensor
 from ldm_lab.compression.ablation import training_sample
 from ldm_lab.compression.rows import Measured
 from ldm_lab.device import model_device
-from ldm_lab.metrics import psnr, rfid, ssim, to_uint8
+from ldm_lab.metrics import (Interval, extract_features, fid_from_features, psnr, recentred_interval, ssim,
+                             to_uint8)
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.nn.distributions import DiagonalGaussian
 from ldm_lab.nn.quantize import code_usage
@@ -58,13 +59,23 @@ def _reconstruct_batch(autoencoder: Autoencoder, x: Tensor) -> tuple[Tensor, Ten
     return reconstruction.clamp(-1, 1).cpu(), latents.cpu(), codes
 
 
+def rfid_interval(originals: Tensor, reconstructions: Tensor, feature_space: str = "lab-clip",
+                  device: str | torch.device | None = None, num_resamples: int = 200, seed: int = 0) -> Interval:
+    """Reconstruction FID (LDM Tab. 8) between two image sets ``[N, C, H, W]`` in [-1, 1], with its re-centred
+    bootstrap interval (``ldm_lab.metrics.recentred_interval``)."""
+    real, made = (extract_features(to_uint8(images), feature_space, device) for images in (originals, reconstructions))
+    return recentred_interval(lambda r, g: fid_from_features(real[r], made[g]), (len(real), len(made)),
+                              num_resamples, seed=seed)
+
+
 def real_vs_real_rfid(images: Tensor, feature_space: str = "lab-clip", device: str | torch.device | None = None,
-                      seed: int = 0) -> float:
+                      seed: int = 0, num_resamples: int = 200) -> Interval:
     """The calibration row of an rFID table: FID between ``images`` (held-out, [-1, 1]) and as many other real
-    images (training split) in the same feature space. A reconstruction set below it is closer to the originals
-    than another set of real emoji is; near it, the first stage keeps what the features see."""
+    images (training split) in the same feature space, with its interval. A reconstruction set below it is
+    closer to the originals than another set of real emoji is; near it, the first stage keeps what the features
+    see."""
     others = training_sample(len(images), seed=seed)["image"]
-    return rfid(to_uint8(images), to_uint8(others), feature_space, device)
+    return rfid_interval(images, others, feature_space, device, num_resamples, seed)
 
 
 def latent_scale(latents: Tensor) -> float:
@@ -87,6 +98,8 @@ class FirstStageRow(Measured):
     ssim: float
     ssim_std: float
     rfid: float               # FID(originals, reconstructions) in ``feature_space``
+    rfid_ci_low: float        # its 95 % bootstrap interval
+    rfid_ci_high: float
     latent_std: float         # std of E(x)
     scale_factor: float       # 1 / latent_std (SD's KL-f8: 0.18215)
     codebook_size: int | None   # K (VQ); None for KL
@@ -95,25 +108,29 @@ class FirstStageRow(Measured):
 
 
 def evaluate_first_stage(autoencoder: Autoencoder, images: Tensor, name: str, feature_space: str = "lab-clip",
-                         batch_size: int = 64) -> FirstStageRow:
+                         batch_size: int = 64, num_resamples: int = 200) -> FirstStageRow:
     """Reconstruction quality, latent statistics and (VQ) code use of ``autoencoder`` on ``images`` in [-1, 1]."""
-    return first_stage_row(autoencoder, reconstruct(autoencoder, images, batch_size), name, feature_space)
+    return first_stage_row(autoencoder, reconstruct(autoencoder, images, batch_size), name, feature_space,
+                           num_resamples)
 
 
 def first_stage_row(autoencoder: Autoencoder, result: Reconstructions, name: str,
-                    feature_space: str = "lab-clip") -> FirstStageRow:
-    """The row of ``autoencoder`` from its ``reconstruct`` output (reconstruct once, show and measure the same)."""
+                    feature_space: str = "lab-clip", num_resamples: int = 200) -> FirstStageRow:
+    """The row of ``autoencoder`` from its ``reconstruct`` output (reconstruct once, show and measure the same);
+    rFID's interval from ``num_resamples`` bootstrap resamples."""
     config, (x, y, z) = autoencoder.config, (result.originals, result.reconstructions, result.latents)
     psnrs, ssims = psnr(x, y), ssim(x, y)
     perplexity, usage = (math.nan, math.nan) if result.codes is None else (
         float(v) for v in code_usage(result.codes, config.codebook_size))
     device = model_device(autoencoder)
+    reconstruction_fid = rfid_interval(x, y, feature_space, device, num_resamples)
     return FirstStageRow(
         first_stage=name, regularizer=config.regularizer.value, f=config.downsampling_factor,
         latent_shape="x".join(map(str, (*z.shape[2:], z.shape[1]))), compression=x[0].numel() / z[0].numel(),
         parameters=count_parameters(autoencoder), psnr=psnrs.mean().item(), psnr_std=psnrs.std().item(),
         ssim=ssims.mean().item(), ssim_std=ssims.std().item(),
-        rfid=rfid(to_uint8(x), to_uint8(y), feature_space, device), latent_std=z.float().std().item(),
+        rfid=reconstruction_fid.estimate, rfid_ci_low=reconstruction_fid.low, rfid_ci_high=reconstruction_fid.high,
+        latent_std=z.float().std().item(),
         scale_factor=latent_scale(z), codebook_size=config.codebook_size, codebook_usage=usage,
         perplexity=perplexity, feature_space=feature_space, num_samples=len(x), device=str(device))
 

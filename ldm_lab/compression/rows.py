@@ -17,7 +17,10 @@ from ldm_lab.paths import REPO_ROOT, git_commit, results_dir
 from ldm_lab.profiles import current_profile
 
 AUTOENCODERS_TABLE = "autoencoders"                # data/results/autoencoders.csv: LDM Tab. 8 in miniature
-COMPRESSION_ABLATION_TABLE = "compression_ablation"  # data/results/compression_ablation.csv: Fig. 6, Tab. 6
+COMPRESSION_CURVE_TABLE = "compression_ablation"    # data/results/compression_ablation.csv: Fig. 6, every kept
+                                                     # checkpoint, recorded from the runs (ldm-lab compression-curve)
+SHIPPED_ABLATION_TABLE = "compression_ablation_shipped"  # notebook 03's live measurement of the shipped (final)
+                                                         # models, with their throughput (Tab. 6)
 
 
 @dataclass(frozen=True, kw_only=True)

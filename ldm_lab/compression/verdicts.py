@@ -197,36 +197,46 @@ def check_conclusions(table: pd.DataFrame) -> list[Verdict]:
     return [check(table) for check in (best_balance, pixel_model_slow, pixel_model_behind, large_factor_stalls)]
 
 
-def _mean_bounds_of(rows: pd.DataFrame, metric: str) -> pd.Series:
-    """Per row, the 95 % interval of ``metric``'s mean from its ``<metric>_std`` and ``num_samples`` columns."""
+LOWER_IS_BETTER = frozenset({"rfid", "fid", "kid"})  # metrics where a larger number is a worse reconstruction
+
+
+def _bounds_of(rows: pd.DataFrame, metric: str) -> pd.Series:
+    """Per row, the 95 % interval of ``metric``: its ``<metric>_ci_low`` / ``_ci_high`` columns (rFID's
+    bootstrap interval), else the interval of its mean from ``<metric>_std`` and ``num_samples`` (PSNR, SSIM)."""
+    if {f"{metric}_ci_low", f"{metric}_ci_high"} <= set(rows.columns):
+        return rows.apply(lambda row: (float(row[f"{metric}_ci_low"]), float(row[f"{metric}_ci_high"])), axis=1)
     needed = {metric, f"{metric}_std", "num_samples"}
     if not needed <= set(rows.columns):
-        raise ValueError(f"the table needs columns {sorted(needed)} to put an interval on {metric}; it has "
-                         f"{sorted(rows.columns)}. Make it with ldm_lab.compression.rows_frame of "
-                         "evaluate_first_stage rows.")
+        raise ValueError(f"the table needs columns {sorted(needed)} (or {metric}_ci_low and {metric}_ci_high) to put "
+                         f"an interval on {metric}; it has {sorted(rows.columns)}. Make it with "
+                         "ldm_lab.compression.rows_frame of evaluate_first_stage rows.")
     return rows.apply(lambda row: mean_bounds(row[metric], row[f"{metric}_std"], int(row.num_samples)), axis=1)
 
 
-def reconstruction_falls_with_f(table: pd.DataFrame, metric: str = "psnr", min_f: int = 1) -> list[Verdict]:
-    """LDM Tab. 8, per regulariser: reconstruction ``metric`` (higher is better: psnr, ssim; interval of its
-    mean over images) falls at every doubling of f from ``min_f`` up. Holds when every neighbouring pair falls
-    with the intervals apart, does not hold when one rises with the intervals apart, else undecided; the
-    evidence lists the pairs that rise or overlap."""
+def reconstruction_falls_with_f(table: pd.DataFrame, metric: str = "psnr", min_f: int = 1,
+                                max_f: int | None = None) -> list[Verdict]:
+    """LDM Tab. 8, per regulariser: reconstruction gets worse at every doubling of f from ``min_f`` up to
+    ``max_f`` (None: the largest): ``metric`` falls (psnr, ssim) or rises (rfid, ``LOWER_IS_BETTER``). Holds when
+    every neighbouring pair worsens with the intervals apart, does not hold when one improves with the intervals
+    apart, else undecided; the evidence lists the pairs that improve or overlap."""
+    worse = 1 if metric in LOWER_IS_BETTER else -1       # the side of order(b, a) when f = b reconstructs worse
     verdicts = []
-    for regularizer, rows in table[table.f >= min_f].sort_values("f").groupby("regularizer"):
+    chosen = table[(table.f >= min_f) & (table.f <= (max_f or table.f.max()))]
+    for regularizer, rows in chosen.sort_values("f").groupby("regularizer"):
         rows = rows.set_index("f")
-        bounds = _mean_bounds_of(rows, metric)
-        values = rows[metric]
+        bounds, values = _bounds_of(rows, metric), rows[metric]
         pairs = list(zip(values.index[:-1], values.index[1:]))
-        sides = {(a, b): order(bounds[b], bounds[a]) for a, b in pairs}     # -1: falls from f=a to f=b
-        rises = [f"f={a} {values[a]:.3g} < f={b} {values[b]:.3g}" for (a, b), side in sides.items() if side > 0]
+        sides = {(a, b): order(bounds[b], bounds[a]) for a, b in pairs}
+        better = [f"f={a} {values[a]:.3g} -> f={b} {values[b]:.3g}" for (a, b), side in sides.items()
+                  if side == -worse]
         ties = [f"f={a} and f={b}" for (a, b), side in sides.items() if side == 0]
         listing = ", ".join(f"f={f}: {values[f]:.3g} [{low:.3g}, {high:.3g}]" for f, (low, high) in bounds.items())
-        evidence = (listing + (f"; rises at {'; '.join(rises)}" if rises else "")
+        evidence = (listing + (f"; improves at {'; '.join(better)}" if better else "")
                     + (f"; intervals overlap at {', '.join(ties)}" if ties else ""))
-        holds = False if rises else (None if ties or not pairs else True)
-        verdicts.append(Verdict(f"{regularizer.upper()} reconstruction ({metric}) gets worse as f grows"
-                                + (f" from f={min_f}" if min_f > 1 else ""), holds, evidence))
+        holds = False if better else (None if ties or not pairs else True)
+        span = (f" from f={min_f}" if min_f > 1 else "") + (f" up to f={max_f}" if max_f else "")
+        verdicts.append(Verdict(f"{regularizer.upper()} reconstruction ({metric}) gets worse as f grows{span}",
+                                holds, evidence, metric))
     return verdicts
 
 
@@ -239,7 +249,7 @@ def kl_ahead_of_vq(table: pd.DataFrame, metric: str = "psnr", factors: Sequence[
     paired = sorted(set(rows[rows.regularizer == "kl"].f) & set(rows[rows.regularizer == "vq"].f))
     if not paired:
         return Verdict(claim, None, "needs a KL and a VQ first stage at one of these factors")
-    bounds = _mean_bounds_of(rows, metric)
+    bounds = _bounds_of(rows, metric)
     at = {(r, f): (value, bounds[i]) for i, r, f, value in zip(rows.index, rows.regularizer, rows.f, rows[metric])}
     sides = {f: order(at[("kl", f)][1], at[("vq", f)][1]) for f in paired}
     words = {1: "KL ahead", -1: "VQ ahead", 0: "intervals overlap"}
