@@ -292,3 +292,13 @@ def test_curve_measures_every_kept_checkpoint_of_ablation_runs(tmp_path, capsys)
     capsys.readouterr()
     assert main(["compression-grids", str(tmp_path / "ldm"), "--steps", "7", "--out", str(grids), "--device", "cpu"])
     assert "kept no checkpoint at step(s) [7]; it kept [1, 2]" in capsys.readouterr().err
+
+
+def test_sampling_times_are_per_image_for_every_model_and_step_count(untrained_ldm8, val_batch):
+    from ldm_lab.compression import sampling_times
+
+    batch = {"image": val_batch["image"][:2], "label": val_batch["label"][:2]}
+    times = sampling_times({8: untrained_ldm8}, batch, sampler_steps=(1, 50), repeats=2)
+    assert list(zip(times.f, times.sampler_steps)) == [(8, 1), (8, 50)] and set(times.batch_size) == {2}
+    assert (times.seconds_per_image > 0).all()
+    assert times.seconds_per_image.iloc[1] > times.seconds_per_image.iloc[0]  # 50 U-Net calls cost more than one

@@ -5,15 +5,18 @@ counts, and every point is (seconds per image on this machine, FID with its inte
 
 The paper samples its ImageNet models with DDIM at {10, 20, 50, 100, 200} steps and plots log FID against
 throughput: at small f the latent is large, so every step costs more, and at large f quality saturates early.
-Time is wall time for the whole draw (start noise, every U-Net call, decoding), divided by the images drawn.
+Time is wall time for the whole draw (start noise, every U-Net call, decoding), divided by the images drawn. A time
+is only as good as the machine was quiet: ``sampling_times`` re-times the same draws on a small batch, e.g. where
+the quality was recorded beside training jobs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+import pandas as pd
 import torch
 from torch import Tensor
 
@@ -67,3 +70,23 @@ def tradeoff_rows(model: LatentDiffusion, f: int, train_step: int, real_features
             threads=torch.get_num_threads(), feature_space=feature_space, num_samples=quality.num_samples,
             device=str(device)))
     return rows
+
+
+def sampling_times(models: Mapping[int, LatentDiffusion], batch: dict,
+                   sampler_steps: Sequence[int] = FIG7_SAMPLER_STEPS, settings: SamplingSettings = FIG7_SAMPLING,
+                   repeats: int = 1) -> pd.DataFrame:
+    """Seconds per image of each LDM-f in ``models`` ({f: model}) drawing ``batch`` (its categories) at each of
+    ``sampler_steps``, the fastest of ``repeats`` draws (a busy machine only ever slows a draw down), after one
+    warm-up draw per model: columns f, sampler_steps, seconds_per_image, batch_size, threads."""
+    rows = []
+    for f, model in models.items():
+        generate_images(model, batch, replace(settings, steps=1), batch_size=len(batch["label"]), progress=False)
+        for steps in sampler_steps:
+            drawing, best = replace(settings, steps=steps), float("inf")
+            for _ in range(repeats):
+                start = time.perf_counter()
+                generate_images(model, batch, drawing, batch_size=len(batch["label"]), progress=False)
+                best = min(best, time.perf_counter() - start)
+            rows.append({"f": f, "sampler_steps": steps, "seconds_per_image": best / len(batch["label"]),
+                         "batch_size": len(batch["label"]), "threads": torch.get_num_threads()})
+    return pd.DataFrame(rows)
