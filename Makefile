@@ -55,8 +55,8 @@ compression-ablation: data
 		$(foreach f,$(FACTORS),lab-ldm-$(f)) --jobs 2 --runs $(ABLATION_RUNS)
 	rm -f data/results/compression_ablation.csv data/results/compression_sampling.csv
 	$(VENV)/bin/ldm-lab compression-curve $(foreach f,$(FACTORS),$(ABLATION_RUNS)/lab-ldm-$(f)) \
-		--out data/results/compression_ablation.csv
+		--num-samples 512 --resamples 200 --out data/results/compression_ablation.csv
 	$(VENV)/bin/ldm-lab compression-sampling $(foreach f,$(FACTORS),$(ABLATION_RUNS)/lab-ldm-$(f)) \
-		--out data/results/compression_sampling.csv
+		--num-samples 64 --out data/results/compression_sampling.csv
 	$(VENV)/bin/ldm-lab compression-grids $(foreach f,$(FACTORS),$(ABLATION_RUNS)/lab-ldm-$(f)) --steps 250 1500 \
 		--out data/results/compression_ablation_grids.png
