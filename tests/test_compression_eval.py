@@ -302,3 +302,15 @@ def test_sampling_times_are_per_image_for_every_model_and_step_count(untrained_l
     assert list(zip(times.f, times.sampler_steps)) == [(8, 1), (8, 50)] and set(times.batch_size) == {2}
     assert (times.seconds_per_image > 0).all()
     assert times.seconds_per_image.iloc[1] > times.seconds_per_image.iloc[0]  # 50 U-Net calls cost more than one
+
+
+def test_retimed_keeps_the_recorded_quality_and_takes_the_new_times():
+    from ldm_lab.compression import retimed
+
+    recorded = pd.DataFrame({"f": [4, 4, 8], "sampler_steps": [10, 20, 10], "fid": [50.0, 48.0, 40.0],
+                             "seconds_per_image": [9.0, 9.0, 9.0], "batch_size": [64] * 3, "threads": [1] * 3})
+    times = pd.DataFrame({"f": [4, 8], "sampler_steps": [10, 10], "seconds_per_image": [0.1, 0.05],
+                          "batch_size": [8, 8], "threads": [2, 2]})
+    table = retimed(recorded, times)
+    assert list(zip(table.f, table.fid, table.seconds_per_image, table.batch_size)) == [(4, 50.0, 0.1, 8),
+                                                                                      (8, 40.0, 0.05, 8)]

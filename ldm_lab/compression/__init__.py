@@ -30,7 +30,7 @@ from ldm_lab.compression.latents import decoded_noised_latents, encode_mean, lat
 from ldm_lab.compression.rows import (AUTOENCODERS_TABLE, COMPRESSION_CURVE_TABLE, SHIPPED_ABLATION_TABLE, Measured,
                                       append_rows, recorded_table, rows_frame, save_table)
 from ldm_lab.compression.tradeoff import (COMPRESSION_SAMPLING_TABLE, FIG7_SAMPLER_STEPS, FIG7_SAMPLING, TradeoffRow,
-                                          sampling_times, tradeoff_rows)
+                                          retimed, sampling_times, tradeoff_rows)
 from ldm_lab.compression.verdicts import (Verdict, at_common_step, best_balance, check_conclusions, kl_ahead_of_vq,
                                           large_factor_stalls, order, pixel_model_behind, pixel_model_slow,
                                           reconstruction_falls_with_f)
@@ -39,7 +39,7 @@ from ldm_lab.tasks.targets.compression import ablation_target, first_stage_targe
 
 __all__ = [
     "AUTOENCODERS_TABLE", "COMPRESSION_CURVE_TABLE", "COMPRESSION_FACTORS", "COMPRESSION_SAMPLING_TABLE",
-    "FIG6_SAMPLING", "FIG7_SAMPLER_STEPS", "FIG7_SAMPLING", "SHIPPED_ABLATION_TABLE", "TradeoffRow", "sampling_times",
+    "FIG6_SAMPLING", "FIG7_SAMPLER_STEPS", "FIG7_SAMPLING", "SHIPPED_ABLATION_TABLE", "TradeoffRow", "retimed", "sampling_times",
     "tradeoff_rows",
     "AblationRow",
     "FirstStageRow", "Measured", "Reconstructions", "SampleQuality", "Verdict", "ablation_models", "ablation_row",

@@ -1,7 +1,7 @@
 """The ablation measured from its run folders, where the runs trained (only final weights are shipped):
 
     ldm-lab compression-curve RUN_DIR [RUN_DIR ...] --num-samples 512 --out data/results/compression_ablation.csv
-    ldm-lab compression-sampling RUN_DIR [RUN_DIR ...] --num-samples 128 --out data/results/compression_sampling.csv
+    ldm-lab compression-sampling RUN_DIR [RUN_DIR ...] --num-samples 64 --out data/results/compression_sampling.csv
     ldm-lab compression-grids RUN_DIR [RUN_DIR ...] --steps 250 1500 --out data/results/compression_ablation_grids.png
 
 * the curve (LDM Fig. 6): for every kept checkpoint of each run (at multiples of ``--every`` steps), its EMA
@@ -49,7 +49,7 @@ from ldm_lab.tasks.runs import read_run_record
 from ldm_lab.tasks.targets import get_target
 from ldm_lab.tasks.targets.compression import ablation_target
 from ldm_lab.training import load_weights
-from ldm_lab.training.checkpoint import EMA_FILE, list_checkpoints
+from ldm_lab.training.checkpoint import EMA_FILE, latest_checkpoint, list_checkpoints
 
 FEATURE_SPACE = "lab-clip"
 FACTOR_OF_TARGET = {ablation_target(f): f for f in COMPRESSION_FACTORS}
@@ -135,15 +135,15 @@ def record_curves(run_dirs: Sequence[str | Path], out: str | Path, num_samples: 
 
 
 def last_checkpoint_model(run_dir: str | Path, device: torch.device) -> tuple[int, LatentDiffusion]:
-    """The step and model of a run's newest checkpoint (an error naming the run when it has none)."""
-    checkpoints = list_checkpoints(run_dir)
-    if not checkpoints:
+    """The step and model of a run's newest readable checkpoint (an error naming the run when it has none)."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
         raise FileNotFoundError(f"{run_dir} has no checkpoint yet")
-    step, checkpoint = checkpoints[-1]
+    step = next(step for step, folder in list_checkpoints(run_dir) if folder == checkpoint)
     return step, checkpoint_model(run_dir, checkpoint, device)
 
 
-def record_tradeoff(run_dirs: Sequence[str | Path], out: str | Path, num_samples: int = 128,
+def record_tradeoff(run_dirs: Sequence[str | Path], out: str | Path, num_samples: int = 64,
                     sampler_steps: Sequence[int] = FIG7_SAMPLER_STEPS, settings: SamplingSettings = FIG7_SAMPLING,
                     num_resamples: int = 200, batch_size: int = 64, device: str | torch.device | None = None,
                     report: Callable[[str], None] = print) -> list[TradeoffRow]:

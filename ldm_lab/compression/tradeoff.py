@@ -90,3 +90,10 @@ def sampling_times(models: Mapping[int, LatentDiffusion], batch: dict,
             rows.append({"f": f, "sampler_steps": steps, "seconds_per_image": best / len(batch["label"]),
                          "batch_size": len(batch["label"]), "threads": torch.get_num_threads()})
     return pd.DataFrame(rows)
+
+
+def retimed(recorded: pd.DataFrame, times: pd.DataFrame) -> pd.DataFrame:
+    """Recorded Fig. 7 rows (``TradeoffRow`` columns) with their timing replaced by ``sampling_times``' for the same
+    f and step count (rows not re-timed are dropped): quality as recorded, time as measured now."""
+    timing = ["seconds_per_image", "batch_size", "threads"]
+    return recorded.drop(columns=timing).merge(times[["f", "sampler_steps", *timing]], on=["f", "sampler_steps"])

@@ -39,8 +39,8 @@ def check_factor(f: int) -> int:
 
 
 LAB_FIRST_STAGE_ATTENTION_MAX_SIDE = 32  # self-attention in the middle blocks only at latent sides <= this: at f = 1
-                                         # it would attend over all 4,096 pixels, 2.3 s of a 2.9 s CPU step (f = 8:
-                                         # 0.5 s in all); LDM-1 has no first stage to inherit it from
+                                         # it would attend over all 4,096 pixels, 2.0 s of a 2.8 s CPU step at batch
+                                         # 16 (f = 8: 0.5 s in all); LDM-1 has no first stage to inherit it from
 
 
 def lab_first_stage(regularizer: Regularizer, f: int) -> AutoencoderConfig:
