@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from ldm_lab.data import buckets, emoji, fashion_mnist, shapes
 from ldm_lab.data.batching import collate, split_batch
 from ldm_lab.data.download import DatasetMissingError
-from ldm_lab.data.emoji import EmojiDataset
+from ldm_lab.data.emoji import EmojiDataset, MultiscaleEmoji
 from ldm_lab.data.fashion_mnist import FashionMNIST, load_fashion_mnist
 from ldm_lab.data.sdxl_variants import DetailScored, HiddenConditions, LargeOriginals
 from ldm_lab.data.shapes import ShapesConfig, ShapesDataset
@@ -49,6 +49,11 @@ DATASETS: dict[str, DatasetSource] = {
                                 num_classes=len(emoji.CATEGORIES),
                                 build=lambda split, size: EmojiDataset(split, resolution=_square("emoji", size),
                                                                        skin_tones=False)),
+    # emoji_base for SDXL's micro-conditioning (notebook 05's SDXL-like model): each emoji drawn at 0.25x-1x the
+    # training size on a canvas up to 1.5x wider or taller, resized to cover it and randomly cropped.
+    "emoji_multiscale": DatasetSource(emoji.fetch, emoji.info, held_out_split="val", feature_space="lab-clip",
+                                      num_classes=len(emoji.CATEGORIES),
+                                      build=lambda split, size: MultiscaleEmoji(split, _square("emoji", size))),
     "fashion_mnist": DatasetSource(fashion_mnist.fetch, fashion_mnist.info, held_out_split="test",
                                    feature_space="fmnist-classifier", num_classes=len(fashion_mnist.CLASSES),
                                    build=lambda split, size: FashionMNIST(split, _square("fashion_mnist", size))),
@@ -147,7 +152,7 @@ def dataset_info() -> dict[str, dict]:
     return {name: source.info() for name, source in DATASETS.items()}
 
 
-__all__ = ["DATASETS", "DatasetMissingError", "EmojiDataset", "FashionMNIST", "ShapesConfig", "ShapesDataset",
+__all__ = ["DATASETS", "DatasetMissingError", "EmojiDataset", "FashionMNIST", "MultiscaleEmoji", "ShapesConfig", "ShapesDataset",
            "build_dataset", "collate", "dataset_info", "fetch_datasets", "held_out_batches", "held_out_sample",
            "load_fashion_mnist",
            "split_batch"]

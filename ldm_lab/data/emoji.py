@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 
 from ldm_lab.data.batching import join_aliases
 from ldm_lab.data.download import DatasetMissingError, has_checksum
+from ldm_lab.data.shapes import covering_size, crop_corner  # Shapes scenes are photographed the same way
 from ldm_lab.json_files import read_json
 from ldm_lab.names import unknown_name_error
 from ldm_lab.paths import cache_dir
@@ -285,3 +286,45 @@ class EmojiDataset(Dataset):
         return {"image": pixels / 127.5 - 1, "caption": record.caption,
                 "aliases": join_aliases(record.aliases), "label": record.label,
                 "category": record.category, "subcategory": record.subcategory, "key": record.key}
+
+
+class MultiscaleEmoji(EmojiDataset):
+    """Emoji "photographed" as SDXL's web images are (Podell et al. 2023, §2.2): each item's emoji is drawn at an
+    original size whose shorter side is ``original_scale`` x the training size (16-64 pixels for 64x64, so most are
+    upscaled and look it), on a canvas up to ``max_aspect_change`` times wider or taller than square (white
+    margins), resized to cover the training size and cropped at a random corner (so wide originals lose an edge of
+    their emoji). Items carry ``original_size``, ``crop_top_left`` and ``target_size``, the micro-conditions;
+    each item's view is fixed by its index, so an item is the same image in every epoch (a latent cache holds)."""
+
+    def __init__(self, split: str = "train", resolution: int = 64, skin_tones: bool = False,
+                 original_scale: tuple[float, float] = (0.25, 1.0), max_aspect_change: float = 1.5,
+                 seed: int = 0) -> None:
+        super().__init__(split, resolution=resolution, skin_tones=skin_tones)
+        if not 0 < original_scale[0] <= original_scale[1]:
+            raise ValueError(f"original_scale {original_scale} must be (low, high) with 0 < low <= high, as "
+                             "multiples of the training size (SDXL's data: (0.25, 2.0)).")
+        self.original_scale, self.max_aspect_change, self.seed = original_scale, max_aspect_change, seed
+
+    def view(self, index: int) -> tuple[tuple[int, int], tuple[int, int]]:
+        """The ``original_size`` (height, width) and ``crop_top_left`` of item ``index``."""
+        rng = np.random.default_rng([self.seed, index])
+        target = (self.resolution, self.resolution)
+        short = rng.uniform(*self.original_scale) * self.resolution
+        aspect = rng.uniform(1, self.max_aspect_change) ** rng.choice([-1, 1])  # width / height
+        original = (max(1, round(short * max(1, 1 / aspect))), max(1, round(short * max(1, aspect))))
+        return original, crop_corner(original, target, rng)
+
+    def image(self, index: int) -> Image.Image:
+        (height, width), (top, left) = self.view(index)
+        side = min(height, width)
+        emoji = Image.fromarray(composite(rgba_images()[self.records[index].key], self.background))
+        canvas = Image.new("RGB", (width, height), self.background)
+        canvas.paste(emoji.resize((side, side), Image.Resampling.LANCZOS), ((width - side) // 2, (height - side) // 2))
+        covered = covering_size((height, width), (self.resolution, self.resolution))
+        resized = canvas.resize((covered[1], covered[0]), Image.Resampling.LANCZOS)
+        return resized.crop((left, top, left + self.resolution, top + self.resolution))
+
+    def __getitem__(self, index: int) -> dict:
+        original, crop = self.view(index)
+        return {**super().__getitem__(index), "original_size": original, "crop_top_left": crop,
+                "target_size": (self.resolution, self.resolution)}

@@ -15,7 +15,8 @@ module of the same name in ``ldm_lab.tasks.targets``):
 * ``fashion_mnist``: lab-pixel, lab-class, lab-fmnist;
 * ``emoji``: lab-emoji, text-to-image;
 * ``shapes``: lab-sdxl (and its refiner), lab-layout, lab-seg;
-* ``compression``: the compression ablation's first stages lab-{kl,vq}-f{1..32} and LDM-f, lab-ldm-{1..32}.
+* ``compression``: the compression ablation's first stages lab-{kl,vq}-f{1..32} and LDM-f, lab-ldm-{1..32};
+* ``sd_versions``: SD 1.x, 2.x, SDXL and 1.5-inpainting in miniature on emoji (notebook 05).
 
 What several lab families share is in ``lab``; what every conditioner builds on, in ``conditioners``.
 """
@@ -33,11 +34,11 @@ from ldm_lab.names import unknown_name_error
 from ldm_lab.nn.autoencoder import Autoencoder
 from ldm_lab.nn.text import TextEncoder
 from ldm_lab.nn.unet import UNet
-from ldm_lab.presets import compression, emoji, fashion_mnist, reference, shapes
+from ldm_lab.presets import compression, emoji, fashion_mnist, reference, sd_versions, shapes
 from ldm_lab.presets.base import Preset
 from ldm_lab.presets.conditioners import ConditionerOf, from_networks
 
-FAMILIES = (reference, fashion_mnist, emoji, shapes, compression)
+FAMILIES = (reference, fashion_mnist, emoji, shapes, compression, sd_versions)
 PRESETS: dict[str, Preset] = {preset.name: preset for family in FAMILIES for preset in family.PRESETS}
 CONDITIONERS: dict[str, ConditionerOf] = {name: conditioner for family in FAMILIES
                                           for name, conditioner in family.CONDITIONERS.items()}

@@ -2,8 +2,8 @@
 
 A target names a model, its task, its dataset and its training defaults (``base``: the kinds of target). Each
 model family has one module here holding its targets (its presets and conditioners are in the module of the same
-name in ``ldm_lab.presets``): ``fashion_mnist``, ``emoji``, ``compression`` and ``shapes`` (with SDXL's
-ablations); the recipes several of them share are in ``recipes``.
+name in ``ldm_lab.presets``): ``fashion_mnist``, ``emoji``, ``compression``, ``shapes`` (with SDXL's
+ablations) and ``sd_versions``; the recipes several of them share are in ``recipes``.
 
     target = get_target("lab-class")
     model, task = target.build_model(), target.build_task()
@@ -12,11 +12,11 @@ ablations); the recipes several of them share are in ``recipes``.
 from __future__ import annotations
 
 from ldm_lab.names import unknown_name_error
-from ldm_lab.tasks.targets import compression, emoji, fashion_mnist, shapes
+from ldm_lab.tasks.targets import compression, emoji, fashion_mnist, sd_versions, shapes
 from ldm_lab.tasks.targets.base import (PROFILE_STEPS, AutoencoderTarget, DiffusionTarget, TrainTarget,
                                         TrainTargetBase, cycling_labels)
 
-FAMILIES = (fashion_mnist, emoji, compression, shapes)
+FAMILIES = (fashion_mnist, emoji, compression, shapes, sd_versions)
 TARGETS: dict[str, TrainTarget] = {target.name: target for family in FAMILIES for target in family.TARGETS}
 
 
