@@ -25,7 +25,7 @@ from ldm_lab.tasks.targets.base import DiffusionTarget, TrainTarget
 from ldm_lab.tasks.targets.emoji import EMOJI_PROMPTS
 from ldm_lab.tasks.targets.recipes import EMOJI_TRAIN
 
-VERSION_STEPS = {"smoke": 20, "laptop": 6000, "gpu": 50_000}  # each of the three versions
+VERSION_STEPS = {"smoke": 20, "laptop": 10_000, "gpu": 50_000}  # each of the three versions
 LINEAGE_STEPS = {profile: max(1, steps // 3) for profile, steps in VERSION_STEPS.items()}  # each lineage stage
 INPAINT_STEPS = {"smoke": 20, "laptop": 1500, "gpu": 20_000}
 VERSIONS_TRAIN = replace(EMOJI_TRAIN, checkpoint_every=250, sample_every=1000)
