@@ -10,7 +10,8 @@ differed between the versions:
   1x1-conv token projections; predicts eps;
 * ``lab-sd2-like`` (SD 2.x): the penultimate layer, then the final norm; a fixed head width; Linear projections;
   predicts v (SD 2.x-768). SD 2 also swapped in a larger tower (OpenCLIP ViT-H for CLIP ViT-L); the lab has one
-  pretrained CLIP, so that change is not reproduced;
+  pretrained CLIP, so that change is not reproduced; ``lab-sd2-like-ztsnr`` is it with zero terminal SNR (what
+  SD 2's v-prediction makes possible, Lin et al. 2023), to show the brightness the scaled_linear schedule holds back;
 * ``lab-sdxl-like`` (SDXL base): two text readouts concatenated along channels (SDXL: CLIP-L and bigG, 768 + 1280;
   here lab-clip's last layer with its norm and its penultimate layer without, 64 + 64, as two towers of one
   model), the second's pooled, projected embedding plus size and crop micro-conditioning as the vector condition;
@@ -63,6 +64,10 @@ PRESETS: tuple[Preset, ...] = (
     Preset("lab-sd2-like", "SD 2.x in miniature on 64x64 emoji: lab-clip's penultimate layer, 32-wide heads, Linear "
            "projections, v-prediction", SD2_LIKE_UNET, text_encoders={"text": LAB_CLIP_TEXT_SD2},
            prediction=Prediction.V, **_EMOJI),
+    Preset("lab-sd2-like-ztsnr", "lab-sd2-like with the schedule rescaled to zero terminal SNR (Lin et al. 2023, "
+           "Alg. 1): pure noise at the last step, which only a v- (or x0-) model can be trained for",
+           SD2_LIKE_UNET, text_encoders={"text": LAB_CLIP_TEXT_SD2}, prediction=Prediction.V, zero_terminal_snr=True,
+           **_EMOJI),
     Preset("lab-sdxl-like", "SDXL base in miniature on 64x64 emoji: two text readouts concatenated, pooled text + "
            "size/crop micro-conditioning, eps-prediction", SDXL_LIKE_UNET,
            text_encoders={"text": LAB_CLIP_TEXT, "text_2": LAB_CLIP_TEXT_SDXL}, prediction=Prediction.EPS, **_EMOJI),

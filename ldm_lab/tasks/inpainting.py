@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ldm_lab.conditioning.inpainting import INPAINT_KEY
 from ldm_lab.device import model_device
@@ -29,6 +29,20 @@ from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.diffusion import DiffusionTask, request
 
 FULL_MASK_RATE = 0.25  # SD-inpainting: "in 25% we mask everything"
+INPUT_CONV = "unet.conv_in.weight"  # the only weight that sees the U-Net's input channels
+
+
+def widened_input(source: dict[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """``source``'s weights for ``model``, whose U-Net takes more input channels than the source's (SD
+    1.5-inpainting from SD 1.5): the new channels' weights in ``conv_in`` start at zero, as RunwayML initialised
+    theirs, so the widened model starts out computing exactly what its source computed."""
+    weight, wanted = source[INPUT_CONV], model.state_dict()[INPUT_CONV]
+    if weight.shape[0] != wanted.shape[0] or weight.shape[2:] != wanted.shape[2:] or weight.shape[1] > wanted.shape[1]:
+        raise ValueError(f"{INPUT_CONV} is {tuple(weight.shape)} in the source and {tuple(wanted.shape)} here: only "
+                         "more input channels can be added (the same widths and kernel otherwise).")
+    extra = wanted.shape[1] - weight.shape[1]
+    return {**source, INPUT_CONV: torch.cat([weight, weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])],
+                                            dim=1)}
 
 
 def random_masks(num: int, size: tuple[int, int], cell: int = 1, side: tuple[float, float] = (0.3, 0.7),

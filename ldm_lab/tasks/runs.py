@@ -33,6 +33,7 @@ from ldm_lab.paths import checkpoints_dir, runs_dir
 from ldm_lab.profiles import current_profile
 from ldm_lab.tasks.diffusion import DiffusionTask
 from ldm_lab.tasks.distillation import DistillationTask, check_teacher, init_from_teacher
+from ldm_lab.tasks.inpainting import INPUT_CONV, widened_input
 from ldm_lab.tasks.latent_cache import CacheFile, cache_latents
 from ldm_lab.tasks.targets import AutoencoderTarget, DiffusionTarget, TrainTarget, get_target
 from ldm_lab.training import TrainConfig, TrainResult, latest_checkpoint, load_weights, train
@@ -163,7 +164,10 @@ def _start(run_dir: Path, target: TrainTarget, model: nn.Module, start: RunStart
     if source is not None and target.freeze_encoder:
         model.adopt_encoder(source.model)  # a new decoder behind the source's encoder
     elif source is not None:  # before the first stage: a --first-stage given as well replaces the source's
-        model.load_state_dict(source.model.state_dict())
+        state = source.model.state_dict()
+        if INPUT_CONV in state and state[INPUT_CONV].shape != model.state_dict()[INPUT_CONV].shape:
+            state = widened_input(state, model)  # an inpainting model from its text model
+        model.load_state_dict(state)
     if teacher is not None and source is None:  # a student fine-tuned from a source keeps the source's weights
         cut = init_from_teacher(model, teacher.run.model)
         print(f"{target.name}: started from {teacher.reference}'s weights, {len(cut)} tensors cut to its widths",

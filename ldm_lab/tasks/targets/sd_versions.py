@@ -4,7 +4,7 @@
   U-Nets for the same steps at the same batch with lab-emoji's CPU recipe (cached latents and prompts, min-SNR-5,
   batch 16, EMA 0.995), with 10 % of prompts dropped for classifier-free guidance. The SDXL-like model trains on
   the same emoji drawn at several sizes and cropped (``emoji_multiscale``), which its size and crop conditions
-  describe.
+  describe. ``lab-sd2-like-ztsnr`` (the same budget) adds zero terminal SNR to the SD2-like model.
 * **The v1.x lineage** (SD v1-1 to v1-3: 256² pretraining, 512² continuation, then 10 % text dropout): the SD1-like
   model pretrained at 32² (``lab-sd1-32px``), continued at 64² (``lab-sd1-64px``), continued again with 10 %
   caption dropout (``lab-sd1-cfg``), each stage a third of the matched budget, so the lineage as a whole costs
@@ -27,7 +27,7 @@ from ldm_lab.tasks.targets.recipes import EMOJI_TRAIN
 
 VERSION_STEPS = {"smoke": 20, "laptop": 10_000, "gpu": 50_000}  # each of the three versions
 LINEAGE_STEPS = {profile: max(1, steps // 3) for profile, steps in VERSION_STEPS.items()}  # each lineage stage
-INPAINT_STEPS = {"smoke": 20, "laptop": 1500, "gpu": 20_000}
+INPAINT_STEPS = {"smoke": 20, "laptop": 1000, "gpu": 20_000}
 VERSIONS_TRAIN = replace(EMOJI_TRAIN, checkpoint_every=250, sample_every=1000)
 VERSION_TASK = DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=3.0)
 
@@ -44,6 +44,8 @@ LAB_SD1_LIKE = _version("lab-sd1-like", "SD 1.x in miniature on 64x64 emoji (lab
 TARGETS: tuple[TrainTarget, ...] = (
     LAB_SD1_LIKE,
     _version("lab-sd2-like", "SD 2.x in miniature on 64x64 emoji (lab-clip's penultimate layer, v-prediction)"),
+    _version("lab-sd2-like-ztsnr", "lab-sd2-like with zero terminal SNR (Lin et al. 2023): the eps-vs-v brightness "
+             "comparison's third model"),
     _version("lab-sdxl-like", "SDXL base in miniature on 64x64 emoji drawn at several sizes and cropped (two text "
              "readouts, pooled text + size/crop micro-conditioning)", dataset="emoji_multiscale"),
     _version("lab-sd1-32px", "the v1.x lineage in miniature, stage 1: lab-sd1-like pretrained at 32x32, no caption "
