@@ -19,6 +19,7 @@
     ldm-lab compression-curve RUN_DIR ... --out CSV [--num-samples N]    FID per checkpoint of LDM-f runs (Fig. 6)
     ldm-lab compression-sampling RUN_DIR ... --out CSV               FID against DDIM steps and time (Fig. 7)
     ldm-lab compression-grids RUN_DIR ... --steps S ... --out PNG     samples of LDM-f runs at chosen checkpoints
+    ldm-lab sd-lineage RUN_DIR ... --out CSV [--num-samples N]      FID vs CLIP score over guidance, v1.x lineage
     ldm-lab quality-arm {ours,diffusers} --minutes M --out DIR      one arm of `quality`, in a process of its own
     ldm-lab ablation-arm VARIANT --minutes M --out DIR             one arm of `quality --ablation`, likewise
     ldm-lab selftest --out DIR [--steps N] [--resume] ...           a tiny run through the whole trainer
@@ -696,6 +697,28 @@ def _compression_grids(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sd_lineage_command(sub: argparse._SubParsersAction) -> None:
+    lineage = sub.add_parser("sd-lineage", help="FID against CLIP score over guidance 1.5-8 of each stage of the v1.x "
+                             "lineage in miniature (the SD model cards' plot, notebook 05); writes a CSV file")
+    lineage.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders of lab-sd1-32px, lab-sd1-64px and "
+                         "lab-sd1-cfg")
+    lineage.add_argument("--out", required=True, metavar="CSV", help="the CSV file to write")
+    lineage.add_argument("--num-samples", type=positive_int, default=None, help="held-out captions drawn per "
+                         "guidance scale (default: all 354)")
+    lineage.add_argument("--resamples", type=positive_int, default=200, help="bootstrap resamples of each interval")
+    _add_device_argument(lineage)
+    lineage.set_defaults(func=_sd_lineage)
+
+
+def _sd_lineage(args: argparse.Namespace) -> int:
+    from ldm_lab.versions.miniature import record_lineage
+
+    record_lineage(args.runs, args.out, num_samples=args.num_samples, num_resamples=args.resamples,
+                   device=args.device, report=lambda line: print(line, flush=True))
+    print(f"-> {args.out}")
+    return 0
+
+
 def _add_sdxl_tricks_command(sub: argparse._SubParsersAction) -> None:
     tricks = sub.add_parser("sdxl-tricks", help="score SDXL's training tricks (notebook 06): Tab. 2's three models, "
                             "the refiner's hand-off, crop cut-offs and bucket distortion; appends rows to "
@@ -917,6 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compression_curve_command(sub)
     _add_compression_sampling_command(sub)
     _add_compression_grids_command(sub)
+    _add_sd_lineage_command(sub)
     _add_sdxl_tricks_command(sub)
     _add_quality_arm_command(sub)
     _add_ablation_arm_command(sub)

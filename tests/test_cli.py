@@ -37,7 +37,7 @@ def test_data_info_table(capsys):
 
 def test_unknown_dataset_is_a_clear_error(capsys):
     assert main(["data", "fetch", "imagenet"]) == 2
-    assert "Valid datasets: emoji, emoji_base, fashion_mnist, shapes" in capsys.readouterr().err
+    assert "Valid datasets: emoji, emoji_base, emoji_multiscale, fashion_mnist, shapes" in capsys.readouterr().err
 
 
 def test_unknown_profile_says_what_to_choose():

@@ -129,5 +129,5 @@ def test_build_dataset_maps_val_to_the_held_out_split_and_checks_the_size():
     assert data.split == "val" and data[0]["image"].shape == (3, 32, 48)
     with pytest.raises(ValueError, match="square"):
         build_dataset("fashion_mnist", "train", (28, 32))
-    with pytest.raises(ValueError, match="Valid datasets: emoji, emoji_base, fashion_mnist, shapes"):
+    with pytest.raises(ValueError, match="Valid datasets: emoji, emoji_base, emoji_multiscale, fashion_mnist, shapes"):
         build_dataset("cifar", "train", (32, 32))

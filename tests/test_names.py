@@ -30,7 +30,7 @@ def test_unknown_name_error_lists_the_choices_and_the_advice():
     (get_sampler, "eulr", "unknown sampler 'eulr'. Did you mean 'euler'? Valid samplers: "),
     (check_profile, "laptp", "unknown profile 'laptp'. Did you mean 'laptop'? Valid profiles: smoke, laptop, gpu."),
     (lambda name: build_dataset(name, "train", (32, 32)), "emojis",
-     "unknown dataset 'emojis'. Did you mean 'emoji'? Valid datasets: emoji, emoji_base, fashion_mnist, shapes"),
+     "unknown dataset 'emojis'. Did you mean 'emoji'? Valid datasets: emoji, emoji_base, emoji_multiscale, fashion_mnist, shapes"),
 ])
 def test_every_registry_suggests_the_name_it_probably_meant(lookup, typo, expected):
     with pytest.raises(ValueError) as error:

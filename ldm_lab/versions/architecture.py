@@ -28,7 +28,7 @@ from ldm_lab.presets import Preset, build_preset, count_parameters, get_preset
 
 # The versions of notebook 05, in historical order, then the lab's own text-to-image models for scale.
 SD_VERSIONS: tuple[str, ...] = ("sd15", "sd15-inpaint", "sd21", "sd21-v", "sdxl-base", "sdxl-refiner", "sdxl-turbo")
-LAB_VERSIONS: tuple[str, ...] = ("lab-emoji", "lab-sdxl")
+LAB_VERSIONS: tuple[str, ...] = ("lab-sd1-like", "lab-sd1-inpaint", "lab-sd2-like", "lab-sdxl-like", "lab-emoji", "lab-sdxl")
 # Text towers known by their shape (width, blocks): the CLIP models the SD checkpoints ship.
 KNOWN_TOWERS: dict[tuple[int, int], str] = {(768, 12): "CLIP ViT-L/14", (1024, 24): "OpenCLIP ViT-H/14",
                                             (1280, 32): "OpenCLIP ViT-bigG/14"}
