@@ -197,23 +197,30 @@ def _error_bars(table: pd.DataFrame, column: str) -> list[pd.Series]:
     return [(value - table[f"{column}_ci_low"]).clip(lower=0), (table[f"{column}_ci_high"] - value).clip(lower=0)]
 
 
-def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None = None,
+def fid_vs_clip_score(table: pd.DataFrame, *, real: Mapping[str, float] | None = None, by: str | None = None,
                       save: str | Path | None = None) -> Figure:
     """The Stable Diffusion model cards' curve: FID against CLIP score, one point per guidance scale (labelled),
-    with the bootstrap intervals of ``ldm_lab.metrics.guidance_sweep``'s table as error bars. ``real``: the
-    real-vs-real row (``ldm_lab.metrics.calibration.real_vs_real_point``), drawn as a line at its FID over a band
-    at its interval: the floor of FID at this N. (Its CLIP score is left out: real pairs set their own scale.)"""
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    clip, fid = table["clip_score"], table["fid"]
-    ax.errorbar(clip, fid, xerr=_error_bars(table, "clip_score"), yerr=_error_bars(table, "fid"), marker="o",
-                capsize=2, linewidth=1, label="generated")
-    for _, row in table.iterrows():
-        ax.annotate(f"w={row['guidance_scale']:g}", (row["clip_score"], row["fid"]), fontsize=7,
-                    textcoords="offset points", xytext=(4, 4))
+    with the bootstrap intervals of ``ldm_lab.metrics.guidance_sweep``'s table as error bars; ``by``: a column
+    whose values each get a curve of their own (the cards' one curve per checkpoint), labelled at both ends.
+    ``real``: the real-vs-real row (``ldm_lab.metrics.calibration.real_vs_real_point``), drawn as a line at its
+    FID over a band at its interval: the floor of FID at this N. (Its CLIP score is left out: real pairs set
+    their own scale.)"""
+    fig, ax = plt.subplots(figsize=(5.2 if by is None else 6.4, 3.8 if by is None else 4.4))
+    groups = [(None, table)] if by is None else list(table.groupby(by, sort=False))
+    for index, (name, rows) in enumerate(groups):
+        rows = rows.sort_values("guidance_scale")
+        ax.errorbar(rows["clip_score"], rows["fid"], xerr=_error_bars(rows, "clip_score"),
+                    yerr=_error_bars(rows, "fid"), marker="o", capsize=2, linewidth=1, color=f"C{index}",
+                    label="generated" if name is None else str(name))
+        labelled = rows if by is None else rows.iloc[[0, -1]]
+        for _, row in labelled.iterrows():
+            ax.annotate(f"w={row['guidance_scale']:g}", (row["clip_score"], row["fid"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, 4), color=f"C{index}")
     if real is not None:
-        ax.axhspan(real["fid_ci_low"], real["fid_ci_high"], color="C2", alpha=0.2, linewidth=0)
-        ax.axhline(real["fid"], color="C2", linestyle="--", linewidth=1,
+        ax.axhspan(real["fid_ci_low"], real["fid_ci_high"], color="C7", alpha=0.2, linewidth=0)
+        ax.axhline(real["fid"], color="C7", linestyle="--", linewidth=1,
                    label=f"real vs real, {real['num_samples']} images (95% CI shaded)")
+    if real is not None or by is not None:
         ax.legend(fontsize=7, loc="best")
     space, encoder, n = table["feature_space"].iloc[0], table["clip_encoder"].iloc[0], table["num_samples"].iloc[0]
     ax.set(xlabel=f"CLIP score ({encoder}) → better prompt adherence", ylabel=f"FID ({space} features)",

@@ -144,6 +144,19 @@ def box_controls(kinds: Sequence[str], kind: int = 0, box: tuple[float, float, f
             **sampling_controls(**sampling)}
 
 
+def inpainting_controls(held_out_names: Sequence[str], prompt: str, index: int = 0,
+                        mask: tuple[float, float, float, float] = (0.25, 0.25, 0.75, 0.75), **sampling) -> Controls:
+    """An image to inpaint (its value is the index into ``held_out_names``), the mask's (top, left, bottom, right)
+    edges in [0, 1], the prompt (applied on Enter), then ``sampling_controls(**sampling)`` (notebook 05)."""
+    options = [(name, i) for i, name in enumerate(held_out_names)]
+    edges = {name: widgets.FloatSlider(value=value, min=0.0, max=1.0, step=0.0625, description=name,
+                                       continuous_update=False)
+             for name, value in zip(("top", "left", "bottom", "right"), mask)}
+    return {"index": widgets.Dropdown(options=options, value=index, description="image"), **edges,
+            "prompt": widgets.Text(value=prompt, description="prompt", continuous_update=False),
+            **sampling_controls(**sampling)}
+
+
 # ------------------------------------------------------------------------------ autoencoders (notebook 02)
 def first_stage_explorer(reconstructions: Mapping[tuple[str, int], Reconstructions], *, regularizer: str = "kl",
                          f: int = 8, index: int = 0) -> widgets.VBox:
