@@ -15,7 +15,7 @@ endif
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup data run refresh test lab compression-ablation
+.PHONY: setup data run refresh test lab compression-ablation sd-versions
 
 setup: $(STAMP)
 
@@ -60,3 +60,17 @@ compression-ablation: data
 		--num-samples 64 --out data/results/compression_sampling.csv
 	$(VENV)/bin/ldm-lab compression-grids $(foreach f,$(FACTORS),$(ABLATION_RUNS)/lab-ldm-$(f)) --steps 250 1500 \
 		--out data/results/compression_ablation_grids.png
+
+# The Stable Diffusion versions in miniature (notebook 05), retrained from scratch: the SD1-, SD2- (and its zero-
+# terminal-SNR twin) and SDXL-like models at matched steps and the inpainting model fine-tuned from the SD1-like
+# one, shipped to data/checkpoints; then the v1.x lineage (32², 64², caption dropout), whose stages are measured
+# where they trained (the model cards' FID-vs-CLIP-score curves) and not shipped. Laptop profile, 2-core CPU:
+# about 1 h 30 min.
+SD_RUNS ?= build/runs/sd-versions
+sd-versions: data
+	$(VENV)/bin/ldm-lab ship lab-sd1-like lab-sd2-like lab-sd2-like-ztsnr lab-sdxl-like lab-sd1-inpaint --jobs 2 \
+		--runs $(SD_RUNS)
+	$(VENV)/bin/ldm-lab train lab-sd1-32px --first-stage lab-autoencoder --out $(SD_RUNS)/lab-sd1-32px
+	$(VENV)/bin/ldm-lab train lab-sd1-64px --init-from $(SD_RUNS)/lab-sd1-32px --out $(SD_RUNS)/lab-sd1-64px
+	$(VENV)/bin/ldm-lab train lab-sd1-cfg --init-from $(SD_RUNS)/lab-sd1-64px --out $(SD_RUNS)/lab-sd1-cfg
+	$(VENV)/bin/ldm-lab sd-lineage $(foreach s,32px 64px cfg,$(SD_RUNS)/lab-sd1-$(s)) --out data/results/sd_lineage.csv
