@@ -27,7 +27,7 @@ from ldm_lab.tasks.targets.recipes import EMOJI_TRAIN
 
 VERSION_STEPS = {"smoke": 20, "laptop": 10_000, "gpu": 50_000}  # each of the three versions
 LINEAGE_STEPS = {profile: max(1, steps // 3) for profile, steps in VERSION_STEPS.items()}  # each lineage stage
-INPAINT_STEPS = {"smoke": 20, "laptop": 1000, "gpu": 20_000}
+INPAINT_STEPS = {"smoke": 20, "laptop": 3000, "gpu": 20_000}
 VERSIONS_TRAIN = replace(EMOJI_TRAIN, checkpoint_every=250, sample_every=1000)
 VERSION_TASK = DiffusionTask(sample_prompts=EMOJI_PROMPTS, guidance_scale=3.0)
 
