@@ -129,7 +129,7 @@ def test_widened_model_starts_out_computing_what_its_text_model_computed():
     context = text.condition({"caption": ["red apple", "sun"]})["context"]
     assert torch.allclose(text(x, t, context=context),
                           inpainter(x, t, context=context, concat=torch.randn(2, 5, 16, 16)), atol=1e-6)
-    with pytest.raises(ValueError, match="only\nmore input channels|more input channels"):
+    with pytest.raises(ValueError, match="only more input channels can be added"):
         widened_input(inpainter.state_dict(), text)
 
 

@@ -41,3 +41,17 @@ def test_image_controls_pass_the_controls_values_to_the_draw_function():
     box = widgets.image_controls(draw, controls)
     controls["steps"].value = 6
     assert seen == [("red apple", 4, 2.0, 1), ("red apple", 6, 2.0, 1)] and box.png() is not None
+
+
+def test_inpainting_controls_pass_image_mask_edges_prompt_and_sampling():
+    seen = []
+
+    def draw(index, top, left, bottom, right, prompt, steps, guidance_scale, seed) -> torch.Tensor:
+        seen.append((index, top, left, bottom, right, prompt, steps, seed))
+        return torch.zeros(1, 3, 8, 8)
+
+    controls = widgets.inpainting_controls(["cat face", "sun"], "a cat", steps=4, seed=2)
+    widgets.image_controls(draw, controls)
+    controls["index"].value, controls["top"].value = 1, 0.5
+    assert seen == [(0, 0.25, 0.25, 0.75, 0.75, "a cat", 4, 2), (1, 0.25, 0.25, 0.75, 0.75, "a cat", 4, 2),
+                    (1, 0.5, 0.25, 0.75, 0.75, "a cat", 4, 2)]
