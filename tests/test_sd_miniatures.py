@@ -13,7 +13,7 @@ from ldm_lab.presets import get_preset, parameter_counts
 from ldm_lab.tasks.inpainting import (InpaintingTask, boundary, centre_masks, inpainting_input, latent_mask, paste,
                                       random_masks, seam_energy, widened_input)
 from ldm_lab.versions.inpainting import masked_crops
-from ldm_lab.versions.miniature import (LINEAGE, at_size, brightness, darkest_reached, lineage_verdicts,
+from ldm_lab.versions.miniature import (LINEAGE, at_size, brightness, brightness_verdict, lineage_verdicts,
                                         x0_estimates)
 
 needs_emoji = pytest.mark.skipif(not emoji.is_available(), reason="emoji data not fetched: run `ldm-lab data fetch "
@@ -191,13 +191,14 @@ def test_lineage_verdicts_follow_the_interval_rule():
     assert "w = 3, 8" in verdicts[f"{LINEAGE[2]} has a lower FID than {LINEAGE[1]}"].evidence
 
 
-def test_darkest_reached_counts_prompts_decided_by_the_interval_rule():
+def test_brightness_verdict_counts_prompts_decided_by_the_interval_rule():
     def row(name, prompt, gap, half):
         return {"model": name, "prompt": prompt, "gap": gap, "gap_ci_low": gap - half, "gap_ci_high": gap + half}
     table = pd.DataFrame([row("eps", "a", 0.30, 0.02), row("v", "a", 0.05, 0.02),
                           row("eps", "b", 0.20, 0.10), row("v", "b", -0.15, 0.10),
                           row("eps", "c", -0.01, 0.02), row("v", "c", 0.20, 0.02)])
-    verdict = darkest_reached(table, "v", "eps", ("a", "b", "c"))
+    verdict = brightness_verdict(table, "v", "eps", ("a", "b", "c"))
     assert verdict.holds is None and "1 of 3" in verdict.evidence   # closer on a, farther on c, b overlaps
-    assert darkest_reached(table, "v", "eps", ("a", "b")).holds is True
-    assert dataclasses.asdict(verdict)["claim"].startswith("v draws")
+    assert brightness_verdict(table, "v", "eps", ("a", "b")).holds is True
+    assert dataclasses.asdict(verdict)["claim"] == "v draws the dark emoji closer to their real brightness than eps"
+    assert "white emoji" in brightness_verdict(table, "v", "eps", ("a",), which="white").claim

@@ -113,20 +113,20 @@ def brightness_table(models: Mapping[str, LatentDiffusion], prompts: Sequence[st
     return pd.DataFrame(rows)
 
 
-def darkest_reached(table: pd.DataFrame, model: str, other: str, dark: Sequence[str]) -> Verdict:
-    """Does ``model`` come closer than ``other`` to the real brightness of the dark emoji? Per prompt, their
-    absolute gaps by the one rule; the claim holds when ``model`` is closer with intervals apart on more prompts
-    than ``other`` is."""
+def brightness_verdict(table: pd.DataFrame, model: str, other: str, prompts: Sequence[str],
+                       which: str = "dark") -> Verdict:
+    """Does ``model`` come closer than ``other`` to the real brightness of the ``which`` emoji ``prompts``? Per
+    prompt, their absolute gaps by the one rule; the claim holds when ``model`` is closer with intervals apart on
+    more prompts than ``other`` is."""
     closer, farther = [], []
-    for prompt in dark:
-        a = _abs_gap(table, model, prompt)
-        b = _abs_gap(table, other, prompt)
-        decided = above(b, a)
+    for prompt in prompts:
+        decided = above(_abs_gap(table, other, prompt), _abs_gap(table, model, prompt))
         (closer if decided else farther if decided is False else []).append(prompt)
     holds = None if len(closer) == len(farther) else len(closer) > len(farther)
-    return Verdict(f"{model} draws the dark emoji closer to their real brightness than {other}", holds,
-                   f"closer with intervals apart on {len(closer)} of {len(dark)} prompts ({', '.join(closer) or '-'}), "
-                   f"farther on {len(farther)} ({', '.join(farther) or '-'}); the others overlap")
+    return Verdict(f"{model} draws the {which} emoji closer to their real brightness than {other}", holds,
+                   f"closer with intervals apart on {len(closer)} of {len(prompts)} prompts "
+                   f"({', '.join(closer) or '-'}), farther on {len(farther)} ({', '.join(farther) or '-'}); the others "
+                   "overlap")
 
 
 def _abs_gap(table: pd.DataFrame, model: str, prompt: str) -> Estimate:
