@@ -10,11 +10,12 @@ import torch
 from ldm_lab.data import emoji
 from ldm_lab.models import LatentDiffusion, LatentDiffusionConfig
 from ldm_lab.presets import get_preset, parameter_counts
-from ldm_lab.tasks.inpainting import (InpaintingTask, boundary, centre_masks, inpainting_input, latent_mask, paste,
-                                      random_masks, seam_energy, widened_input)
+from ldm_lab.tasks.inpainting import (InpaintingTask, boundary, centre_masks, inpaint, inpaint_by_blending,
+                                      inpainting_input, latent_mask, paste, random_masks, seam_energy, widened_input)
+from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.versions.inpainting import masked_crops
-from ldm_lab.versions.miniature import (LINEAGE, at_size, brightness, brightness_verdict, lineage_verdicts,
-                                        x0_estimates)
+from ldm_lab.versions.miniature import (LINEAGE, at_size, brightness, brightness_verdict, interval_verdict,
+                                        lineage_verdicts, x0_estimates)
 
 needs_emoji = pytest.mark.skipif(not emoji.is_available(), reason="emoji data not fetched: run `ldm-lab data fetch "
                                                                    "emoji` (make test does)")
@@ -168,9 +169,22 @@ def test_brightness_is_mean_luma_in_unit_range():
     assert at_size(torch.zeros(2, 3, 32, 32), 64).shape == (2, 3, 64, 64)
 
 
-def test_x0_estimates_one_per_timestep():
-    estimates = x0_estimates(model("lab-sd2-like"), torch.zeros(2, 3, 64, 64), ["sun", "car"], (999, 500))
-    assert estimates.shape == (2, 2, 3, 64, 64) and estimates.abs().max() <= 1
+def test_x0_estimates_one_per_timestep_and_exact_for_a_perfect_v_model():
+    v_model = model("lab-sd2-like")
+    estimates = x0_estimates(v_model, torch.zeros(2, 3, 64, 64), ["sun", "car"], (999, 500))
+    assert estimates.shape == (2, 2, 3, 64, 64)
+    # a v-model that predicts v exactly recovers x0 at any timestep: x0 = sqrt(ab) x_t - sqrt(1 - ab) v
+    images = torch.rand(1, 3, 64, 64) * 2 - 1
+    torch.manual_seed(4)
+    z0 = v_model.encode(images)
+    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
+    def oracle(x_t, t, **cond):
+        ab = v_model.schedule.alpha_bar_at(t).view(-1, 1, 1, 1)
+        return ab.sqrt() * noise - (1 - ab).sqrt() * z0
+    v_model.forward = oracle
+    torch.manual_seed(4)
+    exact = x0_estimates(v_model, images, ["sun"], (900,), seed=0)[0]
+    assert torch.allclose(exact, v_model.decode(z0).clamp(-1, 1), atol=1e-4)
 
 
 def _sweep(model_name: str, fids, clips) -> pd.DataFrame:
@@ -202,3 +216,28 @@ def test_brightness_verdict_counts_prompts_decided_by_the_interval_rule():
     assert brightness_verdict(table, "v", "eps", ("a", "b")).holds is True
     assert dataclasses.asdict(verdict)["claim"] == "v draws the dark emoji closer to their real brightness than eps"
     assert "white emoji" in brightness_verdict(table, "v", "eps", ("a",), which="white").claim
+
+
+def test_mask_blending_with_nothing_masked_returns_the_image_through_the_first_stage():
+    text = model("lab-sd1-like")
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    torch.manual_seed(3)
+    through = text.decode(text.encode(images)).clamp(-1, 1)
+    torch.manual_seed(3)   # the same KL draw of the latent
+    kept = inpaint_by_blending(text, images, torch.zeros(2, 1, 64, 64), ["sun", "car"], SamplingSettings(steps=3))
+    assert torch.allclose(kept, through, atol=1e-5)
+
+
+def test_inpaint_refuses_a_model_without_the_mask_condition():
+    with pytest.raises(ValueError, match="not an inpainting model"):
+        inpaint(model("lab-sd1-like"), torch.zeros(1, 3, 64, 64), centre_masks(1, (64, 64)), ["sun"])
+
+
+def test_interval_verdict_compares_two_rows_by_their_intervals():
+    table = pd.DataFrame([{"method": "a", "fid": 10.0, "fid_ci_low": 8.0, "fid_ci_high": 12.0},
+                          {"method": "b", "fid": 20.0, "fid_ci_low": 15.0, "fid_ci_high": 25.0},
+                          {"method": "c", "fid": 13.0, "fid_ci_low": 11.0, "fid_ci_high": 16.0}])
+    assert interval_verdict(table, "method", "a", "b", "fid").holds is True
+    assert interval_verdict(table, "method", "b", "a", "fid").holds is False
+    assert interval_verdict(table, "method", "a", "c", "fid").holds is None
+    assert interval_verdict(table, "method", "b", "a", "fid", lower_is_better=False).holds is True

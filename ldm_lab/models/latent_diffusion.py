@@ -113,17 +113,21 @@ class LatentDiffusion(nn.Module):
         return self.latent_channels, height // f, width // f
 
     @property
+    def downsampling_factor(self) -> int:
+        """f of the first stage: image pixels per latent pixel along each side (1 for a pixel-space model)."""
+        return 1 if self.first_stage is None else self.first_stage.config.downsampling_factor
+
+    @property
     def size_multiple(self) -> int:
         """Image sides must be multiples of this: the first stage's f times the U-Net's total downsampling (each
         level but the last halves the latent), so every level's skip connection meets a feature map of its size."""
-        f = 1 if self.first_stage is None else self.first_stage.config.downsampling_factor
-        return f * 2 ** (len(self.preset.unet.channel_mult) - 1)
+        return self.downsampling_factor * 2 ** (len(self.preset.unet.channel_mult) - 1)
 
     def latent_shape_at(self, size: tuple[int, int]) -> tuple[int, int, int]:
         """(channels, height, width) of the latent of a ``size`` (height, width) image: ``latent_shape`` at the
         preset's resolution; other sizes only for a ``multi_aspect`` model."""
         self.check_size(tuple(size))
-        f = 1 if self.first_stage is None else self.first_stage.config.downsampling_factor
+        f = self.downsampling_factor
         return self.latent_channels, size[0] // f, size[1] // f
 
     def check_size(self, size: tuple[int, int]) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor
 from ldm_lab.conditioning import record_cross_attention, token_maps
 from ldm_lab.data.batching import split_aliases
 from ldm_lab.device import model_device
-from ldm_lab.diffusion import DiffusionLoss, SamplingSettings, sample
+from ldm_lab.diffusion import DiffusionLoss, ImageEdit, SamplingSettings, sample
 from ldm_lab.diffusion.parameterisation import add_noise
 from ldm_lab.models import LatentDiffusion
 from ldm_lab.tasks.latent_cache import has_cached_latents, sample_latents
@@ -42,7 +42,7 @@ def request(labels: Tensor | None = None, prompts: list[str] | None = None,
 def check_concat(model: LatentDiffusion, cond: Mapping[str, Tensor]) -> None:
     """A concatenated condition (a segmentation map) must cover the latent the model samples."""
     if "concat" in cond and tuple(cond["concat"].shape[-2:]) != model.latent_shape[1:]:
-        (height, width), f = model.preset.resolution, model.preset.resolution[0] // model.latent_shape[1]
+        (height, width), f = model.preset.resolution, model.downsampling_factor
         raise ValueError(f"the concatenated condition is {tuple(cond['concat'].shape[-2:])} at the latent's resolution "
                          f"(maps of {tuple(f * s for s in cond['concat'].shape[-2:])} pixels), but {model.preset.name} "
                          f"samples {height}x{width} images: pass maps of {height}x{width}.")
@@ -52,7 +52,8 @@ def check_concat(model: LatentDiffusion, cond: Mapping[str, Tensor]) -> None:
 def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor | None = None,
              prompts: list[str] | None = None, conditions: Mapping[str, Any] | None = None,
              settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None,
-             progress: bool = False, size: tuple[int, int] | None = None, decode: bool = True) -> Tensor:
+             progress: bool = False, size: tuple[int, int] | None = None, decode: bool = True,
+             edit: ImageEdit | None = None) -> Tensor:
     """Images ``[N, C, H, W]`` in [-1, 1]: noise -> sampler (with CFG when ``settings.guidance_scale != 1``) ->
     decoder (``decode=False``: the sampled latents z0, as the U-Net drew them). ``size``: (H, W), default the preset's resolution; other sizes need a ``multi_aspect`` model, and a
     model conditioned on sizes then gets ``target_size`` and ``original_size`` = ``size`` unless given (SDXL's
@@ -61,7 +62,8 @@ def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor |
     Conditions are ``labels``, ``prompts``, or any data-batch fields in ``conditions`` (``boxes`` and
     ``box_labels``, ``segmentation``, ``original_size`` ...); N is their count, or ``num`` for unconditional
     models. Noise is drawn from ``generator``, else from ``settings.seed`` (a CPU generator: the same images on
-    every device), else from torch's global generator."""
+    every device), else from torch's global generator. ``edit``: start from given latents instead of noise
+    (SDEdit by strength, inpainting by mask blending; ``ldm_lab.diffusion.ImageEdit``)."""
     batch = request(labels, prompts, conditions)
     model.check_request(batch)
     size = tuple(model.preset.resolution) if size is None else tuple(size)
@@ -82,7 +84,8 @@ def generate(model: LatentDiffusion, num: int | None = None, *, labels: Tensor |
     noise = torch.randn(num, *latent_shape, generator=generator).to(device)
     x0 = sample(model, noise, settings, schedule=model.schedule, prediction=model.preset.prediction.value,
                 clip_x0=1.0 if model.first_stage is None else None, cond=cond,
-                uncond=model.unconditional(batch, num) if guided else None, generator=generator, progress=progress)
+                uncond=model.unconditional(batch, num) if guided else None, edit=edit, generator=generator,
+                progress=progress)
     return model.decode(x0).clamp(-1, 1) if decode else x0
 
 

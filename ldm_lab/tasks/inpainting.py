@@ -24,9 +24,9 @@ from torch import Tensor, nn
 
 from ldm_lab.conditioning.inpainting import INPAINT_KEY
 from ldm_lab.device import model_device
-from ldm_lab.diffusion import ImageEdit, SamplingSettings, sample
+from ldm_lab.diffusion import ImageEdit, SamplingSettings
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.tasks.diffusion import DiffusionTask, request
+from ldm_lab.tasks.diffusion import DiffusionTask, generate
 
 FULL_MASK_RATE = 0.25  # SD-inpainting: "in 25% we mask everything"
 INPUT_CONV = "unet.conv_in.weight"  # the only weight that sees the U-Net's input channels
@@ -69,7 +69,7 @@ def random_masks(num: int, size: tuple[int, int], cell: int = 1, side: tuple[flo
 
 def latent_mask(model: LatentDiffusion, masks: Tensor) -> Tensor:
     """The mask at the latent's resolution: a latent cell is masked if any of its f x f pixels is."""
-    f = model.preset.resolution[0] // model.latent_shape[1]
+    f = model.downsampling_factor
     return F.max_pool2d(masks.float(), f) if f > 1 else masks.float()
 
 
@@ -94,14 +94,10 @@ class InpaintingTask(DiffusionTask):
     def training_inputs(self, model: LatentDiffusion, batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
         z0 = self.clean_latents(model, batch)  # measures the latent scale on a fresh run's first batch
         images = batch["image"]
-        masks = random_masks(len(images), tuple(images.shape[-2:]), cell=self.cell(model),
+        masks = random_masks(len(images), tuple(images.shape[-2:]), cell=model.downsampling_factor,
                              full_rate=self.full_mask_rate)
         batch = {**batch, INPAINT_KEY: inpainting_input(model, images, masks)}
         return z0, model.condition(self.with_aliases(batch), len(z0), dropout=True)
-
-    @staticmethod
-    def cell(model: LatentDiffusion) -> int:
-        return model.preset.resolution[0] // model.latent_shape[1]
 
     def batch_fields(self, model: LatentDiffusion) -> tuple[str, ...]:
         return (*super().batch_fields(model), "image")
@@ -129,11 +125,11 @@ def inpaint(model: LatentDiffusion, images: Tensor, masks: Tensor, prompts: list
             settings: SamplingSettings = SamplingSettings(), generator: torch.Generator | None = None) -> Tensor:
     """Fill the masked region with the inpainting model (images [-1, 1], masks 1 = fill): its output as it is,
     the known region redrawn by the model (SD's pipeline returns it so; ``paste`` puts the original back)."""
-    if "inpaint" not in model.condition_keys:
+    if INPAINT_KEY not in model.condition_keys:
         raise ValueError(f"{model.preset.name} is not an inpainting model (it takes no mask): use "
                          "inpaint_by_blending(model, ...) for it, or an inpainting model such as lab-sd1-inpaint.")
-    batch = request(prompts=prompts, conditions={INPAINT_KEY: inpainting_input(model, images, masks)})
-    return _draw(model, batch, len(images), settings, generator)
+    conditions = {INPAINT_KEY: inpainting_input(model, images, masks)}
+    return generate(model, prompts=list(prompts), conditions=conditions, settings=settings, generator=generator)
 
 
 @torch.no_grad()
@@ -144,18 +140,7 @@ def inpaint_by_blending(model: LatentDiffusion, images: Tensor, masks: Tensor, p
     known region of the latent is replaced by the image's latent noised to the next level."""
     latents = model.encode(images)
     edit = ImageEdit(latents, mask=latent_mask(model, masks.to(latents)))
-    return _draw(model, request(prompts=prompts), len(images), settings, generator, edit)
-
-
-def _draw(model: LatentDiffusion, batch: dict, num: int, settings: SamplingSettings,
-          generator: torch.Generator | None, edit: ImageEdit | None = None) -> Tensor:
-    generator = settings.generator() if generator is None else generator
-    noise = torch.randn(num, *model.latent_shape, generator=generator).to(model_device(model))
-    guided = settings.guidance_scale != 1.0
-    x0 = sample(model, noise, settings, schedule=model.schedule, prediction=model.preset.prediction.value,
-                cond=model.condition(batch, num), uncond=model.unconditional(batch, num) if guided else None,
-                edit=edit, generator=generator, progress=False)
-    return model.decode(x0).clamp(-1, 1)
+    return generate(model, prompts=list(prompts), settings=settings, generator=generator, edit=edit)
 
 
 def paste(generated: Tensor, images: Tensor, masks: Tensor) -> Tensor:

@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ldm_lab.compression.verdicts import Verdict
-from ldm_lab.data import build_dataset
 from ldm_lab.device import resolve_device
 from ldm_lab.conditioning.findings import Estimate, above
 from ldm_lab.diffusion import SamplingSettings
@@ -29,7 +28,7 @@ from ldm_lab.diffusion.parameterisation import add_noise, prediction_to_x0
 from ldm_lab.metrics import DualEncoder, extract_features, lab_clip_encoder, mean_interval, to_uint8
 from ldm_lab.metrics.adherence import guidance_sweep
 from ldm_lab.models import LatentDiffusion
-from ldm_lab.quality.benchmark import FEATURE_SPACE, score
+from ldm_lab.quality.benchmark import FEATURE_SPACE, held_out_captions, score
 from ldm_lab.shipping import load_trained
 from ldm_lab.tasks.diffusion import generate
 
@@ -66,7 +65,8 @@ def version_table(models: Mapping[str, LatentDiffusion], captions: Sequence[str]
                   encoder: DualEncoder, settings: SamplingSettings, *, seed: int = 0,
                   num_resamples: int = 200) -> tuple[pd.DataFrame, dict[str, Tensor]]:
     """One row per model: KID, FID (lab-clip features, against the uint8 ``real`` images) and CLIP score of one
-    image per caption, each with its bootstrap 95 % interval, and seconds per image; and the images by model."""
+    image per caption, each with its bootstrap 95 % interval, and seconds per image; and the images by model.
+    Beside it: ``ldm_lab.quality.benchmark.real_row``, training-split emoji scored the same way."""
     real_features = extract_features(real, FEATURE_SPACE)
     rows, images = [], {}
     for name, model in models.items():
@@ -78,14 +78,6 @@ def version_table(models: Mapping[str, LatentDiffusion], captions: Sequence[str]
         rows.append({"model": name, "prediction": model.preset.prediction.value,
                      "seconds_per_image": seconds, **scores})
     return pd.DataFrame(rows), images
-
-
-def real_row(images: Tensor, captions: Sequence[str], real: Tensor, encoder: DualEncoder,
-             num_resamples: int = 200) -> dict:
-    """``version_table``'s row for real uint8 ``images`` (another split, the same N) against ``real``: the floor
-    each metric has at this N."""
-    return {"model": "real vs real", **score(images, captions, extract_features(real, FEATURE_SPACE), encoder,
-                                             num_resamples)}
 
 
 # ----------------------------------------------------------------------------------- eps vs v: brightness
@@ -208,26 +200,17 @@ def _scales_better(sweep: pd.DataFrame, model: str, other: str) -> list[float] |
             if above(Estimate.of(b.loc[w], "fid"), Estimate.of(a.loc[w], "fid"))]
 
 
-def by_model(table: pd.DataFrame, metric: str, lower_is_better: bool = True) -> Callable[[str, str], bool | None]:
-    """``compare(a, b)``: the one rule on ``metric`` of two rows of a ``version_table``: True when ``a`` is better
-    with intervals apart, False when worse, None when they overlap."""
-    rows = table.set_index("model")
-
-    def compare(a: str, b: str) -> bool | None:
-        first, second = Estimate.of(rows.loc[a], metric), Estimate.of(rows.loc[b], metric)
-        return above(second, first) if lower_is_better else above(first, second)
-
-    return compare
+def interval_verdict(table: pd.DataFrame, key: str, a: str, b: str, metric: str, lower_is_better: bool = True
+                     ) -> Verdict:
+    """"``a`` is better than ``b`` on ``metric``" for two rows of a table (found by their ``key`` column) with
+    ``<metric>_ci_low`` / ``_ci_high`` columns, by the one rule: intervals apart decide, overlapping ones do not."""
+    rows = table.set_index(key)
+    first, second = Estimate.of(rows.loc[a], metric), Estimate.of(rows.loc[b], metric)
+    holds = above(second, first) if lower_is_better else above(first, second)
+    return Verdict(f"{a} beats {b} on {metric}", holds, f"{first} vs {second}", metric)
 
 
 LINEAGE_SAMPLING = SamplingSettings(steps=20)  # the package's sampler (DPM-Solver++ 2M, trailing), 20 steps
-
-
-def held_out_emoji(size: int = 64) -> tuple[Tensor, list[str]]:
-    """Every held-out emoji (uint8 [N, 3, size, size]) and its caption: what the versions are measured against."""
-    data = build_dataset("emoji", "val", (size, size))
-    items = [data[i] for i in range(len(data))]
-    return to_uint8(torch.stack([item["image"] for item in items])), [item["caption"] for item in items]
 
 
 def record_lineage(run_dirs: Sequence[str | Path], out: str | Path, *, num_samples: int | None = None,
@@ -245,7 +228,7 @@ def record_lineage(run_dirs: Sequence[str | Path], out: str | Path, *, num_sampl
             raise ValueError(f"{run_dir} trained {run.target.name}, not a stage of the v1.x lineage "
                              f"({', '.join(LINEAGE)}): pass the run folders of those targets.")
         models[run.target.name] = run.model.eval()
-    real, captions = held_out_emoji()
+    real, captions = held_out_captions(1)
     captions = captions[:num_samples] if num_samples else captions
     sweep = lineage_sweep(models, captions, real, lab_clip_encoder(device), settings, scales,
                           num_resamples=num_resamples)

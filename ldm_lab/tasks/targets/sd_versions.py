@@ -7,8 +7,8 @@
   describe. ``lab-sd2-like-ztsnr`` (the same budget) adds zero terminal SNR to the SD2-like model.
 * **The v1.x lineage** (SD v1-1 to v1-3: 256² pretraining, 512² continuation, then 10 % text dropout): the SD1-like
   model pretrained at 32² (``lab-sd1-32px``), continued at 64² (``lab-sd1-64px``), continued again with 10 %
-  caption dropout (``lab-sd1-cfg``), each stage a third of the matched budget, so the lineage as a whole costs
-  less than one of the three versions (its first third runs on 8x8 latents).
+  caption dropout (``lab-sd1-cfg``), each stage a third of the matched steps, so the lineage as a whole does
+  less U-Net work than one of the three versions (its first third runs on 8x8 latents).
 * **1.5-inpainting**: ``lab-sd1-inpaint`` fine-tuned from a trained ``lab-sd1-like`` with its 5 new input channels
   starting at zero (so it starts out computing what the text model computes), on random masks
   (``ldm_lab.tasks.inpainting``).
