@@ -1,11 +1,12 @@
 """The Stable Diffusion versions in miniature, measured (notebook 05): the three versions at matched compute, what
-eps- and v-prediction do to brightness, the v1.x lineage's guidance curves, and inpainting two ways.
+eps- and v-prediction do to brightness, and the v1.x lineage's guidance curves (inpainting:
+``ldm_lab.versions.inpainting``).
 
-    table = version_table(models, captions, real, encoder, settings)   # FID, KID, CLIP score with intervals
+    table, images = version_table(models, captions, real, encoder, settings)  # FID, KID, CLIP score, intervals
     gaps = brightness_table(models, BRIGHTNESS_PROMPTS, real_by_caption, settings)
-    sweep = lineage_sweep(lineage_models, captions, real, LINEAGE_SCALES, encoder, settings)
+    sweep = lineage_sweep(lineage_models, captions, real, encoder, settings)   # guidance 1.5 ... 8
 
-The models are ``ldm_lab.presets.sd_versions``'; their training: ``ldm_lab.tasks.targets.sd_versions``.
+The models are ``ldm_lab.presets.sd_versions``; their training: ``ldm_lab.tasks.targets.sd_versions``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ldm_lab.compression.verdicts import Verdict
-from ldm_lab.device import resolve_device
 from ldm_lab.conditioning.findings import Estimate, above
+from ldm_lab.device import resolve_device
 from ldm_lab.diffusion import SamplingSettings
 from ldm_lab.diffusion.parameterisation import add_noise, prediction_to_x0
 from ldm_lab.metrics import DualEncoder, extract_features, lab_clip_encoder, mean_interval, to_uint8
